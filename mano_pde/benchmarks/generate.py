@@ -1,0 +1,173 @@
+"""Benchmark of the Darcy data pipeline against bare scipy solves of the same matrices.
+
+``mano-pde benchmark generate`` measures, per grid size, the wall time per sample of the full pipeline
+(:func:`mano_pde.data.generate_darcy` with one worker: random field, permeability map, assembly, SuperLU
+factorisation and solve, shard and netCDF writing) and of a bare ``scipy.sparse.linalg.splu(A).solve(b)`` of
+the very same matrices, in the same process. ``--orderings`` also times SuperLU's column orderings (the
+evidence behind :data:`solvers.DEFAULT_PERMC_SPEC`), and ``--preset-run NAME`` times a whole preset with
+``--workers`` processes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import platform
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+__all__ = ["add_arguments", "run", "benchmark_pipeline", "benchmark_orderings", "benchmark_preset"]
+
+log = logging.getLogger(__name__)
+
+_DEFAULT_SIZES = (65, 129, 257, 421)
+
+
+def _n_for(s: int, budget_s: float) -> int:
+    """Samples to time at size ``s`` so that each size takes roughly ``budget_s`` seconds."""
+    per_sample = 0.7 * (s / 421.0) ** 2.6 + 2e-3  # rough fit of SuperLU times on this class of machine
+    return int(max(3, min(400, budget_s / per_sample)))
+
+
+def benchmark_pipeline(sizes: tuple[int, ...] = _DEFAULT_SIZES, budget_s: float = 10.0, seed: int = 0) -> list[dict]:
+    """Per-sample wall time of the generation pipeline and of bare solves, per grid size."""
+    import numpy as np
+    import scipy.sparse.linalg as spla
+
+    from mano_pde.data import DarcyConfig, generate_darcy, generate_sample
+    from mano_pde.data.generate import sample_rng
+    from solvers import DEFAULT_PERMC_SPEC, assemble_darcy, piecewise_constant_map, sample_grf
+
+    records = []
+    for s in sizes:
+        n = _n_for(s, budget_s)
+        config = DarcyConfig(n_samples=n, resolution=s, seed=seed)
+        generate_sample(config, 0)  # warm up imports and caches
+        with tempfile.TemporaryDirectory() as tmp:
+            t0 = time.perf_counter()
+            generate_darcy(config, Path(tmp) / "bench.nc", workers=1, progress=False)
+            pipeline = (time.perf_counter() - t0) / n
+        bare = 0.0
+        for i in range(n):
+            a = piecewise_constant_map(sample_grf(s, sample_rng(seed, i)))
+            A, b = assemble_darcy(a)
+            t0 = time.perf_counter()
+            x = spla.splu(A, permc_spec=DEFAULT_PERMC_SPEC).solve(b)
+            bare += time.perf_counter() - t0
+            assert np.isfinite(x).all()
+        bare /= n
+        rec = {"resolution": s, "n_samples": n, "pipeline_s": pipeline, "bare_solve_s": bare, "ratio": pipeline / bare}
+        log.info("%s", rec)
+        records.append(rec)
+    return records
+
+
+def benchmark_orderings(sizes: tuple[int, ...] = (129, 257, 421), repeats: int = 3, seed: int = 0) -> list[dict]:
+    """Time SuperLU's column orderings on benchmark matrices (median of ``repeats`` factorise-and-solve)."""
+    import numpy as np
+    import scipy.sparse.linalg as spla
+
+    from mano_pde.data.generate import sample_rng
+    from solvers import assemble_darcy, piecewise_constant_map, sample_grf
+
+    records = []
+    for s in sizes:
+        A, b = assemble_darcy(piecewise_constant_map(sample_grf(s, sample_rng(seed, 0))))
+        for spec in ("MMD_AT_PLUS_A", "COLAMD", "MMD_ATA", "NATURAL"):
+            if spec == "NATURAL" and s > 257:
+                continue  # minutes per solve: far off the others
+            times, fill = [], 0
+            for _ in range(repeats):
+                t0 = time.perf_counter()
+                lu = spla.splu(A, permc_spec=spec)
+                lu.solve(b)
+                times.append(time.perf_counter() - t0)
+                fill = lu.L.nnz + lu.U.nnz
+            records.append({"resolution": s, "permc_spec": spec, "time_s": float(np.median(times)), "lu_nnz": fill})
+            log.info("%s", records[-1])
+    return records
+
+
+def benchmark_preset(name: str, workers: int, output: str | None = None) -> dict:
+    """Wall time of generating a whole preset with ``workers`` processes."""
+    from mano_pde.data import generate_darcy, get_preset
+
+    config = get_preset(name)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(output) if output else Path(tmp) / f"{name}.nc"
+        t0 = time.perf_counter()
+        generate_darcy(config, path, workers=workers, overwrite=True, progress=True)
+        wall = time.perf_counter() - t0
+        size = path.stat().st_size
+    return {
+        "preset": name,
+        "n_samples": config.n_samples,
+        "resolution": config.resolution,
+        "workers": workers,
+        "wall_s": wall,
+        "file_bytes": size,
+    }
+
+
+def _machine() -> dict[str, Any]:
+    import numpy
+    import scipy
+
+    cpu = platform.processor()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "python": platform.python_version(),
+        "numpy": numpy.__version__,
+        "scipy": scipy.__version__,
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+    }
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--sizes", type=int, nargs="+", default=list(_DEFAULT_SIZES), help="grid sizes")
+    parser.add_argument("--budget", type=float, default=10.0, help="approximate seconds per size")
+    parser.add_argument("--orderings", action="store_true", help="also time SuperLU column orderings")
+    parser.add_argument("--preset-run", metavar="PRESET", help="also time generating a whole preset")
+    parser.add_argument("--workers", type=int, default=2, help="workers for --preset-run")
+    parser.add_argument("--json", metavar="FILE", help="write all records as JSON")
+
+
+def run(args: argparse.Namespace) -> int:
+    out: dict[str, Any] = {"machine": _machine()}
+    rows = benchmark_pipeline(tuple(args.sizes), args.budget)
+    out["pipeline"] = rows
+    print(f"machine: {out['machine']}")
+    print("\n| grid | samples | pipeline s/sample | bare splu s/sample | ratio |\n|---|---|---|---|---|")
+    for r in rows:
+        print(
+            f"| {r['resolution']}² | {r['n_samples']} | {r['pipeline_s']:.4f} | {r['bare_solve_s']:.4f} "
+            f"| {r['ratio']:.3f} |"
+        )
+    if args.orderings:
+        out["orderings"] = benchmark_orderings()
+        print("\n| grid | permc_spec | factorise+solve s | nnz(L+U) |\n|---|---|---|---|")
+        for r in out["orderings"]:
+            print(f"| {r['resolution']}² | {r['permc_spec']} | {r['time_s']:.3f} | {r['lu_nnz']} |")
+    if args.preset_run:
+        rec = benchmark_preset(args.preset_run, args.workers)
+        out["preset"] = rec
+        print(
+            f"\npreset {rec['preset']}: {rec['n_samples']} samples at {rec['resolution']}² with "
+            f"{rec['workers']} workers: {rec['wall_s']:.1f} s ({rec['wall_s'] / 60:.2f} min), "
+            f"file {rec['file_bytes'] / 2**20:.0f} MiB"
+        )
+    if args.json:
+        Path(args.json).write_text(json.dumps(out, indent=2))
+    return 0

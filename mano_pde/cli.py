@@ -1,0 +1,215 @@
+"""The ``mano-pde`` command line: a thin layer over the Python API.
+
+Sub-commands import their back ends lazily, so ``mano-pde generate`` never loads torch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Callable, Sequence
+
+__all__ = ["main", "build_parser"]
+
+log = logging.getLogger("mano_pde")
+
+
+class CLIError(Exception):
+    """An error to report to the user in one line (exit status 2)."""
+
+
+# --------------------------------------------------------------------------------------------- generate
+def _add_generate(sub: argparse._SubParsersAction) -> None:
+    from .data.presets import DEFAULT_PRESET, PRESETS
+
+    p = sub.add_parser(
+        "generate",
+        help="generate a Darcy dataset (netCDF4)",
+        description="Solve -div(a grad u) = f on (0,1)^2, u = 0 on the boundary, for random permeabilities a. "
+        "Resumable: rerun the same command after an interruption. Presets: "
+        + "; ".join(f"{k}: {v.n_samples} samples at {v.resolution}^2" for k, v in PRESETS.items()),
+    )
+    p.add_argument("--preset", default=DEFAULT_PRESET, help=f"named preset (default {DEFAULT_PRESET})")
+    p.add_argument("--n-samples", type=int, help="number of samples")
+    p.add_argument("--resolution", type=int, help="grid points per direction, boundary included")
+    p.add_argument("--seed", type=int, help="root seed (sample i depends only on seed and i)")
+    p.add_argument("--alpha", type=float, help="GRF smoothness alpha")
+    p.add_argument("--tau", type=float, help="GRF inverse length scale tau")
+    p.add_argument("--map", dest="permeability_map", choices=("piecewise", "lognormal"), help="permeability map")
+    p.add_argument("--high", type=float, help="piecewise map: value where the field >= 0")
+    p.add_argument("--low", type=float, help="piecewise map: value where the field < 0")
+    p.add_argument("--sigma", type=float, help="lognormal map: a = exp(sigma * field)")
+    p.add_argument("--forcing", type=float, help="constant right-hand side f")
+    p.add_argument("--face", dest="face_average", choices=("harmonic", "arithmetic"), help="face averaging")
+    p.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
+    p.add_argument("--dtype", choices=("float32", "float64"), default="float32", help="storage precision")
+    p.add_argument("--chunk-size", type=int, help="samples per resumable chunk")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output / unfinished run")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("-o", "--output", required=True, help="output .nc file")
+    p.set_defaults(func=_cmd_generate)
+
+
+def _cmd_generate(args: argparse.Namespace) -> int:
+    from .data import describe, generate_darcy, get_preset, open_darcy
+
+    config = get_preset(args.preset).replace(
+        n_samples=args.n_samples,
+        resolution=args.resolution,
+        seed=args.seed,
+        alpha=args.alpha,
+        tau=args.tau,
+        permeability_map=args.permeability_map,
+        high=args.high,
+        low=args.low,
+        sigma=args.sigma,
+        forcing=args.forcing,
+        face_average=args.face_average,
+    )
+    path = generate_darcy(
+        config,
+        args.output,
+        workers=args.workers,
+        dtype=args.dtype,
+        chunk_size=args.chunk_size,
+        overwrite=args.overwrite,
+        progress=not args.no_progress,
+    )
+    with open_darcy(path) as ds:
+        print(f"{path}\n{describe(ds)}")
+    return 0
+
+
+# --------------------------------------------------------------------------------------------- info
+def _add_info(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "info",
+        help="summarise a Darcy file",
+        description="Dims, reachable resolutions, parameters and value ranges of a Darcy data file.",
+    )
+    p.add_argument("file")
+    p.add_argument("--resolution", type=int, help="summarise the view at this (reachable) resolution")
+    p.set_defaults(func=_cmd_info)
+
+
+def _cmd_info(args: argparse.Namespace) -> int:
+    from .data import describe, open_darcy
+
+    with open_darcy(args.file, args.resolution) as ds:
+        print(describe(ds))
+    return 0
+
+
+# --------------------------------------------------------------------------------------------- import
+def _add_import(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "import",
+        help="convert third-party Darcy data to the mano_pde schema",
+        description="Reads FNO-paper .mat files (MATLAB v5 or v7.3), neuraloperator darcy_*.pt files and "
+        "PDEBench 2D_DarcyFlow_*.hdf5 files.",
+    )
+    p.add_argument("src")
+    p.add_argument("-o", "--output", required=True)
+    p.add_argument("--dtype", choices=("float32", "float64"), default="float32")
+    p.add_argument("--high", type=float, default=12.0, help="value for True in boolean permeability masks")
+    p.add_argument("--low", type=float, default=3.0, help="value for False in boolean permeability masks")
+    p.add_argument("--overwrite", action="store_true")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=_cmd_import)
+
+
+def _cmd_import(args: argparse.Namespace) -> int:
+    from .data import describe, open_darcy
+    from .data.importers import import_darcy
+
+    path = import_darcy(
+        args.src,
+        args.output,
+        dtype=args.dtype,
+        overwrite=args.overwrite,
+        high=args.high,
+        low=args.low,
+        progress=not args.no_progress,
+    )
+    with open_darcy(path) as ds:
+        print(f"{path}\n{describe(ds)}")
+    return 0
+
+
+# --------------------------------------------------------------------------------------------- benchmark
+def _add_benchmark(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("benchmark", help="speed and memory benchmarks (results for BENCHMARKS.md)")
+    bsub = p.add_subparsers(dest="benchmark", required=True, metavar="{generate,scaling}")
+    for name, module, help_ in (
+        ("generate", "mano_pde.benchmarks.generate", "Darcy data pipeline vs bare scipy solves"),
+        ("scaling", "mano_pde.benchmarks.scaling", "time and peak memory of MANO, attention and FNO vs grid"),
+    ):
+        bp = bsub.add_parser(name, help=help_, description=help_)
+        _lazy_module_args(bp, module)
+
+
+def _lazy_module_args(parser: argparse.ArgumentParser, module: str) -> None:
+    """Let a benchmark module declare its own options (``add_arguments``) and run (``run``)."""
+    import importlib
+
+    try:
+        mod = importlib.import_module(module)
+    except ImportError as exc:  # e.g. an optional dependency missing: fail when used, not for every command
+        error = str(exc)
+
+        def unavailable(args: argparse.Namespace) -> int:
+            raise CLIError(f"{module} cannot be imported: {error}")
+
+        parser.set_defaults(func=unavailable)
+        return
+    mod.add_arguments(parser)
+    parser.set_defaults(func=mod.run)
+
+
+# --------------------------------------------------------------------------------------------- main
+_COMMANDS: tuple[Callable[[argparse._SubParsersAction], None], ...] = (
+    _add_generate,
+    _add_info,
+    _add_import,
+    _add_benchmark,
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from . import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="mano-pde",
+        description="Neural-operator surrogates of PDEs: Darcy data, MANO and zero-shot resolution transfer.",
+    )
+    parser.add_argument("--version", action="version", version=f"mano-pde {__version__}")
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv: debug)")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for add in _COMMANDS:
+        add(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``mano-pde`` console script."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=(logging.WARNING, logging.INFO, logging.DEBUG)[min(args.verbose + 1, 2)],
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+    from .data.schema import DarcyDataError
+
+    try:
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        print("interrupted: rerun the same command to resume", file=sys.stderr)
+        return 130
+    except (CLIError, DarcyDataError, FileNotFoundError, FileExistsError, ValueError) as exc:
+        print(f"mano-pde {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,239 @@
+"""The on-disk schema of mano_pde Darcy files and its streaming netCDF4 writer.
+
+A Darcy file is a netCDF4 (HDF5) file holding
+
+- ``a(sample, y, x)``: permeability, and ``u(sample, y, x)``: pressure, float32 (default) or float64,
+  zlib-compressed, chunked one sample per chunk;
+- coordinates ``x(x)``, ``y(y)`` on the node grid of [0, 1] (boundary included) and ``sample(sample)``;
+- global attributes with every generator or import parameter, package versions and history
+  (CF-1.8 conventions), plus the completeness marker ``mano_pde_complete = "yes"``, written last.
+
+The writer streams samples in chunks into a temporary file next to the target and renames it into place
+only after every sample was written, so a file under the final name is never partial. The schema is
+documented for users in ``datasets/README.md``.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import logging
+import os
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+__all__ = [
+    "SCHEMA",
+    "COMPLETE_ATTR",
+    "DarcyDataError",
+    "DarcyWriter",
+    "package_versions",
+    "utc_now",
+]
+
+log = logging.getLogger(__name__)
+
+#: Value of the global attribute ``mano_pde_schema``.
+SCHEMA = "mano_pde.darcy/1"
+#: Global attribute written last; readers refuse files without it.
+COMPLETE_ATTR = "mano_pde_complete"
+
+_VARIABLE_ATTRS = {
+    "a": {"long_name": "permeability (diffusion coefficient) a(x, y)", "units": "1"},
+    "u": {"long_name": "pressure u(x, y) solving -div(a grad u) = f, u = 0 on the boundary", "units": "1"},
+}
+_COORD_ATTRS = {
+    "x": {"long_name": "x coordinate of grid nodes (boundary included)", "units": "1", "axis": "X"},
+    "y": {"long_name": "y coordinate of grid nodes (boundary included)", "units": "1", "axis": "Y"},
+    "sample": {"long_name": "sample index (sample i is generated from (seed, i))", "units": "1"},
+}
+
+
+class DarcyDataError(ValueError):
+    """A Darcy data file or request is invalid (missing, truncated, foreign, or an unreachable grid)."""
+
+
+def utc_now() -> str:
+    """The current UTC time in ISO 8601 (seconds)."""
+    return _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat()
+
+
+def package_versions() -> dict[str, str]:
+    """Versions of the packages that shape the data (recorded in every file)."""
+    from importlib import metadata
+
+    out = {"python": sys.version.split()[0]}
+    for dist in ("mano-pde", "numpy", "scipy", "netCDF4", "xarray"):
+        try:
+            out[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            out[dist] = "not installed"
+    return out
+
+
+def _attr_value(v: Any) -> Any:
+    """netCDF attributes hold numbers, strings and 1-D numeric arrays; map everything else to str."""
+    if isinstance(v, bool):
+        return int(v)
+    if isinstance(v, (int, float, str, np.integer, np.floating)):
+        return v
+    if v is None:
+        return "none"
+    return str(v)
+
+
+class DarcyWriter:
+    """Stream Darcy samples into a new netCDF4 file, atomically.
+
+    Parameters
+    ----------
+    path : path-like
+        Final file name. Nothing appears under this name until :meth:`close` succeeds.
+    n_samples, resolution : int
+        Number of samples and grid points per direction.
+    attrs : mapping
+        Global attributes (generator or import parameters). Versions, schema and history are added.
+    dtype : {"float32", "float64"}
+        Storage precision of ``a`` and ``u``.
+    complevel : int
+        zlib level (1–9). Level 4 keeps writing well below the solver's cost (see BENCHMARKS.md).
+
+    Notes
+    -----
+    Use as a context manager: on an exception the temporary file is removed and the target is untouched.
+    Samples may be written in any order, but every sample must be written exactly once before closing.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike,
+        n_samples: int,
+        resolution: int,
+        attrs: Mapping[str, Any],
+        *,
+        dtype: str = "float32",
+        complevel: int = 4,
+    ) -> None:
+        import netCDF4
+
+        if dtype not in ("float32", "float64"):
+            raise ValueError(f"dtype must be 'float32' or 'float64', got {dtype!r}")
+        if n_samples < 1:
+            raise ValueError(f"n_samples must be >= 1, got {n_samples}")
+        self.path = Path(path)
+        self.n_samples = int(n_samples)
+        self.resolution = int(resolution)
+        self.dtype = np.dtype(dtype)
+        self._written = np.zeros(self.n_samples, dtype=bool)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
+        ds = netCDF4.Dataset(self._tmp, "w", format="NETCDF4")
+        self._ds = ds
+        s = self.resolution
+        ds.createDimension("sample", self.n_samples)
+        ds.createDimension("y", s)
+        ds.createDimension("x", s)
+        grid = np.linspace(0.0, 1.0, s)
+        for name in ("y", "x"):
+            var = ds.createVariable(name, "f8", (name,))
+            var[:] = grid
+            var.setncatts(_COORD_ATTRS[name])
+        var = ds.createVariable("sample", "i8", ("sample",))
+        var[:] = np.arange(self.n_samples)
+        var.setncatts(_COORD_ATTRS["sample"])
+        self._vars = {}
+        for name in ("a", "u"):
+            var = ds.createVariable(
+                name,
+                self.dtype,
+                ("sample", "y", "x"),
+                zlib=True,
+                complevel=int(complevel),
+                shuffle=True,
+                chunksizes=(1, s, s),
+            )
+            var.setncatts(_VARIABLE_ATTRS[name])
+            self._vars[name] = var
+        versions = package_versions()
+        glob: dict[str, Any] = {
+            "Conventions": "CF-1.8",
+            "title": "Darcy flow: permeability a and pressure u, -div(a grad u) = f on (0,1)^2, u = 0 on the boundary",
+            "institution": "generated with mano_pde",
+            "source": f"mano_pde {versions['mano-pde']}",
+            "references": (
+                "Li et al., Fourier Neural Operator for Parametric PDEs, arXiv:2010.08895 (Darcy benchmark); "
+                "Colagrande et al., Multipole Attention Neural Operator, arXiv:2507.02748"
+            ),
+            "mano_pde_schema": SCHEMA,
+            "resolution": s,
+            "n_samples": self.n_samples,
+            "grid": "node-based s x s grid of [0,1]^2 including the boundary, h = 1/(s-1)",
+        }
+        for k, v in attrs.items():
+            glob[k] = _attr_value(v)
+        for k, v in versions.items():
+            glob[f"version_{k.replace('-', '_')}"] = v
+        history = f"{utc_now()} {' '.join(sys.argv) if sys.argv and sys.argv[0] else 'mano_pde'}"
+        if "history" in attrs:
+            history = f"{attrs['history']}\n{history}"
+        glob["history"] = history
+        ds.setncatts(glob)
+
+    def write(self, start: int, a: np.ndarray, u: np.ndarray) -> None:
+        """Write samples ``start … start + len(a) - 1`` (arrays ``[k, s, s]``)."""
+        a = np.asarray(a)
+        u = np.asarray(u)
+        s = self.resolution
+        if a.ndim != 3 or a.shape[1:] != (s, s) or u.shape != a.shape:
+            raise ValueError(f"expected a and u of shape [k, {s}, {s}], got {a.shape} and {u.shape}")
+        stop = start + a.shape[0]
+        if start < 0 or stop > self.n_samples:
+            raise ValueError(f"samples {start}..{stop - 1} are outside 0..{self.n_samples - 1}")
+        self._vars["a"][start:stop] = a.astype(self.dtype, copy=False)
+        self._vars["u"][start:stop] = u.astype(self.dtype, copy=False)
+        self._written[start:stop] = True
+
+    @property
+    def n_written(self) -> int:
+        return int(self._written.sum())
+
+    def close(self) -> Path:
+        """Mark the file complete, flush it to disk and move it to its final name."""
+        if self._ds is None:
+            return self.path
+        missing = np.flatnonzero(~self._written)
+        if missing.size:
+            self.abort()
+            raise RuntimeError(
+                f"{missing.size} of {self.n_samples} samples were never written (first: {missing[0]}); "
+                "the file was not created"
+            )
+        self._ds.setncattr(COMPLETE_ATTR, "yes")
+        self._ds.close()
+        self._ds = None
+        with open(self._tmp, "rb+") as fh:
+            os.fsync(fh.fileno())
+        os.replace(self._tmp, self.path)
+        log.info("wrote %s (%d samples at %d^2)", self.path, self.n_samples, self.resolution)
+        return self.path
+
+    def abort(self) -> None:
+        """Discard the temporary file."""
+        if self._ds is not None:
+            try:
+                self._ds.close()
+            finally:
+                self._ds = None
+        self._tmp.unlink(missing_ok=True)
+
+    def __enter__(self) -> DarcyWriter:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()

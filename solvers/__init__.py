@@ -1,0 +1,36 @@
+"""Numerical PDE solvers and random fields (numpy + scipy only; importing this package never imports torch).
+
+Public API
+----------
+- :func:`sample_grf`, :func:`grf_spectrum`: Gaussian random fields ``N(0, (-Δ + τ² I)^(-α))``.
+- :func:`piecewise_constant_map`, :func:`lognormal_map`: permeability maps.
+- :func:`solve_darcy`, :func:`assemble_darcy`: finite-difference Darcy solver.
+"""
+
+from .darcy import (
+    DEFAULT_PERMC_SPEC,
+    FACE_AVERAGES,
+    assemble_darcy,
+    check_permeability,
+    solve_darcy,
+)
+from .random_fields import (
+    PERMEABILITY_MAPS,
+    grf_spectrum,
+    lognormal_map,
+    piecewise_constant_map,
+    sample_grf,
+)
+
+__all__ = [
+    "DEFAULT_PERMC_SPEC",
+    "FACE_AVERAGES",
+    "PERMEABILITY_MAPS",
+    "assemble_darcy",
+    "check_permeability",
+    "grf_spectrum",
+    "lognormal_map",
+    "piecewise_constant_map",
+    "sample_grf",
+    "solve_darcy",
+]
