@@ -13,6 +13,7 @@ definite and an M-matrix, so the discrete maximum principle holds.
 
 from __future__ import annotations
 
+import functools
 from typing import Literal
 
 import numpy as np
@@ -102,6 +103,28 @@ def _face_coefficients(a: np.ndarray, face: str) -> tuple[np.ndarray, np.ndarray
     return cx, cy
 
 
+@functools.lru_cache(maxsize=8)
+def _csc_pattern(m: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Sparsity pattern of the 5-point matrix on ``m × m`` interior nodes, computed once per grid size.
+
+    Returns the CSC ``indptr`` and ``indices`` and the permutation that puts the stencil values (ordered as
+    diagonal, east, west, north, south couplings, see :func:`assemble_darcy`) into CSC order. Assembly of a
+    new permeability then costs one gather instead of a COO-to-CSC conversion.
+    """
+    idx = np.arange(m * m).reshape(m, m)
+    ex_rows = idx[:, :-1].ravel()
+    ny_rows = idx[:-1, :].ravel()
+    rows = np.concatenate([idx.ravel(), ex_rows, ex_rows + 1, ny_rows, ny_rows + m])
+    cols = np.concatenate([idx.ravel(), ex_rows + 1, ex_rows, ny_rows + m, ny_rows])
+    order = np.lexsort((rows, cols))  # column-major, rows ascending within a column
+    indptr = np.zeros(m * m + 1, dtype=np.int32)
+    np.cumsum(np.bincount(cols, minlength=m * m), out=indptr[1:])
+    indices = rows[order].astype(np.int32)
+    for arr in (indptr, indices, order):
+        arr.setflags(write=False)
+    return indptr, indices, order
+
+
 def assemble_darcy(
     a: np.ndarray, f: float | np.ndarray = 1.0, *, face: FaceAverage = "harmonic"
 ) -> tuple[sp.csc_matrix, np.ndarray]:
@@ -135,16 +158,12 @@ def assemble_darcy(
     cs = cy[:-1, 1:-1]  # face between (i-1, j) and (i, j)
     cn = cy[1:, 1:-1]  # face between (i, j) and (i+1, j)
     diag = (cw + ce + cs + cn).ravel()
-    idx = np.arange(m * m).reshape(m, m)
     # Couplings between interior neighbours only; boundary neighbours are u = 0 and drop out.
-    ex_rows = idx[:, :-1].ravel()
-    ex_vals = -ce[:, :-1].ravel()
-    ny_rows = idx[:-1, :].ravel()
-    ny_vals = -cn[:-1, :].ravel()
-    rows = np.concatenate([idx.ravel(), ex_rows, ex_rows + 1, ny_rows, ny_rows + m])
-    cols = np.concatenate([idx.ravel(), ex_rows + 1, ex_rows, ny_rows + m, ny_rows])
-    vals = np.concatenate([diag, ex_vals, ex_vals, ny_vals, ny_vals]) * inv_h2
-    A = sp.csc_matrix((vals, (rows, cols)), shape=(m * m, m * m))
+    ex = -ce[:, :-1].ravel()
+    ny = -cn[:-1, :].ravel()
+    indptr, indices, order = _csc_pattern(m)
+    vals = np.concatenate([diag, ex, ex, ny, ny])[order] * inv_h2
+    A = sp.csc_matrix((vals, indices, indptr), shape=(m * m, m * m))
     return A, b
 
 

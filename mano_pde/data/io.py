@@ -11,11 +11,12 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import numpy as np
 import xarray as xr
 
 from .schema import COMPLETE_ATTR, SCHEMA, DarcyDataError
 
-__all__ = ["open_darcy", "reachable_resolutions", "subsample_factor", "describe"]
+__all__ = ["open_darcy", "load_arrays", "same_sample_stream", "reachable_resolutions", "subsample_factor", "describe"]
 
 _VARS = ("a", "u")
 
@@ -100,11 +101,108 @@ def open_darcy(path: str | os.PathLike, resolution: int | None = None, *, chunks
     if resolution is None or int(resolution) == native:
         r = 1
     else:
+        _check_node_grid(ds, path, resolution)
         r = subsample_factor(native, resolution)
         ds = ds.isel(x=slice(None, None, r), y=slice(None, None, r))
     ds.attrs["view_resolution"] = int(ds.sizes["x"])
     ds.attrs["subsample_factor"] = r
     return ds
+
+
+def load_arrays(
+    path: str | os.PathLike,
+    resolution: int | None = None,
+    indices: np.ndarray | list[int] | range | None = None,
+    *,
+    variables: tuple[str, ...] = _VARS,
+    block: int = 64,
+    dtype: str = "float32",
+) -> dict[str, np.ndarray]:
+    """Read samples into memory at a reachable resolution, fast.
+
+    Equivalent to ``open_darcy(path, resolution).isel(sample=indices)[v].values`` but reads whole per-sample
+    chunks in contiguous blocks and subsamples in memory: several times faster than strided netCDF reads.
+
+    Parameters
+    ----------
+    path, resolution
+        As in :func:`open_darcy`.
+    indices : sequence of int, optional
+        Sample indices (default: all). Negative indices count from the end.
+    variables : tuple of str
+        Which variables to load.
+    block : int
+        Samples read at once at full resolution (bounds the transient memory).
+    dtype : str
+        Output dtype.
+
+    Returns
+    -------
+    dict
+        ``{name: array [n, s_c, s_c]}``.
+    """
+    with open_darcy(path) as ds:
+        native = int(ds.sizes["x"])
+        n_total = int(ds.sizes["sample"])
+        if resolution is not None and int(resolution) != native:
+            _check_node_grid(ds, Path(path), resolution)
+        r = 1 if resolution is None or int(resolution) == native else subsample_factor(native, resolution)
+        idx = np.arange(n_total) if indices is None else np.asarray(indices, dtype=np.int64).reshape(-1)
+        if idx.size and (idx.max() >= n_total or idx.min() < -n_total):
+            raise DarcyDataError(
+                f"sample indices must lie in [0, {n_total}) for {path}, got min {idx.min()} and max {idx.max()}"
+            )
+        idx = np.where(idx < 0, idx + n_total, idx)
+        s_c = (native - 1) // r + 1
+        out = {v: np.empty((idx.size, s_c, s_c), dtype=dtype) for v in variables}
+        for v in variables:
+            var = ds[v].variable
+            for k in range(0, idx.size, block):
+                sel = idx[k : k + block]
+                lo, hi = int(sel.min()), int(sel.max()) + 1
+                if hi - lo <= 2 * sel.size:  # dense enough: one contiguous read
+                    chunk = np.asarray(var[lo:hi].values)[sel - lo]
+                else:
+                    chunk = np.stack([np.asarray(var[int(i)].values) for i in sel])
+                out[v][k : k + sel.size] = chunk[:, ::r, ::r]
+    return out
+
+
+_STREAM_KEYS = (
+    "mano_pde_schema",
+    "resolution",
+    "seed",
+    "grf_alpha",
+    "grf_tau",
+    "permeability_map",
+    "permeability_high",
+    "permeability_low",
+    "lognormal_sigma",
+    "forcing",
+    "face_average",
+    "source_format",
+    "source_file",
+)
+
+
+def same_sample_stream(attrs_a: dict, attrs_b: dict) -> bool:
+    """Whether two files hold the same sample sequence (sample ``i`` identical in both).
+
+    Generated files with equal seed and generator parameters share their samples index by index whatever
+    their ``n_samples`` (sample ``i`` depends only on the seed and ``i``), so a test file made with the
+    training file's seed overlaps it. Imported files compare by source file.
+    """
+    return all(str(attrs_a.get(k)) == str(attrs_b.get(k)) for k in _STREAM_KEYS)
+
+
+def _check_node_grid(ds: xr.Dataset, path: Path, resolution: int) -> None:
+    """Subsampled views are coarser grids only for node grids that include the boundary."""
+    grid = str(ds.attrs.get("grid", "node"))
+    if not grid.startswith("node"):
+        raise DarcyDataError(
+            f"{path} is on a non-node grid ({grid}); subsampling it does not give a coarser grid of the same kind, "
+            f"so only its native resolution {ds.sizes['x']} is available (requested {resolution})"
+        )
 
 
 def _validate(ds: xr.Dataset, path: Path) -> None:

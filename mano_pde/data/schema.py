@@ -100,6 +100,13 @@ class DarcyWriter:
         Storage precision of ``a`` and ``u``.
     complevel : int
         zlib level (1–9). Level 4 keeps writing well below the solver's cost (see BENCHMARKS.md).
+    coords : mapping, optional
+        Explicit coordinate values ``{"x": [s], "y": [s]}`` (either key may be left out), e.g. the
+        cell-centred grid of imported data. Default: the node grid ``linspace(0, 1, s)``. Explicit
+        coordinates lose the "grid nodes" long name; describe the grid in the ``grid`` attribute.
+    var_attrs : mapping, optional
+        Per-variable attribute overrides ``{"a" | "u" | "x" | "y" | "sample": {name: value}}``, merged over
+        the defaults (which describe generated data: e.g. imported files override ``u``'s boundary claim).
 
     Notes
     -----
@@ -116,6 +123,8 @@ class DarcyWriter:
         *,
         dtype: str = "float32",
         complevel: int = 4,
+        coords: Mapping[str, Any] | None = None,
+        var_attrs: Mapping[str, Mapping[str, Any]] | None = None,
     ) -> None:
         import netCDF4
 
@@ -123,6 +132,18 @@ class DarcyWriter:
             raise ValueError(f"dtype must be 'float32' or 'float64', got {dtype!r}")
         if n_samples < 1:
             raise ValueError(f"n_samples must be >= 1, got {n_samples}")
+        overrides = {k: dict(v) for k, v in (var_attrs or {}).items()}
+        unknown = set(overrides) - {"a", "u", "x", "y", "sample"}
+        if unknown:
+            raise ValueError(f"var_attrs keys must be among a, u, x, y, sample; got {sorted(unknown)}")
+        grids = {name: np.linspace(0.0, 1.0, int(resolution)) for name in ("y", "x")}
+        for name, values in (coords or {}).items():
+            values = np.asarray(values, dtype="f8")
+            if name not in grids or values.shape != (int(resolution),):
+                raise ValueError(
+                    f"coords must map 'x'/'y' to {int(resolution)} values, got {name!r} of shape {values.shape}"
+                )
+            grids[name] = values
         self.path = Path(path)
         self.n_samples = int(n_samples)
         self.resolution = int(resolution)
@@ -136,14 +157,16 @@ class DarcyWriter:
         ds.createDimension("sample", self.n_samples)
         ds.createDimension("y", s)
         ds.createDimension("x", s)
-        grid = np.linspace(0.0, 1.0, s)
         for name in ("y", "x"):
             var = ds.createVariable(name, "f8", (name,))
-            var[:] = grid
-            var.setncatts(_COORD_ATTRS[name])
+            var[:] = grids[name]
+            catts = dict(_COORD_ATTRS[name])
+            if coords and name in coords:
+                catts["long_name"] = f"{name} coordinate of grid points (see the global attribute `grid`)"
+            var.setncatts({**catts, **overrides.get(name, {})})
         var = ds.createVariable("sample", "i8", ("sample",))
         var[:] = np.arange(self.n_samples)
-        var.setncatts(_COORD_ATTRS["sample"])
+        var.setncatts({**_COORD_ATTRS["sample"], **overrides.get("sample", {})})
         self._vars = {}
         for name in ("a", "u"):
             var = ds.createVariable(
@@ -155,7 +178,7 @@ class DarcyWriter:
                 shuffle=True,
                 chunksizes=(1, s, s),
             )
-            var.setncatts(_VARIABLE_ATTRS[name])
+            var.setncatts({**_VARIABLE_ATTRS[name], **overrides.get(name, {})})
             self._vars[name] = var
         versions = package_versions()
         glob: dict[str, Any] = {
