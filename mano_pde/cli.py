@@ -137,6 +137,182 @@ def _cmd_import(args: argparse.Namespace) -> int:
     return 0
 
 
+# --------------------------------------------------------------------------------------------- train
+_MODELS = ("mano", "fno", "tfno", "global-attention", "window-attention")
+
+
+def _model_arg(text: str) -> tuple[str, object]:
+    """``KEY=VALUE`` with VALUE parsed as JSON when possible (numbers, booleans, lists), else a string."""
+    import json
+
+    if "=" not in text:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    key, value = text.split("=", 1)
+    try:
+        return key.strip().replace("-", "_"), json.loads(value)
+    except ValueError:
+        return key.strip().replace("-", "_"), value
+
+
+def _add_train(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "train",
+        help="train a surrogate on a Darcy file",
+        description="Train on the first --n-train samples at one or more grids (several --resolution values: "
+        "multi-resolution training); the last --n-test samples are held out and scored every epoch.",
+    )
+    p.add_argument("--model", required=True, choices=_MODELS)
+    p.add_argument("--data", required=True, help="training data file")
+    p.add_argument(
+        "--resolution",
+        type=int,
+        action="append",
+        required=True,
+        help="training grid; repeat for multi-resolution training",
+    )
+    p.add_argument(
+        "--n-train", type=int, nargs="+", required=True, help="training samples (one value, or one per --resolution)"
+    )
+    p.add_argument("--n-test", type=int, default=32, help="held-out samples (the file's last; default 32)")
+    p.add_argument("--test-data", help="separate held-out data file")
+    p.add_argument("--epochs", type=int, default=20)
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--weight-decay", type=float, default=1e-4)
+    p.add_argument("--scheduler", choices=("cosine", "step", "none"), default="cosine")
+    p.add_argument("--step-size", type=int, default=100, help="step scheduler: epochs per decay")
+    p.add_argument("--gamma", type=float, default=0.5, help="step scheduler: decay factor")
+    p.add_argument("--loss", choices=("l2", "h1"), default="l2", help="relative L2 (LpLoss) or H1 (H1Loss)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    p.add_argument("--bf16", action="store_true", help="bfloat16 autocast (CUDA only)")
+    g = p.add_argument_group("model hyperparameters (defaults: the model's own)")
+    g.add_argument("--hidden-channels", type=int)
+    g.add_argument("--n-layers", type=int)
+    g.add_argument("--n-heads", type=int, help="attention models")
+    g.add_argument("--window-size", type=int, help="attention models")
+    g.add_argument("--n-modes", type=int, help="Fourier models: modes per direction (neuralop counting)")
+    g.add_argument(
+        "--model-arg",
+        type=_model_arg,
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="any other constructor keyword, e.g. --model-arg downsample=avg",
+    )
+    p.add_argument("-o", "--output", required=True, help="run directory")
+    p.add_argument("--resume", action="store_true", help="continue an interrupted run in -o")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=_cmd_train)
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from .training import TrainConfig, train
+
+    kwargs: dict[str, object] = {}
+    for key in ("hidden_channels", "n_layers", "n_heads", "window_size"):
+        if getattr(args, key) is not None:
+            kwargs[key] = getattr(args, key)
+    if args.n_modes is not None:
+        kwargs["n_modes"] = [args.n_modes, args.n_modes]
+    kwargs.update(dict(args.model_arg))
+    config = TrainConfig(
+        model=args.model,
+        data=args.data,
+        resolutions=args.resolution,
+        n_train=args.n_train,
+        n_test=args.n_test,
+        test_data=args.test_data,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        weight_decay=args.weight_decay,
+        scheduler=args.scheduler,
+        step_size=args.step_size,
+        gamma=args.gamma,
+        loss=args.loss,
+        seed=args.seed,
+        device=args.device,
+        amp_bf16=args.bf16,
+        model_kwargs=kwargs,
+    )
+    out = train(config, args.output, resume=args.resume, progress=not args.no_progress)
+    print(f"{out}\n{(out / 'log.csv').read_text().strip()}")
+    return 0
+
+
+# --------------------------------------------------------------------------------------------- evaluate
+def _add_evaluate(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "evaluate",
+        help="score runs on the training grid and on finer grids (zero-shot), beside the resample reference",
+        description="Writes OUT/results.json, OUT/results.md and PNG plots.",
+    )
+    p.add_argument("runs", nargs="+", help="run directories of `mano-pde train`")
+    p.add_argument("--data", required=True, help="test data file")
+    p.add_argument("--resolutions", type=int, nargs="+", required=True, help="test grids")
+    p.add_argument(
+        "--n-test", type=int, help="held-out samples (default: the run's n_test, or all of an independent file)"
+    )
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--device", default="auto")
+    p.add_argument(
+        "--interpolation",
+        choices=("bilinear", "bicubic"),
+        default="bilinear",
+        help="interpolation of the resample reference",
+    )
+    p.add_argument("--no-plots", action="store_true")
+    p.add_argument("-o", "--output", required=True, help="results folder")
+    p.set_defaults(func=_cmd_evaluate)
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from .evaluation import evaluate
+
+    evaluate(
+        args.runs,
+        args.data,
+        args.resolutions,
+        args.output,
+        n_test=args.n_test,
+        batch_size=args.batch_size,
+        device=args.device,
+        interpolation=args.interpolation,
+        plots=not args.no_plots,
+    )
+    print((Path(args.output) / "results.md").read_text())
+    return 0
+
+
+# --------------------------------------------------------------------------------------------- demo
+def _add_demo(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "demo",
+        help="the whole story in one command: data, MANO and FNO training, zero-shot table (CPU, minutes)",
+        description="Generates a small Darcy dataset, trains MANO and FNO briefly on a coarse grid and "
+        "prints the zero-shot resolution-transfer table beside the resample reference.",
+    )
+    p.add_argument("-o", "--output", default="runs/demo", help="folder for data, runs and results")
+    p.add_argument("--epochs", type=int, help="training epochs per model")
+    p.add_argument("--workers", type=int, default=2, help="data-generation processes")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=_cmd_demo)
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from .demo import run_demo
+
+    table = run_demo(
+        args.output, epochs=args.epochs, workers=args.workers, device=args.device, progress=not args.no_progress
+    )
+    print(table)
+    return 0
+
+
 # --------------------------------------------------------------------------------------------- benchmark
 def _add_benchmark(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("benchmark", help="speed and memory benchmarks (results for BENCHMARKS.md)")
@@ -169,9 +345,12 @@ def _lazy_module_args(parser: argparse.ArgumentParser, module: str) -> None:
 
 # --------------------------------------------------------------------------------------------- main
 _COMMANDS: tuple[Callable[[argparse._SubParsersAction], None], ...] = (
+    _add_demo,
     _add_generate,
     _add_info,
     _add_import,
+    _add_train,
+    _add_evaluate,
     _add_benchmark,
 )
 

@@ -1,0 +1,174 @@
+"""Run directories: what a training run leaves behind and how to load it back.
+
+A run directory holds
+
+===========================  ==========================================================================
+``config.json``              the full :class:`~mano_pde.training.config.TrainConfig` (readable)
+``versions.json``            versions of python, torch, neuraloperator, mano_pde, numpy, … and the device
+``normalizers.json``         the x/y unit-Gaussian normalisers fitted on the training split
+``model_state_dict.pt``      model weights (tensors only: ``torch.load(weights_only=True)`` reads them)
+``model_config.json``        registry name and constructor keywords (:func:`mano_pde.models.save_model`)
+``model_metadata.pkl``       neuraloperator's constructor record (``Model.from_checkpoint(dir, "model")``)
+``train_state.pt``           optimizer, scheduler and epoch, for ``--resume``
+``log.csv``                  per-epoch train loss, held-out relative L2 per training grid, learning rate, time
+===========================  ==========================================================================
+
+The JSON files and ``train_state.pt`` are written to a temporary name and renamed; the resume state is
+written after the model files, so an interruption between them only repeats the last epoch.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .config import TrainConfig
+
+__all__ = [
+    "Run",
+    "load_run",
+    "atomic_torch_save",
+    "atomic_write_text",
+    "run_versions",
+    "resolve_device",
+    "is_run_dir",
+]
+
+MODEL_NAME = "model"
+
+
+def resolve_device(device: str = "auto") -> torch.device:
+    """``"auto"`` picks CUDA when available, else the CPU; explicit requests are checked."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {device!r} requested but CUDA is not available; use --device cpu or auto")
+    return dev
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def atomic_torch_save(obj: Any, path: Path) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def run_versions(device: torch.device | None = None) -> dict[str, str]:
+    """Versions of everything that shapes a result."""
+    from importlib import metadata
+
+    out = {"python": platform.python_version(), "platform": platform.platform(), "torch": torch.__version__}
+    for dist in ("mano-pde", "neuraloperator", "numpy", "scipy", "xarray", "netCDF4"):
+        try:
+            out[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            out[dist] = "not installed"
+    if device is not None:
+        out["device"] = str(device)
+        if device.type == "cuda":
+            out["cuda_device_name"] = torch.cuda.get_device_name(device)
+            out["cuda"] = str(torch.version.cuda)
+    out["torch_num_threads"] = str(torch.get_num_threads())
+    return out
+
+
+def is_run_dir(folder: str | os.PathLike) -> bool:
+    folder = Path(folder)
+    return (folder / "config.json").is_file() and (folder / f"{MODEL_NAME}_state_dict.pt").is_file()
+
+
+@dataclass
+class Run:
+    """A trained model with its normalisers and configuration."""
+
+    path: Path
+    config: TrainConfig
+    model: torch.nn.Module
+    in_normalizer: Any
+    out_normalizer: Any
+    versions: dict[str, str]
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+    @property
+    def train_resolution(self) -> int:
+        """The (first) training grid."""
+        return self.config.resolutions[0]
+
+    @torch.no_grad()
+    def predict(self, a: torch.Tensor, batch_size: int = 16) -> torch.Tensor:
+        """Pressure ``[N, 1, s, s]`` predicted from permeability ``[N, 1, s, s]`` (physical units)."""
+        device = next(self.model.parameters()).device
+        self.model.eval()
+        outs = []
+        for k in range(0, a.shape[0], batch_size):
+            x = self.in_normalizer.transform(a[k : k + batch_size].to(device))
+            outs.append(self.out_normalizer.inverse_transform(self.model(x)).cpu())
+        return torch.cat(outs)
+
+
+def load_run(folder: str | os.PathLike, device: str | torch.device = "cpu") -> Run:
+    """Load a run directory written by ``mano-pde train``.
+
+    Raises
+    ------
+    FileNotFoundError
+        If ``folder`` is not a run directory.
+    ValueError
+        If the weights do not fit the model the configuration describes (a mismatched checkpoint).
+    """
+    from mano_pde.data.torch_dataset import normalizer_from_dict
+    from mano_pde.models import load_model
+
+    folder = Path(folder)
+    if not is_run_dir(folder):
+        raise FileNotFoundError(
+            f"{folder} is not a mano_pde run directory (expected config.json and {MODEL_NAME}_state_dict.pt); "
+            "pass the -o directory of `mano-pde train`"
+        )
+    config = TrainConfig.load(folder / "config.json")
+    norms = json.loads((folder / "normalizers.json").read_text())
+    versions_file = folder / "versions.json"
+    versions = json.loads(versions_file.read_text()) if versions_file.exists() else {}
+    dev = resolve_device(device) if isinstance(device, str) else device
+    try:
+        model = load_model(folder, MODEL_NAME)
+    except RuntimeError as exc:  # load_state_dict: missing/unexpected keys or shape mismatch
+        first = " ".join(str(exc).splitlines()[:3])
+        raise ValueError(
+            f"the weights in {folder} do not match the model its {MODEL_NAME}_config.json describes ({first}); "
+            "the checkpoint files come from different models or configurations"
+        ) from None
+    model_kwargs = getattr(model, "mano_pde_config", {}).get("kwargs", {})
+    for key in ("in_channels", "out_channels"):
+        if int(model_kwargs.get(key, 1)) != 1:
+            raise ValueError(
+                f"the model in {folder} has {key}={model_kwargs[key]}, but Darcy data give 1 channel "
+                "(permeability in, pressure out): this checkpoint was not trained on this kind of data"
+            )
+    saved = getattr(model, "mano_pde_config", {}).get("model", type(model).__name__)
+    if str(saved).replace("_", "-").lower() != config.model.replace("_", "-").lower():
+        raise ValueError(f"{folder}: config.json trains {config.model!r} but the checkpoint holds a {saved!r} model")
+    model.to(dev).eval()
+    return Run(
+        path=folder,
+        config=config,
+        model=model,
+        in_normalizer=normalizer_from_dict(norms["x"]).to(dev),
+        out_normalizer=normalizer_from_dict(norms["y"]).to(dev),
+        versions=versions,
+    )

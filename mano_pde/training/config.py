@@ -1,0 +1,121 @@
+"""Training configuration: one JSON-serialisable record of everything that determines a run."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+__all__ = ["TrainConfig", "LOSSES", "SCHEDULERS"]
+
+LOSSES = ("l2", "h1")
+SCHEDULERS = ("cosine", "step", "none")
+
+
+@dataclass
+class TrainConfig:
+    """Everything that determines a training run (saved as ``config.json`` in the run directory).
+
+    Attributes
+    ----------
+    model : str
+        Registered model name (``mano``, ``fno``, ``tfno``, ``global-attention``, ``window-attention``).
+    data : str
+        Training data file (mano_pde Darcy schema).
+    resolutions : list of int
+        Training grid(s); several values train on a mix of grids (batches are homogeneous in grid).
+    n_train : list of int
+        Training samples per resolution (one value applies to every resolution). Samples are the first
+        ``n_train`` of the file, so all resolutions draw on the same leading block.
+    n_test : int
+        Held-out samples for the per-epoch error: the **last** ``n_test`` samples of ``test_data`` (default:
+        of ``data``). Never overlapping the training block; checked.
+    test_data : str, optional
+        A separate held-out file.
+    epochs, batch_size, lr, weight_decay : training hyperparameters (Adam).
+    scheduler : {"cosine", "step", "none"}
+        Cosine annealing over all epochs, or step decay (``step_size`` epochs, factor ``gamma``).
+    loss : {"l2", "h1"}
+        Relative L2 (neuraloperator ``LpLoss``) or relative H1 (``H1Loss``, non-periodic), on the physical
+        (de-normalised) pressure.
+    seed : int
+        Seeds weights, batch order and dropout; batch order of epoch ``e`` depends only on ``(seed, e)``.
+    device : {"auto", "cpu", "cuda"}
+    amp_bf16 : bool
+        bfloat16 autocast on CUDA (ignored on CPU).
+    model_kwargs : dict
+        Constructor overrides passed to :func:`mano_pde.models.create_model`.
+    """
+
+    model: str
+    data: str
+    resolutions: list[int]
+    n_train: list[int]
+    epochs: int = 20
+    n_test: int = 32
+    test_data: str | None = None
+    batch_size: int = 8
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    scheduler: str = "cosine"
+    step_size: int = 100
+    gamma: float = 0.5
+    loss: str = "l2"
+    seed: int = 0
+    device: str = "auto"
+    amp_bf16: bool = False
+    model_kwargs: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.resolutions = [int(r) for r in self.resolutions]
+        self.n_train = [int(n) for n in self.n_train]
+        if not self.resolutions:
+            raise ValueError("give at least one training resolution")
+        if len(set(self.resolutions)) != len(self.resolutions):
+            raise ValueError(f"training resolutions must be distinct, got {self.resolutions}")
+        if len(self.n_train) == 1:
+            self.n_train = self.n_train * len(self.resolutions)
+        if len(self.n_train) != len(self.resolutions):
+            raise ValueError(
+                f"--n-train takes one value or one per --resolution ({len(self.resolutions)}), got {self.n_train}"
+            )
+        if min(self.n_train) < 1:
+            raise ValueError(f"n_train must be positive, got {self.n_train}")
+        if self.n_test < 1:
+            raise ValueError(f"n_test must be >= 1 (the held-out error is logged every epoch), got {self.n_test}")
+        if self.epochs < 1 or self.batch_size < 1:
+            raise ValueError(f"epochs and batch_size must be >= 1, got {self.epochs} and {self.batch_size}")
+        if self.loss not in LOSSES:
+            raise ValueError(f"unknown loss {self.loss!r}; choose one of {LOSSES}")
+        if self.scheduler not in SCHEDULERS:
+            raise ValueError(f"unknown scheduler {self.scheduler!r}; choose one of {SCHEDULERS}")
+        if self.device not in ("auto", "cpu", "cuda") and not self.device.startswith("cuda:"):
+            raise ValueError(f"device must be auto, cpu or cuda[:N], got {self.device!r}")
+        if not self.lr > 0:
+            raise ValueError(f"lr must be positive, got {self.lr}")
+        for key in ("in_channels", "out_channels"):
+            if key in self.model_kwargs and self.model_kwargs[key] != 1:
+                raise ValueError(
+                    f"{key}={self.model_kwargs[key]} does not match the data: Darcy files give 1 input channel "
+                    "(permeability a) and 1 output channel (pressure u); drop the override"
+                )
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, record: dict[str, Any]) -> TrainConfig:
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(record) - names
+        if unknown:
+            raise ValueError(f"unknown training configuration keys {sorted(unknown)}")
+        return cls(**record)
+
+    def save(self, path: str | Path) -> None:
+        Path(path).write_text(json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n")
+
+    @classmethod
+    def load(cls, path: str | Path) -> TrainConfig:
+        return cls.from_dict(json.loads(Path(path).read_text()))

@@ -1,0 +1,291 @@
+"""Training loop for operator surrogates on Darcy data: resumable, multi-resolution, reproducible.
+
+Why not neuraloperator's ``Trainer``: its resume restores weights and optimizer but not the batch order, it
+has no hooks (since 1.0) for per-epoch logs of held-out error per grid, and batches of a multi-resolution
+mix must be homogeneous in grid size. The loop below is short and uses neuraloperator's pieces for
+everything else: models (``BaseModel``), losses (``LpLoss``, ``H1Loss``) and normalisers
+(``UnitGaussianNormalizer``).
+
+Reproducibility: weights are initialised from ``seed``; at the start of epoch ``e`` the global torch RNG
+(dropout) is reseeded from ``(seed, e)`` and the batch order is a pure function of ``(seed, e)``. Hence a run
+resumed after epoch ``e`` continues exactly as the uninterrupted run would (up to floating-point
+non-determinism of the device).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import logging
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .checkpoint import (
+    atomic_torch_save,
+    atomic_write_text,
+    is_run_dir,
+    resolve_device,
+    run_versions,
+)
+from .config import TrainConfig
+
+__all__ = ["train", "make_loss", "split_indices", "LOG_FIELDS"]
+
+log = logging.getLogger(__name__)
+
+
+def make_loss(name: str):
+    """Relative L2 (``LpLoss``) or relative H1 (``H1Loss``, non-periodic), summed over the batch."""
+    from neuralop.losses import H1Loss, LpLoss
+
+    if name == "l2":
+        return LpLoss(d=2, p=2, reduction="sum")
+    if name == "h1":
+        return H1Loss(d=2, reduction="sum", periodic_in_x=False, periodic_in_y=False)
+    raise ValueError(f"unknown loss {name!r}")
+
+
+def split_indices(n_file: int, n_train: int, n_test: int, same_file: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Training indices (the first ``n_train``) and held-out indices (the last ``n_test``).
+
+    Raises
+    ------
+    ValueError
+        If the file is too small or, for one file, the two blocks would overlap.
+    """
+    if n_train > n_file:
+        raise ValueError(f"--n-train {n_train} but the training file holds only {n_file} samples")
+    if n_test > n_file:
+        raise ValueError(f"--n-test {n_test} but the held-out file holds only {n_file} samples; lower --n-test")
+    train = np.arange(n_train)
+    test = np.arange(n_file - n_test, n_file)
+    if same_file and n_train + n_test > n_file:
+        raise ValueError(
+            f"training on the first {n_train} and holding out the last {n_test} of {n_file} samples of the same "
+            f"sample sequence would overlap; lower --n-train/--n-test (n_train + n_test <= {n_file}) or use "
+            "held-out data generated with another seed"
+        )
+    return train, test
+
+
+def _batches(sizes: list[int], batch_size: int, generator: torch.Generator) -> list[tuple[int, torch.Tensor]]:
+    """Shuffled batches ``(dataset index, sample indices)``, each within one dataset (one grid)."""
+    batches = []
+    for d, n in enumerate(sizes):
+        perm = torch.randperm(n, generator=generator)
+        batches.extend((d, perm[k : k + batch_size]) for k in range(0, n, batch_size))
+    order = torch.randperm(len(batches), generator=generator).tolist()
+    return [batches[i] for i in order]
+
+
+def _scheduler(optimizer: torch.optim.Optimizer, config: TrainConfig):
+    if config.scheduler == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.epochs)
+    if config.scheduler == "step":
+        return torch.optim.lr_scheduler.StepLR(optimizer, step_size=config.step_size, gamma=config.gamma)
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0)
+
+
+LOG_FIELDS = ("epoch", "train_loss", "lr", "epoch_time_s")
+
+
+@torch.no_grad()
+def _held_out_error(model, in_norm, out_norm, x, y, device, batch_size) -> float:
+    """Mean per-sample relative L2 (neuraloperator ``LpLoss`` semantics) on physical values."""
+    from neuralop.losses import LpLoss
+
+    lp = LpLoss(d=2, p=2, reduction="sum")
+    model.eval()
+    total = 0.0
+    for k in range(0, x.shape[0], batch_size):
+        xb = in_norm.transform(x[k : k + batch_size].to(device))
+        pred = out_norm.inverse_transform(model(xb))
+        total += float(lp(pred.float(), y[k : k + batch_size].to(device)))
+    return total / x.shape[0]
+
+
+def train(config: TrainConfig, output: str | Path, *, resume: bool = False, progress: bool = True) -> Path:
+    """Train a model as ``config`` says and write the run directory ``output``.
+
+    Parameters
+    ----------
+    config : TrainConfig
+        The run's configuration. With ``resume``, it must equal the saved one (except ``device``): the
+        learning-rate schedule spans all epochs, so a resumed run is the same run, finished.
+    output : path-like
+        Run directory (see :mod:`mano_pde.training.checkpoint` for its files).
+    resume : bool
+        Continue an interrupted run from its last completed epoch.
+    progress : bool
+        Show a tqdm progress bar (loss, held-out error, ETA).
+
+    Returns
+    -------
+    pathlib.Path
+        The run directory.
+    """
+    from tqdm.auto import tqdm
+
+    from mano_pde.data import open_darcy
+    from mano_pde.data.io import same_sample_stream
+    from mano_pde.data.torch_dataset import (
+        DarcyTorchDataset,
+        fit_normalizers,
+        normalizer_from_dict,
+        normalizer_to_dict,
+    )
+    from mano_pde.models import create_model, save_model
+
+    out = Path(output)
+    state_path = out / "train_state.pt"
+    if resume:
+        if not (out / "config.json").is_file():
+            raise FileNotFoundError(f"--resume: {out} holds no run to resume (no config.json); drop --resume")
+        saved = TrainConfig.load(out / "config.json")
+        ignore = {"device"}
+        diff = {
+            k: (v, getattr(config, k))
+            for k, v in saved.to_dict().items()
+            if k not in ignore and getattr(config, k) != v
+        }
+        if diff:
+            raise ValueError(
+                f"--resume: the configuration differs from the saved run in {out}: "
+                + ", ".join(f"{k}: saved {a!r}, given {b!r}" for k, (a, b) in diff.items())
+            )
+    elif out.exists() and (is_run_dir(out) or (out / "config.json").exists()):
+        raise FileExistsError(f"{out} already holds a run; pass --resume to continue it or choose another -o")
+
+    device = resolve_device(config.device)
+    test_path = config.test_data or config.data
+    with open_darcy(config.data) as ds:
+        n_file = int(ds.sizes["sample"])
+        train_attrs = dict(ds.attrs)
+    with open_darcy(test_path) as ds:
+        n_test_file = int(ds.sizes["sample"])
+        same_stream = same_sample_stream(train_attrs, ds.attrs)
+    train_idx, _ = split_indices(n_file, max(config.n_train), 0, False)
+    # Held out: the last n_test samples; when both files hold the same sample sequence they must not overlap.
+    _, test_idx = split_indices(n_test_file, max(config.n_train) if same_stream else 0, config.n_test, same_stream)
+    data_attrs = {k: train_attrs.get(k) for k in ("seed", "n_samples", "resolution", "mano_pde_schema")}
+
+    train_sets = [
+        DarcyTorchDataset(config.data, r, train_idx[:n])
+        for r, n in zip(config.resolutions, config.n_train, strict=True)
+    ]
+    test_sets = [DarcyTorchDataset(test_path, r, test_idx) for r in config.resolutions]
+
+    torch.manual_seed(config.seed)
+    model_kwargs = {"in_channels": 1, "out_channels": 1, **config.model_kwargs}
+    try:
+        model = create_model(config.model, **model_kwargs).to(device)
+    except TypeError as exc:  # unknown constructor keyword: create_model names the accepted ones
+        raise ValueError(str(exc)) from None
+    n_params = sum(p.numel() for p in model.parameters())
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    scheduler = _scheduler(optimizer, config)
+
+    out.mkdir(parents=True, exist_ok=True)
+    start_epoch = 0
+    rows: list[dict] = []
+    if resume and state_path.is_file():
+        norms = json.loads((out / "normalizers.json").read_text())
+        in_norm, out_norm = normalizer_from_dict(norms["x"]), normalizer_from_dict(norms["y"])
+        state = torch.load(state_path, map_location=device, weights_only=True)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        start_epoch = int(state["epoch"])
+        rows = _read_log(out / "log.csv")[:start_epoch]
+        log.info("resuming %s after epoch %d of %d", out, start_epoch, config.epochs)
+    else:
+        in_norm, out_norm = fit_normalizers(train_sets)
+        atomic_write_text(
+            out / "normalizers.json",
+            json.dumps({"x": normalizer_to_dict(in_norm), "y": normalizer_to_dict(out_norm)}, indent=2),
+        )
+    config.save(out / "config.json")
+    versions = run_versions(device)
+    versions["n_parameters"] = str(n_params)
+    versions["train_data_attrs"] = json.dumps(data_attrs, default=str)
+    atomic_write_text(out / "versions.json", json.dumps(versions, indent=2))
+    in_norm, out_norm = in_norm.to(device), out_norm.to(device)
+
+    loss_fn = make_loss(config.loss)
+    use_amp = config.amp_bf16 and device.type == "cuda"
+    test_fields = [f"test_rel_l2_{r}" for r in config.resolutions]
+    n_batches = sum(math.ceil(len(d) / config.batch_size) for d in train_sets)
+    bar = tqdm(
+        total=(config.epochs - start_epoch) * n_batches,
+        disable=not progress,
+        unit="batch",
+        desc=f"{config.model} epochs {start_epoch + 1}-{config.epochs}",
+    )
+    for epoch in range(start_epoch, config.epochs):
+        t0 = time.perf_counter()
+        torch.manual_seed(config.seed * 100_003 + epoch)
+        gen = torch.Generator().manual_seed(config.seed * 1_000_003 + epoch)
+        model.train()
+        total, count = 0.0, 0
+        for d, idx in _batches([len(s) for s in train_sets], config.batch_size, gen):
+            x = train_sets[d].x[idx].to(device, non_blocking=True)
+            y = train_sets[d].y[idx].to(device, non_blocking=True)
+            optimizer.zero_grad(set_to_none=True)
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
+                pred = out_norm.inverse_transform(model(in_norm.transform(x)))
+            loss = loss_fn(pred.float(), y)
+            (loss / x.shape[0]).backward()
+            optimizer.step()
+            total += float(loss.detach())
+            count += x.shape[0]
+            bar.update(1)
+            bar.set_postfix(loss=f"{total / count:.4f}")
+        scheduler.step()
+        row = {
+            "epoch": epoch + 1,
+            "train_loss": total / count,
+            "lr": optimizer.param_groups[0]["lr"],
+            "epoch_time_s": time.perf_counter() - t0,
+        }
+        for field, ts in zip(test_fields, test_sets, strict=True):
+            row[field] = _held_out_error(model, in_norm, out_norm, ts.x, ts.y, device, config.batch_size)
+        rows.append(row)
+        bar.set_postfix(loss=f"{row['train_loss']:.4f}", test=f"{row[test_fields[0]]:.4f}")
+        # model first, then the resume state: a crash in between re-runs this epoch from the previous state
+        save_model(model, out)
+        atomic_write_text(out / "log.csv", _format_log(rows, LOG_FIELDS + tuple(test_fields)))
+        atomic_torch_save(
+            {
+                "epoch": epoch + 1,
+                "model": {k: v for k, v in model.state_dict().items() if k != "_metadata"},
+                "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(),
+            },
+            state_path,
+        )
+        log.info("epoch %d/%d %s", epoch + 1, config.epochs, {k: round(v, 6) for k, v in row.items()})
+    bar.close()
+    return out
+
+
+def _format_log(rows: list[dict], fields: tuple[str, ...]) -> str:
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=list(fields))
+    writer.writeheader()
+    for r in rows:
+        writer.writerow({k: r.get(k, "") for k in fields})
+    return buf.getvalue()
+
+
+def _read_log(path: Path) -> list[dict]:
+    if not path.is_file():
+        return []
+    with open(path, newline="") as fh:
+        return [
+            {k: (int(v) if k == "epoch" else float(v)) for k, v in r.items() if v != ""} for r in csv.DictReader(fh)
+        ]
