@@ -43,6 +43,18 @@ def _add_generate(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--forcing", type=float, help="constant right-hand side f")
     p.add_argument("--face", dest="face_average", choices=("harmonic", "arithmetic"), help="face averaging")
     p.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
+    p.add_argument(
+        "--scheduler",
+        metavar="ADDRESS",
+        help="compute on an existing dask.distributed cluster, e.g. tcp://host:8786 (needs mano-pde[dist]); "
+        "same file as with --workers",
+    )
+    p.add_argument(
+        "--dask-workers",
+        type=int,
+        metavar="N",
+        help="compute on a local dask.distributed cluster of N worker processes (needs mano-pde[dist])",
+    )
     p.add_argument("--dtype", choices=("float32", "float64"), default="float32", help="storage precision")
     p.add_argument("--chunk-size", type=int, help="samples per resumable chunk")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output / unfinished run")
@@ -53,6 +65,14 @@ def _add_generate(sub: argparse._SubParsersAction) -> None:
 
 def _cmd_generate(args: argparse.Namespace) -> int:
     from .data import describe, generate_darcy, get_preset, open_darcy
+
+    if args.scheduler is not None or args.dask_workers is not None:
+        from .data.dask_backend import require_distributed
+
+        try:
+            require_distributed()
+        except ImportError as exc:
+            raise CLIError(str(exc)) from None
 
     config = get_preset(args.preset).replace(
         n_samples=args.n_samples,
@@ -67,15 +87,22 @@ def _cmd_generate(args: argparse.Namespace) -> int:
         forcing=args.forcing,
         face_average=args.face_average,
     )
-    path = generate_darcy(
-        config,
-        args.output,
-        workers=args.workers,
-        dtype=args.dtype,
-        chunk_size=args.chunk_size,
-        overwrite=args.overwrite,
-        progress=not args.no_progress,
-    )
+    from .data.dask_backend import DaskGenerationError
+
+    try:
+        path = generate_darcy(
+            config,
+            args.output,
+            workers=args.workers,
+            dtype=args.dtype,
+            chunk_size=args.chunk_size,
+            overwrite=args.overwrite,
+            progress=not args.no_progress,
+            scheduler=args.scheduler,
+            dask_workers=args.dask_workers,
+        )
+    except DaskGenerationError as exc:
+        raise CLIError(str(exc)) from None
     with open_darcy(path) as ds:
         print(f"{path}\n{describe(ds)}")
     return 0
@@ -159,7 +186,9 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
         "train",
         help="train a surrogate on a Darcy file",
         description="Train on the first --n-train samples at one or more grids (several --resolution values: "
-        "multi-resolution training); the last --n-test samples are held out and scored every epoch.",
+        "multi-resolution training); the last --n-test samples are held out and scored every epoch. "
+        "Data-parallel (DDP) when launched by torchrun: torchrun --nproc_per_node=N -m mano_pde.cli train ... "
+        "(--batch-size is then the global batch, a multiple of N).",
     )
     p.add_argument("--model", required=True, choices=_MODELS)
     p.add_argument("--data", required=True, help="training data file")
@@ -176,7 +205,7 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--n-test", type=int, default=32, help="held-out samples (the file's last; default 32)")
     p.add_argument("--test-data", help="separate held-out data file")
     p.add_argument("--epochs", type=int, default=20)
-    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--batch-size", type=int, default=8, help="global batch size (split across torchrun processes)")
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--weight-decay", type=float, default=1e-4)
     p.add_argument("--scheduler", choices=("cosine", "step", "none"), default="cosine")
@@ -237,7 +266,10 @@ def _cmd_train(args: argparse.Namespace) -> int:
         model_kwargs=kwargs,
     )
     out = train(config, args.output, resume=args.resume, progress=not args.no_progress)
-    print(f"{out}\n{(out / 'log.csv').read_text().strip()}")
+    from .training.distributed import is_main_process
+
+    if is_main_process():  # under torchrun: once, from rank 0
+        print(f"{out}\n{(out / 'log.csv').read_text().strip()}")
     return 0
 
 

@@ -11,6 +11,16 @@ A run killed at any point loses at most the chunks in flight: rerunning the same
 checks the parameters are identical, and computes only the missing chunks. Since sample ``i`` depends only on
 ``(config, i)`` — never on worker count, chunking or order — the finished file holds exactly the data of an
 uninterrupted run.
+
+Back ends
+---------
+Chunks are computed by the calling process (``workers=1``), by a local process pool (``workers=N``) or on a
+``dask.distributed`` cluster (``scheduler=ADDRESS`` or ``dask_workers=N``, see
+:mod:`mano_pde.data.dask_backend`). Process-pool workers write their shards themselves; dask tasks return
+the chunk's arrays (in the storage dtype) to the client, which writes the shard, so dask workers need no
+access to the output's filesystem. Either way the shards, the manifest and the final file are written by
+the same code, so a run started with one back end can be resumed with another, and the files are
+identical.
 """
 
 from __future__ import annotations
@@ -25,6 +35,7 @@ from collections.abc import Iterator
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from multiprocessing import get_context
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -33,7 +44,14 @@ from solvers import DEFAULT_PERMC_SPEC, lognormal_map, piecewise_constant_map, s
 from .presets import DarcyConfig
 from .schema import SCHEMA, DarcyDataError, DarcyWriter
 
-__all__ = ["sample_rng", "generate_sample", "generate_chunk", "generate_darcy", "default_chunk_size"]
+__all__ = [
+    "sample_rng",
+    "generate_sample",
+    "generate_chunk",
+    "chunk_arrays",
+    "generate_darcy",
+    "default_chunk_size",
+]
 
 log = logging.getLogger(__name__)
 
@@ -76,16 +94,30 @@ def _shard_path(parts: Path, start: int) -> Path:
     return parts / f"chunk_{start:09d}.npz"
 
 
-def _compute_shard(config: DarcyConfig, start: int, stop: int, dtype: str, parts: str) -> tuple[int, int]:
-    """Worker task: compute one chunk and save it atomically as a shard."""
+def chunk_arrays(config: DarcyConfig, start: int, stop: int, dtype: str) -> tuple[np.ndarray, np.ndarray]:
+    """Samples ``start … stop - 1`` in the storage ``dtype``: the content of one shard.
+
+    A pure function of its arguments (the task that dask workers run).
+    """
     a, u = generate_chunk(config, start, stop)
-    final = _shard_path(Path(parts), start)
+    return a.astype(dtype, copy=False), u.astype(dtype, copy=False)
+
+
+def _save_shard(parts: Path, start: int, a: np.ndarray, u: np.ndarray) -> None:
+    """Save one chunk atomically (temporary name, fsync, rename) as the shard of ``start``."""
+    final = _shard_path(parts, start)
     tmp = final.with_name(f".{final.name}.{os.getpid()}.tmp")
     with open(tmp, "wb") as fh:
-        np.savez(fh, a=a.astype(dtype), u=u.astype(dtype))
+        np.savez(fh, a=a, u=u)
         fh.flush()
         os.fsync(fh.fileno())
     os.replace(tmp, final)
+
+
+def _compute_shard(config: DarcyConfig, start: int, stop: int, dtype: str, parts: str) -> tuple[int, int]:
+    """Process-pool task: compute one chunk and save it atomically as a shard."""
+    a, u = chunk_arrays(config, start, stop, dtype)
+    _save_shard(Path(parts), start, a, u)
     return start, stop
 
 
@@ -102,6 +134,24 @@ def _single_threaded_children() -> Iterator[None]:
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
+
+
+def _run_process_pool(
+    config: DarcyConfig, todo: list[tuple[int, int]], dtype: str, parts: Path, workers: int, bar: Any
+) -> None:
+    """Compute ``todo`` on a local process pool; each task saves its own shard."""
+    # The pool starts its processes lazily, so the environment stays set for its whole life.
+    with _single_threaded_children():
+        pool = ProcessPoolExecutor(max_workers=min(workers, len(todo)), mp_context=get_context("spawn"))
+        try:
+            pending = {pool.submit(_compute_shard, config, s0, s1, dtype, str(parts)) for s0, s1 in todo}
+            while pending:
+                finished, pending = wait(pending, return_when=FIRST_COMPLETED)
+                for fut in finished:
+                    start, stop = fut.result()
+                    bar.update(stop - start)
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _manifest(config: DarcyConfig, dtype: str, chunk_size: int) -> dict:
@@ -152,6 +202,8 @@ def generate_darcy(
     overwrite: bool = False,
     progress: bool = True,
     complevel: int = 4,
+    scheduler: str | Any | None = None,
+    dask_workers: int | None = None,
 ) -> Path:
     """Generate ``config.n_samples`` Darcy samples into a netCDF4 file (resumable).
 
@@ -162,7 +214,8 @@ def generate_darcy(
     path : path-like
         Output ``.nc`` file. An unfinished run for the same path resumes from ``path + ".parts"``.
     workers : int
-        Worker processes (one BLAS thread each). The data does not depend on this number.
+        Worker processes of a local process pool (one BLAS thread each). The data does not depend on this
+        number. Not combinable with ``scheduler`` / ``dask_workers``.
     dtype : {"float32", "float64"}
         Storage precision.
     chunk_size : int, optional
@@ -173,11 +226,26 @@ def generate_darcy(
         Show a tqdm progress bar.
     complevel : int
         zlib compression level of the netCDF variables.
+    scheduler : str or distributed.Client, optional
+        Compute the chunks on this ``dask.distributed`` cluster: a scheduler address
+        (``"tcp://host:8786"``) or a connected client (left open). Needs the ``dist`` extra. The file is
+        identical to the process pool's; see :mod:`mano_pde.data.dask_backend`.
+    dask_workers : int, optional
+        Compute the chunks on a local ``dask.distributed`` cluster of this many single-threaded worker
+        processes (started and closed here). Exclusive with ``scheduler``.
 
     Returns
     -------
     pathlib.Path
         The finished file.
+
+    Raises
+    ------
+    ImportError
+        ``scheduler`` or ``dask_workers`` given but ``dask.distributed`` is not installed.
+    mano_pde.data.dask_backend.DaskGenerationError
+        The scheduler cannot be reached, or a chunk failed on the cluster after its retries (the chunks
+        saved so far are kept: rerun to resume).
     """
     path = Path(path)
     if dtype not in ("float32", "float64"):
@@ -185,44 +253,58 @@ def generate_darcy(
     workers = int(workers)
     if workers < 1:
         raise ValueError(f"workers must be >= 1, got {workers}")
+    use_dask = scheduler is not None or dask_workers is not None
+    if scheduler is not None and dask_workers is not None:
+        raise ValueError("give either --scheduler (an existing dask cluster) or --dask-workers (a local one), not both")
+    if dask_workers is not None and int(dask_workers) < 1:
+        raise ValueError(f"dask_workers must be >= 1, got {dask_workers}")
+    if use_dask and workers != 1:
+        raise ValueError(
+            "--workers sets the local process pool; with --scheduler/--dask-workers the dask workers compute, "
+            "so drop --workers"
+        )
     if path.exists() and not overwrite:
         raise FileExistsError(f"{path} already exists; pass --overwrite (overwrite=True) or choose another output")
-    parts = path.with_name(path.name + ".parts")
-    chunk = _prepare_parts(
-        parts, _manifest(config, dtype, int(chunk_size or default_chunk_size(config.resolution))), overwrite
-    )
-    n = config.n_samples
-    chunks = [(i, min(i + chunk, n)) for i in range(0, n, chunk)]
-    todo = [c for c in chunks if not _shard_path(parts, c[0]).exists()]
-    done = n - sum(stop - start for start, stop in todo)
-    if done:
-        log.info("resuming %s: %d of %d samples already computed", parts, done, n)
+    cluster: contextlib.AbstractContextManager = contextlib.nullcontext()
+    if use_dask:
+        from .dask_backend import dask_client
 
-    from tqdm.auto import tqdm
+        # connect (or start the local cluster) before touching the output folder: a bad address leaves nothing
+        cluster = dask_client(scheduler, dask_workers, env=_single_threaded_children)
+    with cluster as client:
+        parts = path.with_name(path.name + ".parts")
+        chunk = _prepare_parts(
+            parts, _manifest(config, dtype, int(chunk_size or default_chunk_size(config.resolution))), overwrite
+        )
+        n = config.n_samples
+        chunks = [(i, min(i + chunk, n)) for i in range(0, n, chunk)]
+        todo = [c for c in chunks if not _shard_path(parts, c[0]).exists()]
+        done = n - sum(stop - start for start, stop in todo)
+        if done:
+            log.info("resuming %s: %d of %d samples already computed", parts, done, n)
 
-    t0 = time.perf_counter()
-    bar = tqdm(total=n, initial=done, unit="sample", desc="solving", disable=not progress, smoothing=0.1)
-    try:
-        if workers == 1 or len(todo) <= 1:
-            for start, stop in todo:
-                _compute_shard(config, start, stop, dtype, str(parts))
-                bar.update(stop - start)
-        else:
-            # The pool starts its processes lazily, so the environment stays set for its whole life.
-            with _single_threaded_children():
-                pool = ProcessPoolExecutor(max_workers=min(workers, len(todo)), mp_context=get_context("spawn"))
-                try:
-                    pending = {pool.submit(_compute_shard, config, s0, s1, dtype, str(parts)) for s0, s1 in todo}
-                    while pending:
-                        finished, pending = wait(pending, return_when=FIRST_COMPLETED)
-                        for fut in finished:
-                            start, stop = fut.result()
-                            bar.update(stop - start)
-                finally:
-                    pool.shutdown(wait=True, cancel_futures=True)
-    finally:
-        bar.close()
-    elapsed = time.perf_counter() - t0
+        from tqdm.auto import tqdm
+
+        t0 = time.perf_counter()
+        bar = tqdm(total=n, initial=done, unit="sample", desc="solving", disable=not progress, smoothing=0.1)
+        try:
+            if client is not None:
+                from .dask_backend import compute_chunks_on_dask
+
+                def save(start: int, stop: int, a: np.ndarray, u: np.ndarray) -> None:
+                    _save_shard(parts, start, a, u)
+                    bar.update(stop - start)
+
+                compute_chunks_on_dask(client, config, todo, dtype, save)
+            elif workers == 1 or len(todo) <= 1:
+                for start, stop in todo:
+                    _compute_shard(config, start, stop, dtype, str(parts))
+                    bar.update(stop - start)
+            else:
+                _run_process_pool(config, todo, dtype, parts, workers, bar)
+        finally:
+            bar.close()
+        elapsed = time.perf_counter() - t0
     if todo:
         computed = n - done
         log.info("solved %d samples in %.1f s (%.2f samples/s)", computed, elapsed, computed / max(elapsed, 1e-9))

@@ -10,6 +10,14 @@ Reproducibility: weights are initialised from ``seed``; at the start of epoch ``
 (dropout) is reseeded from ``(seed, e)`` and the batch order is a pure function of ``(seed, e)``. Hence a run
 resumed after epoch ``e`` continues exactly as the uninterrupted run would (up to floating-point
 non-determinism of the device).
+
+Data parallelism: under ``torchrun`` (``WORLD_SIZE > 1``) the same loop runs in every process with the model
+wrapped in ``DistributedDataParallel``; ``batch_size`` stays the global batch, each process computes its
+share of every batch, and the gradients equal the single-process ones (see
+:mod:`mano_pde.training.distributed`), so the loss curve matches single-process training up to float
+reduction order. Dropout of process ``r`` is seeded from ``(seed, epoch, r)``. Only rank 0 logs and writes the
+run directory; the held-out error is computed on shares of the held-out set and summed. A run may be resumed
+with another number of processes (the batch sequence does not depend on it).
 """
 
 from __future__ import annotations
@@ -29,10 +37,10 @@ from .checkpoint import (
     atomic_torch_save,
     atomic_write_text,
     is_run_dir,
-    resolve_device,
     run_versions,
 )
 from .config import TrainConfig
+from .distributed import DistContext, setup_distributed
 
 __all__ = ["train", "make_loss", "split_indices", "LOG_FIELDS"]
 
@@ -109,8 +117,16 @@ def _held_out_error(model, in_norm, out_norm, x, y, device, batch_size) -> float
     return total / x.shape[0]
 
 
+#: Dropout seed offset between processes of a data-parallel run (rank 0 keeps the single-process seeds).
+_RANK_SEED_STRIDE = 1_000_000_007
+
+
 def train(config: TrainConfig, output: str | Path, *, resume: bool = False, progress: bool = True) -> Path:
     """Train a model as ``config`` says and write the run directory ``output``.
+
+    Runs data-parallel when started by ``torchrun`` with several processes (or inside an initialised
+    ``torch.distributed`` process group): see :mod:`mano_pde.training.distributed`. Every process returns
+    the run directory once rank 0 has written it.
 
     Parameters
     ----------
@@ -122,13 +138,30 @@ def train(config: TrainConfig, output: str | Path, *, resume: bool = False, prog
     resume : bool
         Continue an interrupted run from its last completed epoch.
     progress : bool
-        Show a tqdm progress bar (loss, held-out error, ETA).
+        Show a tqdm progress bar (loss, held-out error, ETA); rank 0 only.
 
     Returns
     -------
     pathlib.Path
         The run directory.
+
+    Raises
+    ------
+    ValueError
+        Invalid configuration or data, a resume with another configuration, or (data-parallel) a global batch
+        size that the number of processes does not divide.
+    FileExistsError, FileNotFoundError
+        ``output`` already holds a run (without ``resume``) / holds none (with ``resume``).
     """
+    ctx = setup_distributed(config.device, config.batch_size)
+    try:
+        return _train(config, Path(output), resume, progress and ctx.is_main, ctx)
+    finally:
+        ctx.close()
+
+
+def _train(config: TrainConfig, out: Path, resume: bool, progress: bool, ctx: DistContext) -> Path:
+    """:func:`train` in one process of a (possibly one-process) data-parallel run."""
     from tqdm.auto import tqdm
 
     from mano_pde.data import open_darcy
@@ -141,7 +174,6 @@ def train(config: TrainConfig, output: str | Path, *, resume: bool = False, prog
     )
     from mano_pde.models import create_model, save_model
 
-    out = Path(output)
     state_path = out / "train_state.pt"
     if resume:
         if not (out / "config.json").is_file():
@@ -160,8 +192,9 @@ def train(config: TrainConfig, output: str | Path, *, resume: bool = False, prog
             )
     elif out.exists() and (is_run_dir(out) or (out / "config.json").exists()):
         raise FileExistsError(f"{out} already holds a run; pass --resume to continue it or choose another -o")
+    ctx.barrier()  # every process has checked the folder before rank 0 writes to it
 
-    device = resolve_device(config.device)
+    device = ctx.device
     test_path = config.test_data or config.data
     with open_darcy(config.data) as ds:
         n_file = int(ds.sizes["sample"])
@@ -190,31 +223,46 @@ def train(config: TrainConfig, output: str | Path, *, resume: bool = False, prog
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     scheduler = _scheduler(optimizer, config)
 
-    out.mkdir(parents=True, exist_ok=True)
     start_epoch = 0
     rows: list[dict] = []
-    if resume and state_path.is_file():
-        norms = json.loads((out / "normalizers.json").read_text())
-        in_norm, out_norm = normalizer_from_dict(norms["x"]), normalizer_from_dict(norms["y"])
+    resuming = ctx.broadcast(resume and state_path.is_file())  # rank 0 decides for all
+    # Normalisers: rank 0 reads or fits them and shares them, so every process uses the very same values.
+    norms = None
+    if ctx.is_main:
+        out.mkdir(parents=True, exist_ok=True)
+        if resuming:
+            norms = json.loads((out / "normalizers.json").read_text())
+        else:
+            fitted = fit_normalizers(train_sets)
+            norms = {"x": normalizer_to_dict(fitted[0]), "y": normalizer_to_dict(fitted[1])}
+            atomic_write_text(out / "normalizers.json", json.dumps(norms, indent=2))
+    norms = ctx.broadcast(norms)
+    in_norm, out_norm = normalizer_from_dict(norms["x"]), normalizer_from_dict(norms["y"])
+    if resuming:  # every process reads the same resume state (the run directory is shared)
+        if not state_path.is_file():
+            raise FileNotFoundError(
+                f"process {ctx.rank} cannot see {state_path}, which rank 0 resumes from: the run directory must be "
+                "on a filesystem shared by all processes"
+            )
         state = torch.load(state_path, map_location=device, weights_only=True)
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         start_epoch = int(state["epoch"])
-        rows = _read_log(out / "log.csv")[:start_epoch]
-        log.info("resuming %s after epoch %d of %d", out, start_epoch, config.epochs)
-    else:
-        in_norm, out_norm = fit_normalizers(train_sets)
-        atomic_write_text(
-            out / "normalizers.json",
-            json.dumps({"x": normalizer_to_dict(in_norm), "y": normalizer_to_dict(out_norm)}, indent=2),
-        )
-    config.save(out / "config.json")
-    versions = run_versions(device)
-    versions["n_parameters"] = str(n_params)
-    versions["train_data_attrs"] = json.dumps(data_attrs, default=str)
-    atomic_write_text(out / "versions.json", json.dumps(versions, indent=2))
+        if ctx.is_main:
+            rows = _read_log(out / "log.csv")[:start_epoch]
+            log.info("resuming %s after epoch %d of %d", out, start_epoch, config.epochs)
+    if ctx.is_main:
+        config.save(out / "config.json")
+        versions = run_versions(device)
+        versions["n_parameters"] = str(n_params)
+        versions["train_data_attrs"] = json.dumps(data_attrs, default=str)
+        versions["world_size"] = str(ctx.world_size)
+        if ctx.enabled:
+            versions["distributed_backend"] = str(ctx.backend)
+        atomic_write_text(out / "versions.json", json.dumps(versions, indent=2))
     in_norm, out_norm = in_norm.to(device), out_norm.to(device)
+    net = ctx.wrap(model)  # DDP under torchrun (the wrapper trains; `model` is evaluated and saved)
 
     loss_fn = make_loss(config.loss)
     use_amp = config.amp_bf16 and device.type == "cuda"
@@ -228,24 +276,32 @@ def train(config: TrainConfig, output: str | Path, *, resume: bool = False, prog
     )
     for epoch in range(start_epoch, config.epochs):
         t0 = time.perf_counter()
-        torch.manual_seed(config.seed * 100_003 + epoch)
+        torch.manual_seed(config.seed * 100_003 + epoch + _RANK_SEED_STRIDE * ctx.rank)
         gen = torch.Generator().manual_seed(config.seed * 1_000_003 + epoch)
-        model.train()
+        net.train()
         total, count = 0.0, 0
         for d, idx in _batches([len(s) for s in train_sets], config.batch_size, gen):
-            x = train_sets[d].x[idx].to(device, non_blocking=True)
-            y = train_sets[d].y[idx].to(device, non_blocking=True)
+            # The same global batch in every process; each computes its share (one process: all of it).
+            mine = ctx.shard(idx)
+            weight = 1.0 if mine.numel() else 0.0
+            if not weight:  # nothing left for this process in a short last batch: join the all-reduce anyway
+                mine = idx[:1]
+            x = train_sets[d].x[mine].to(device, non_blocking=True)
+            y = train_sets[d].y[mine].to(device, non_blocking=True)
             optimizer.zero_grad(set_to_none=True)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
-                pred = out_norm.inverse_transform(model(in_norm.transform(x)))
+                pred = out_norm.inverse_transform(net(in_norm.transform(x)))
             loss = loss_fn(pred.float(), y)
-            (loss / x.shape[0]).backward()
+            # sum over my samples * world / global batch; DDP averages over the world: the global-batch mean
+            (loss / (idx.numel() / ctx.world_size) if weight else loss * 0.0).backward()
             optimizer.step()
-            total += float(loss.detach())
-            count += x.shape[0]
+            if weight:
+                total += float(loss.detach())
+                count += x.shape[0]
             bar.update(1)
-            bar.set_postfix(loss=f"{total / count:.4f}")
+            bar.set_postfix(loss=f"{total / max(count, 1):.4f}")
         scheduler.step()
+        total, count = ctx.sum([total, count])
         row = {
             "epoch": epoch + 1,
             "train_loss": total / count,
@@ -253,8 +309,10 @@ def train(config: TrainConfig, output: str | Path, *, resume: bool = False, prog
             "epoch_time_s": time.perf_counter() - t0,
         }
         for field, ts in zip(test_fields, test_sets, strict=True):
-            row[field] = _held_out_error(model, in_norm, out_norm, ts.x, ts.y, device, config.batch_size)
+            row[field] = _held_out(model, in_norm, out_norm, ts, device, config.batch_size, ctx)
         rows.append(row)
+        if not ctx.is_main:
+            continue
         bar.set_postfix(loss=f"{row['train_loss']:.4f}", test=f"{row[test_fields[0]]:.4f}")
         # model first, then the resume state: a crash in between re-runs this epoch from the previous state
         save_model(model, out)
@@ -270,7 +328,19 @@ def train(config: TrainConfig, output: str | Path, *, resume: bool = False, prog
         )
         log.info("epoch %d/%d %s", epoch + 1, config.epochs, {k: round(v, 6) for k, v in row.items()})
     bar.close()
+    ctx.barrier()  # every process returns once rank 0 has written the run directory
     return out
+
+
+def _held_out(model, in_norm, out_norm, ts, device, batch_size: int, ctx: DistContext) -> float:
+    """Held-out error of one test set: whole in one process, summed over shares in a data-parallel run."""
+    if not ctx.enabled:
+        return _held_out_error(model, in_norm, out_norm, ts.x, ts.y, device, batch_size)
+    mine = ctx.shard(torch.arange(len(ts)))
+    local = 0.0
+    if mine.numel():
+        local = _held_out_error(model, in_norm, out_norm, ts.x[mine], ts.y[mine], device, batch_size) * mine.numel()
+    return ctx.sum([local])[0] / len(ts)
 
 
 def _format_log(rows: list[dict], fields: tuple[str, ...]) -> str:
