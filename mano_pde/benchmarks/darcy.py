@@ -1,0 +1,354 @@
+"""``mano-pde benchmark darcy``: the Darcy accuracy study, end to end, by one command.
+
+Data (train and test sets from different seeds) → every model trained on one coarse grid (arm ``single``) and
+on a mix of grids, mostly coarse plus a few finer samples (arm ``multi``, after Sakarvadia et al. 2025,
+arXiv 2510.06646) → evaluation on the training grid and on 2×, 4× (and finer where the data allows) grids,
+``direct`` (zero-shot) and ``resample`` (training grid + interpolation) → tables, plots, and the exact
+configuration, seeds and versions. ``--update-benchmarks BENCHMARKS.md`` replaces the study's section of that
+file with the numbers just produced, so they are never edited by hand.
+
+Every step is resumable: rerunning the command reuses the data files and finished runs and resumes
+interrupted ones, so a 90-minute study survives an interruption.
+
+Two configurations:
+
+``cpu`` (default)
+    129² data, trained at 33², tested at 33², 65², 129²; sized for about 90 minutes on 2 CPU cores.
+``full`` (``--full``, needs a GPU)
+    The FNO paper's protocol (Li et al. 2020): the ``fno-darcy`` recipe at 421² (1000 train, 200 test from
+    another seed), trained at 85², tested at 85², 141², 211², 421², 500 epochs, batch 20, Adam 1e-3 halved
+    every 100 epochs. Published relative L2 at 85²: FNO 0.0108 (Li et al.), Transolver 0.0057.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import re
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+__all__ = ["StudyConfig", "CPU_STUDY", "FULL_STUDY", "run_study", "add_arguments", "run"]
+
+log = logging.getLogger(__name__)
+
+MARK_BEGIN = "<!-- darcy-study:begin (written by `mano-pde benchmark darcy --update-benchmarks`) -->"
+MARK_END = "<!-- darcy-study:end -->"
+
+
+@dataclass
+class StudyConfig:
+    """Everything that determines the study."""
+
+    name: str
+    data_resolution: int
+    n_train: int
+    n_test: int
+    train_resolution: int
+    test_resolutions: list[int]
+    multi_resolutions: list[int]
+    multi_n_train: list[int]
+    epochs: int
+    batch_size: int
+    lr: float
+    scheduler: str
+    step_size: int = 100
+    gamma: float = 0.5
+    data_face_average: str = "arithmetic"
+    train_seed: int = 0
+    test_seed: int = 1
+    model_seed: int = 0
+    models: dict[str, dict] = field(default_factory=dict)
+    arms: list[str] = field(default_factory=lambda: ["single", "multi"])
+
+
+#: Sized for about 90 minutes on 2 CPU cores (see BENCHMARKS.md for the measured time).
+CPU_STUDY = StudyConfig(
+    name="cpu",
+    data_resolution=129,
+    n_train=256,
+    n_test=64,
+    train_resolution=33,
+    test_resolutions=[33, 65, 129],
+    multi_resolutions=[33, 65],
+    multi_n_train=[256, 32],
+    epochs=40,
+    batch_size=8,
+    lr=2e-3,
+    scheduler="cosine",
+    models={
+        "mano": {"hidden_channels": 32, "n_layers": 4, "window_size": 8, "n_heads": 4},
+        "fno": {"hidden_channels": 24, "n_modes": [16, 16]},
+        "tfno": {"hidden_channels": 32, "n_modes": [16, 16]},
+        "window-attention": {"hidden_channels": 32, "n_layers": 4, "window_size": 8, "n_heads": 4},
+        "global-attention": {"hidden_channels": 32, "n_layers": 4, "n_heads": 4},
+    },
+)
+
+#: The FNO paper's protocol (GPU).
+FULL_STUDY = StudyConfig(
+    name="full",
+    data_resolution=421,
+    n_train=1000,
+    n_test=200,
+    train_resolution=85,
+    test_resolutions=[85, 141, 211, 421],
+    multi_resolutions=[85, 141],
+    multi_n_train=[1000, 100],
+    epochs=500,
+    batch_size=20,
+    lr=1e-3,
+    scheduler="step",
+    step_size=100,
+    gamma=0.5,
+    models={
+        "mano": {"hidden_channels": 64, "n_layers": 4, "window_size": 8, "n_heads": 4},
+        "fno": {},
+        "tfno": {},
+        "window-attention": {"hidden_channels": 64, "n_layers": 4, "window_size": 8, "n_heads": 4},
+        "global-attention": {"hidden_channels": 64, "n_layers": 4, "n_heads": 4},
+    },
+)
+
+
+def _data(cfg: StudyConfig, out: Path, workers: int, progress: bool) -> tuple[Path, Path]:
+    from mano_pde.data import DarcyConfig, generate_darcy
+
+    files = []
+    for split, n, seed in (("train", cfg.n_train, cfg.train_seed), ("test", cfg.n_test, cfg.test_seed)):
+        path = out / "data" / f"darcy_{cfg.data_resolution}_{split}_seed{seed}.nc"
+        if not path.exists():
+            dc = DarcyConfig(n_samples=n, resolution=cfg.data_resolution, seed=seed, face_average=cfg.data_face_average)
+            generate_darcy(dc, path, workers=workers, progress=progress)
+        files.append(path)
+    return files[0], files[1]
+
+
+def _train_one(
+    cfg: StudyConfig, arm: str, model: str, train_file: Path, test_file: Path, out: Path, device: str, progress: bool
+) -> tuple[Path, float]:
+    import csv
+
+    from mano_pde.training import TrainConfig, train
+
+    resolutions = [cfg.train_resolution] if arm == "single" else cfg.multi_resolutions
+    n_train = [cfg.n_train] if arm == "single" else cfg.multi_n_train
+    tc = TrainConfig(
+        model=model,
+        data=str(train_file),
+        test_data=str(test_file),
+        resolutions=resolutions,
+        n_train=n_train,
+        n_test=min(cfg.n_test, 32),
+        epochs=cfg.epochs,
+        batch_size=cfg.batch_size,
+        lr=cfg.lr,
+        scheduler=cfg.scheduler,
+        step_size=cfg.step_size,
+        gamma=cfg.gamma,
+        seed=cfg.model_seed,
+        device=device,
+        model_kwargs=dict(cfg.models[model]),
+    )
+    run_dir = out / "runs" / arm / model
+    log_csv = run_dir / "log.csv"
+    done = 0
+    if log_csv.exists():
+        with open(log_csv, newline="") as fh:
+            done = sum(1 for _ in csv.DictReader(fh))
+    if done < cfg.epochs:
+        train(tc, run_dir, resume=(run_dir / "config.json").exists(), progress=progress)
+    with open(log_csv, newline="") as fh:
+        wall = sum(float(r["epoch_time_s"]) for r in csv.DictReader(fh))
+    return run_dir, wall
+
+
+def run_study(
+    cfg: StudyConfig,
+    output: str | Path,
+    *,
+    workers: int = 2,
+    device: str = "auto",
+    progress: bool = True,
+    models: list[str] | None = None,
+) -> dict[str, Any]:
+    """Run the study (resumable) and return its summary (also written to ``OUT/study.json``/``study.md``)."""
+    from mano_pde.evaluation import evaluate
+    from mano_pde.models import count_parameters, create_model
+    from mano_pde.training.checkpoint import resolve_device, run_versions
+
+    out = Path(output)
+    out.mkdir(parents=True, exist_ok=True)
+    t_start = time.perf_counter()
+    names = models or list(cfg.models)
+    unknown = sorted(set(names) - set(cfg.models))
+    if unknown:
+        raise ValueError(f"unknown model(s) {unknown} for the {cfg.name} study; choose from {list(cfg.models)}")
+    train_file, test_file = _data(cfg, out, workers, progress)
+    t_data = time.perf_counter() - t_start
+
+    summary: dict[str, Any] = {
+        "config": asdict(cfg),
+        "command": " ".join(sys.argv),
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "versions": run_versions(resolve_device(device)),
+        "data": {"train": str(train_file), "test": str(test_file), "generation_s": t_data},
+        "parameters": {m: count_parameters(create_model(m, **cfg.models[m])) for m in names},
+        "train_wall_s": {},
+        "records": [],
+    }
+    for arm in cfg.arms:
+        runs = []
+        for model in names:
+            run_dir, wall = _train_one(cfg, arm, model, train_file, test_file, out, device, progress)
+            summary["train_wall_s"][f"{arm}/{model}"] = wall
+            runs.append(run_dir)
+        records = evaluate(
+            runs, test_file, cfg.test_resolutions, out / "results" / arm, device=device, n_test=cfg.n_test
+        )
+        for r in records:
+            r["arm"] = arm
+        summary["records"].extend(records)
+    summary["total_wall_s"] = time.perf_counter() - t_start
+    (out / "study.json").write_text(json.dumps(summary, indent=2) + "\n")
+    (out / "study.md").write_text(study_markdown(summary) + "\n")
+    return summary
+
+
+def study_markdown(summary: dict[str, Any]) -> str:
+    """The study's BENCHMARKS.md section: results per arm, parameters, timings, targets, provenance."""
+    cfg = summary["config"]
+    recs = summary["records"]
+    tests = cfg["test_resolutions"]
+    lines = [
+        f"Command: `{summary['command']}` — {summary['date']}; total wall time "
+        f"{summary['total_wall_s'] / 60:.1f} min (data generation {summary['data']['generation_s']:.0f} s).",
+        f"Machine: {summary['versions'].get('platform')}, torch {summary['versions'].get('torch')}, "
+        f"neuraloperator {summary['versions'].get('neuraloperator')}, device {summary['versions'].get('device')}, "
+        f"{summary['versions'].get('torch_num_threads')} threads.",
+        f"Data: {cfg['data_resolution']}² Darcy (α = 2, τ = 3, a ∈ {{12, 3}}, f = 1, {cfg['data_face_average']} "
+        f"faces); train {cfg['n_train']} samples (seed {cfg['train_seed']}), test {cfg['n_test']} samples "
+        f"(seed {cfg['test_seed']}). Training: {cfg['epochs']} epochs, batch {cfg['batch_size']}, Adam lr "
+        f"{cfg['lr']}, {cfg['scheduler']} schedule, relative L2 loss, model seed {cfg['model_seed']}. "
+        f"Arm `single`: trained at {cfg['train_resolution']}²; arm `multi`: "
+        + " + ".join(f"{n} at {r}²" for n, r in zip(cfg["multi_n_train"], cfg["multi_resolutions"], strict=True))
+        + ".",
+        "",
+        "Relative L2 error on the test set (mean over samples); `*` training grid; `direct` = model applied on the "
+        "test grid (zero-shot on finer grids), `resample` = model run on its training grid and its prediction "
+        "interpolated (bilinear).",
+        "",
+        "| arm | model | parameters | train time | method | " + " | ".join(f"{s}²" for s in tests) + " |",
+        "|" + "---|" * (5 + len(tests)),
+    ]
+    for arm in cfg["arms"]:
+        for model in summary["parameters"]:
+            for method in ("direct", "resample"):
+                cells = {
+                    r["test_resolution"]: r
+                    for r in recs
+                    if r["arm"] == arm and r["model"] == model and r["method"] == method
+                }
+                if not cells:
+                    continue
+                trained = next(iter(cells.values()))["train_resolutions"]
+                vals = [
+                    f"{cells[s]['rel_l2_mean']:.4f}{'*' if s in trained else ''}" if s in cells else "–" for s in tests
+                ]
+                lines.append(
+                    f"| {arm} | {model} | {summary['parameters'][model]:,} | "
+                    f"{summary['train_wall_s'][f'{arm}/{model}'] / 60:.1f} min | {method} | " + " | ".join(vals) + " |"
+                )
+    lines += [
+        "",
+        "Inference time per sample (direct, seconds):",
+        "",
+        "| model | " + " | ".join(f"{s}²" for s in tests) + " |",
+        "|" + "---|" * (1 + len(tests)),
+    ]
+    for model in summary["parameters"]:
+        cells = {
+            r["test_resolution"]: r
+            for r in recs
+            if r["arm"] == cfg["arms"][0] and r["model"] == model and r["method"] == "direct"
+        }
+        lines.append(
+            f"| {model} | "
+            + " | ".join(f"{cells[s]['inference_s_per_sample']:.4f}" if s in cells else "–" for s in tests)
+            + " |"
+        )
+    lines += ["", *targets(summary)]
+    return "\n".join(lines)
+
+
+def targets(summary: dict[str, Any]) -> list[str]:
+    """The issue's targets, checked against this run's numbers (arm ``single``)."""
+    cfg = summary["config"]
+    recs = summary["records"]
+    tr = cfg["train_resolution"]
+    four = tr * 4 - 3 if (tr * 4 - 3) in cfg["test_resolutions"] else max(cfg["test_resolutions"])
+
+    def err(model: str, res: int) -> float | None:
+        for r in recs:
+            if r["arm"] == "single" and r["model"] == model and r["method"] == "direct" and r["test_resolution"] == res:
+                return r["rel_l2_mean"]
+        return None
+
+    m0, f0, m4, f4 = err("mano", tr), err("fno", tr), err("mano", four), err("fno", four)
+    if None in (m0, f0, m4, f4):
+        return ["Targets: not checked (MANO or FNO missing from this run)."]
+    checks = [
+        (f"MANO error at {tr}² ≤ FNO's", m0 <= f0, f"{m0:.4f} vs {f0:.4f}"),
+        (f"MANO error at {four}² (4×) < FNO's", m4 < f4, f"{m4:.4f} vs {f4:.4f}"),
+        (f"MANO 4× error ≤ 1.2 × its {tr}² error", m4 <= 1.2 * m0, f"{m4:.4f} vs 1.2 × {m0:.4f} = {1.2 * m0:.4f}"),
+    ]
+    return ["Targets (arm `single`, direct):", ""] + [
+        f"- {'met' if ok else '**missed**'}: {name} ({detail})" for name, ok, detail in checks
+    ]
+
+
+def update_benchmarks(path: Path, section: str) -> None:
+    """Replace the study's section of BENCHMARKS.md (between its markers), or append it."""
+    text = path.read_text() if path.exists() else "# Benchmarks\n"
+    block = f"{MARK_BEGIN}\n{section}\n{MARK_END}"
+    pattern = re.compile(re.escape(MARK_BEGIN) + r".*?" + re.escape(MARK_END), re.S)
+    if pattern.search(text):
+        text = pattern.sub(lambda _: block, text)
+    else:
+        text = text.rstrip("\n") + "\n\n## Darcy accuracy study (mano-pde benchmark darcy)\n\n" + block + "\n"
+    path.write_text(text)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--full", action="store_true", help="the FNO paper's protocol (GPU)")
+    parser.add_argument("-o", "--output", default=None, help="study folder (default runs/darcy-study-<cpu|full>)")
+    parser.add_argument("--models", nargs="+", help="subset of models")
+    parser.add_argument("--epochs", type=int, help="override the epochs")
+    parser.add_argument("--arms", nargs="+", choices=("single", "multi"), help="subset of arms")
+    parser.add_argument("--workers", type=int, default=2, help="data-generation processes")
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--update-benchmarks", metavar="FILE", help="write the results into this BENCHMARKS.md")
+    parser.add_argument("--no-progress", action="store_true")
+
+
+def run(args: argparse.Namespace) -> int:
+    import copy
+
+    cfg = copy.deepcopy(FULL_STUDY if args.full else CPU_STUDY)
+    if args.epochs:
+        cfg.epochs = args.epochs
+    if args.arms:
+        cfg.arms = list(args.arms)
+    out = Path(args.output or f"runs/darcy-study-{cfg.name}")
+    summary = run_study(
+        cfg, out, workers=args.workers, device=args.device, progress=not args.no_progress, models=args.models
+    )
+    section = study_markdown(summary)
+    print(section)
+    if args.update_benchmarks:
+        update_benchmarks(Path(args.update_benchmarks), section)
+    return 0

@@ -1,0 +1,51 @@
+"""The Darcy study runs end to end on a tiny configuration and writes its BENCHMARKS.md section."""
+
+import json
+
+from mano_pde.benchmarks.darcy import MARK_BEGIN, MARK_END, StudyConfig, run_study, study_markdown, update_benchmarks
+
+TINY = StudyConfig(
+    name="tiny",
+    data_resolution=33,
+    n_train=12,
+    n_test=6,
+    train_resolution=9,
+    test_resolutions=[9, 17, 33],
+    multi_resolutions=[9, 17],
+    multi_n_train=[12, 4],
+    epochs=1,
+    batch_size=4,
+    lr=1e-3,
+    scheduler="cosine",
+    models={
+        "mano": {"hidden_channels": 8, "n_layers": 1, "window_size": 4, "n_heads": 2},
+        "fno": {"hidden_channels": 8, "n_modes": [4, 4], "n_layers": 1},
+    },
+)
+
+
+def test_tiny_study_end_to_end(tmp_path):
+    summary = run_study(TINY, tmp_path / "study", workers=1, progress=False)
+    recs = summary["records"]
+    # 2 arms x 2 models x (3 direct + 2 resample)
+    assert len(recs) == 2 * 2 * 5
+    assert {r["arm"] for r in recs} == {"single", "multi"}
+    assert summary["parameters"]["mano"] > 0 and summary["parameters"]["fno"] > 0
+    saved = json.loads((tmp_path / "study" / "study.json").read_text())
+    assert saved["config"]["train_seed"] != saved["config"]["test_seed"]
+    md = study_markdown(summary)
+    assert "| single | mano |" in md and "Targets" in md
+    # train and test sets come from different files with different seeds
+    assert summary["data"]["train"] != summary["data"]["test"]
+
+    bench = tmp_path / "BENCHMARKS.md"
+    bench.write_text("# Benchmarks\n\n## Other\n\nkept\n")
+    update_benchmarks(bench, md)
+    update_benchmarks(bench, "second version")
+    text = bench.read_text()
+    assert text.count(MARK_BEGIN) == 1 and text.count(MARK_END) == 1
+    assert "second version" in text and "| single | mano |" not in text and "kept" in text
+
+    # rerunning reuses data and finished runs (resumable study): no retraining, same numbers
+    again = run_study(TINY, tmp_path / "study", workers=1, progress=False)
+    assert [r["rel_l2_mean"] for r in again["records"]] == [r["rel_l2_mean"] for r in recs]
