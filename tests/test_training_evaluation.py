@@ -197,7 +197,7 @@ def test_evaluate_matches_an_independent_computation(data, fno_run, tmp_path):
     assert got[(33, "resample")]["rel_l2_mean"] == pytest.approx(rel_r.mean(), rel=1e-4)
 
 
-def test_evaluate_refuses_overlapping_test_samples(data, fno_run, capsys):
+def test_evaluate_refuses_overlapping_test_samples(data, fno_run, capsys, tmp_path):
     assert (
         main(
             [
@@ -211,12 +211,13 @@ def test_evaluate_refuses_overlapping_test_samples(data, fno_run, capsys):
                 "9",
                 "--no-plots",
                 "-o",
-                "unused",
+                str(tmp_path / "never"),
             ]
         )
         == 2
     )
     assert "would overlap" in capsys.readouterr().err
+    assert not (tmp_path / "never").exists()
 
 
 @pytest.mark.parametrize(

@@ -121,10 +121,11 @@ def evaluate(
     from .report import plot_error_vs_resolution, plot_predictions, results_table
 
     out = Path(output)
-    out.mkdir(parents=True, exist_ok=True)
     dev = resolve_device(device)
     resolutions = sorted({int(r) for r in resolutions})
     loaded = [load_run(r, dev) for r in runs]
+    test_indices = {run.name: test_indices_for(run, data, n_test) for run in loaded}  # validate before writing
+    out.mkdir(parents=True, exist_ok=True)
     cache: dict[tuple, dict[str, torch.Tensor]] = {}
 
     def arrays(res: int, idx: np.ndarray) -> dict[str, torch.Tensor]:
@@ -137,7 +138,7 @@ def evaluate(
     records: list[dict[str, Any]] = []
     examples: dict[str, dict] = {}
     for run in loaded:
-        idx = test_indices_for(run, data, n_test)
+        idx = test_indices[run.name]
         s_train = run.train_resolution
         n_params = sum(p.numel() for p in run.model.parameters())
         for res in resolutions:
@@ -192,7 +193,7 @@ def evaluate(
     (out / "results.md").write_text(results_table(records) + "\n")
     if plots and records:
         plot_error_vs_resolution(records, out / "error_vs_resolution.png")
-        idx0 = test_indices_for(loaded[0], data, n_test)
+        idx0 = test_indices[loaded[0].name]
         fields = {
             res: {"a": arrays(res, idx0)["a"][sample, 0].numpy(), "u": arrays(res, idx0)["u"][sample, 0].numpy()}
             for res in resolutions
