@@ -1,0 +1,96 @@
+"""Window geometry for windowed attention on 2-D grids (channels-last tensors ``[B, H, W, C]``).
+
+The helpers here pad a grid so that it tiles into non-overlapping ``wh x ww`` windows, optionally with
+the window grid shifted by ``(sh, sw)`` (the shifted windows of Swin, Liu et al. 2021, arXiv 2103.14030),
+and build the key mask that keeps padded positions out of the softmax. Padding is therefore *exact*:
+a padded token never receives attention weight, so the result on the real tokens is the same as
+attention restricted to the real tokens of each window (no boundary artefacts, no value leak).
+"""
+
+from __future__ import annotations
+
+import torch
+
+__all__ = ["axis_padding", "effective_window", "padding_key_mask"]
+
+
+def effective_window(size: int, window: int) -> int:
+    """Window extent along one axis: ``window``, or the whole axis if the axis is shorter.
+
+    Parameters
+    ----------
+    size : int
+        Number of grid points along the axis.
+    window : int
+        Requested window size.
+
+    Returns
+    -------
+    int
+        ``min(size, window)``: a grid that fits in one window is attended as a single window, unpadded.
+    """
+    return min(size, window)
+
+
+def axis_padding(size: int, window: int, shift: int = 0) -> tuple[int, int, int]:
+    """Padding that makes one axis tile into windows whose grid is offset by ``shift``.
+
+    Window boundaries fall at ``shift + k * window`` (in the original coordinates). The axis is padded
+    by ``before`` points in front and ``after`` points behind; both are ``< window`` so every window holds
+    at least one real point.
+
+    Parameters
+    ----------
+    size : int
+        Number of grid points along the axis.
+    window : int
+        Window size along the axis (``<= size``).
+    shift : int, optional
+        Offset of the window grid, ``0 <= shift < window``. Default 0.
+
+    Returns
+    -------
+    before, after, n_windows : tuple of int
+    """
+    before = (window - shift) % window
+    after = (-(size + before)) % window
+    return before, after, (size + before + after) // window
+
+
+def padding_key_mask(
+    height: int,
+    width: int,
+    pads: tuple[int, int, int, int],
+    window: tuple[int, int],
+    batch: int,
+    device: torch.device,
+) -> torch.Tensor:
+    """Boolean key mask ``[batch * n_windows, 1, 1, wh * ww]`` (``True`` = real token, may be attended).
+
+    Parameters
+    ----------
+    height, width : int
+        Size of the *unpadded* grid.
+    pads : tuple of int
+        ``(top, bottom, left, right)`` padding.
+    window : tuple of int
+        ``(wh, ww)`` window size.
+    batch : int
+        Batch size (the mask is repeated over the batch to match the window-major layout of the queries).
+    device : torch.device
+        Device of the mask.
+
+    Returns
+    -------
+    torch.Tensor
+        Mask broadcastable to ``[batch * n_windows, heads, wh * ww, wh * ww]`` for
+        :func:`torch.nn.functional.scaled_dot_product_attention`.
+    """
+    top, bottom, left, right = pads
+    wh, ww = window
+    hp, wp = height + top + bottom, width + left + right
+    valid = torch.zeros(hp, wp, dtype=torch.bool, device=device)
+    valid[top : top + height, left : left + width] = True
+    nh, nw = hp // wh, wp // ww
+    valid = valid.view(nh, wh, nw, ww).permute(0, 2, 1, 3).reshape(1, nh * nw, wh * ww)
+    return valid.expand(batch, -1, -1).reshape(batch * nh * nw, 1, 1, wh * ww)

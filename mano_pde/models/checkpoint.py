@@ -1,0 +1,204 @@
+"""Saving and reloading models without unpickling code (safe under ``torch.load(weights_only=True)``).
+
+neuraloperator's ``BaseModel.save_checkpoint`` pickles the constructor arguments; for its FNO they
+include Python callables (``F.gelu``, the ``SpectralConv`` class), so since torch 2.6 made
+``weights_only=True`` the default, such files only reload with ``weights_only=False``, i.e. by trusting
+and executing pickled code (neuraloperator issue #558). This package avoids that:
+
+* The attention models (:class:`~mano_pde.models.MANO` and the baselines) take their non-linearity and
+  norm *by name*, so their recorded constructor arguments are plain data: neuralop's own
+  ``save_checkpoint`` / ``from_checkpoint`` work, and the ``{name}_state_dict.pt`` it writes loads with
+  plain ``torch.load(path)`` under the ``weights_only`` default. Their ``save_checkpoint`` (also used
+  by neuralop's Trainer) additionally writes ``{name}_config.json``.
+* :func:`save_model` writes, for any registry model (FNO/TFNO included):
+
+  - ``{name}_config.json`` -- registry name + constructor keywords (plain JSON);
+  - ``{name}_state_dict.pt`` -- tensors only, loadable with ``weights_only=True``;
+  - ``{name}_metadata.pkl`` -- neuralop's pickled constructor arguments, so
+    ``<ModelClass>.from_checkpoint(folder, name)`` keeps working.
+
+* :func:`load_model` rebuilds the model from the JSON config and loads the tensors with
+  ``weights_only=True``. Without a JSON config (e.g. a checkpoint written by neuralop's Trainer for an
+  FNO) it falls back to ``{name}_metadata.pkl``, which needs ``trust_pickle=True`` when it holds code.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import logging
+import pickle
+from pathlib import Path
+from typing import Any
+
+import torch
+from neuralop.models.base_model import BaseModel
+from torch import nn
+
+from .attention_operators import GlobalAttentionOperator, WindowAttentionOperator
+from .mano import MANO
+from .registry import create_model
+from .transformer_operator import TransformerOperator
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["CONFIG_FORMAT", "load_model", "model_config", "save_model"]
+
+#: Identifier written in every ``{name}_config.json``.
+CONFIG_FORMAT = "mano_pde.model/1"
+
+_CLASS_NAMES = {MANO: "mano", GlobalAttentionOperator: "global-attention", WindowAttentionOperator: "window-attention"}
+_MIXER_NAMES = {"multipole": "mano", "global": "global-attention", "window": "window-attention"}
+
+
+def model_config(model: nn.Module) -> dict[str, Any]:
+    """Plain-JSON description of a model: ``{"format", "model", "kwargs", "model_version", ...}``.
+
+    Works for models built by :func:`~mano_pde.models.create_model` and for directly constructed
+    attention models (:class:`~mano_pde.models.TransformerOperator` and subclasses).
+
+    Raises
+    ------
+    TypeError
+        If the model is not a registry model or a constructor argument is not plain data (e.g. a
+        callable ``non_linearity`` or a module as ``positional_embedding``).
+    """
+    if isinstance(model, TransformerOperator):
+        init = dict(model._init_kwargs)
+        args = init.pop("args", ())
+        init.pop("_version", None)
+        init.pop("_name", None)
+        if args:
+            bound = inspect.signature(type(model)).bind_partial(*args)
+            init.update(bound.arguments)
+        name = _CLASS_NAMES.get(type(model)) or _MIXER_NAMES[model.mixer]
+        if type(model) not in _CLASS_NAMES:
+            init["mixer"] = None  # the registry class fixes the mixer
+        kwargs = init
+    elif hasattr(model, "mano_pde_config"):
+        name = model.mano_pde_config["model"]
+        kwargs = dict(model.mano_pde_config["kwargs"])
+    else:
+        raise TypeError(
+            f"cannot describe a {type(model).__name__} as a registry model: build it with "
+            f"mano_pde.models.create_model(...) (or use neuralop's model.save_checkpoint for other models)"
+        )
+    for key, value in kwargs.items():
+        try:
+            json.dumps(value)
+        except TypeError:
+            raise TypeError(
+                f"constructor argument {key}={value!r} is not plain data, so it cannot be stored in a JSON "
+                f"config; pass it by name (e.g. non_linearity='gelu', positional_embedding='grid')"
+            ) from None
+    from .. import __version__
+
+    return {
+        "format": CONFIG_FORMAT,
+        "model": name,
+        "kwargs": json.loads(json.dumps(kwargs)),
+        "model_version": getattr(model, "_version", None),
+        "mano_pde_version": __version__,
+    }
+
+
+def save_model(model: nn.Module, folder: str | Path, name: str = "model") -> Path:
+    """Save a model as ``{name}_config.json`` + ``{name}_state_dict.pt`` (+ neuralop's ``_metadata.pkl``).
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        A model from :func:`~mano_pde.models.create_model` or an attention model of this package.
+    folder : str or Path
+        Directory (created if needed).
+    name : str, optional
+        File-name prefix. Default ``"model"`` (the name neuralop's Trainer uses).
+
+    Returns
+    -------
+    Path
+        ``folder``.
+    """
+    config = model_config(model)
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    state = nn.Module.state_dict(model)  # tensors only (BaseModel.state_dict would add pickled metadata)
+    torch.save(state, folder / f"{name}_state_dict.pt")
+    (folder / f"{name}_config.json").write_text(json.dumps(config, indent=2) + "\n")
+    if isinstance(model, BaseModel):
+        torch.save(model._init_kwargs, folder / f"{name}_metadata.pkl")
+    logger.info("saved %s model to %s (prefix %r)", config["model"], folder, name)
+    return folder
+
+
+def load_model(
+    folder: str | Path,
+    name: str = "model",
+    map_location: str | torch.device | None = None,
+    *,
+    trust_pickle: bool = False,
+    strict: bool = True,
+) -> nn.Module:
+    """Rebuild a model saved by :func:`save_model`, by a model's ``save_checkpoint`` or by neuralop's Trainer.
+
+    Parameters
+    ----------
+    folder : str or Path
+        Checkpoint directory.
+    name : str, optional
+        File-name prefix (``"model"``, or ``"best_model"`` for the Trainer's ``save_best``).
+    map_location : str or torch.device, optional
+        Device for the tensors; the returned model is moved there.
+    trust_pickle : bool, optional
+        Only used without ``{name}_config.json``: load ``{name}_metadata.pkl`` and the state dict with
+        ``weights_only=False`` (executes pickled code -- only for files you trust). Default False.
+    strict : bool, optional
+        Passed to ``load_state_dict``. Default True.
+
+    Returns
+    -------
+    torch.nn.Module
+        The model, in eval mode is *not* forced (call ``.eval()`` for inference).
+    """
+    folder = Path(folder)
+    state_path = folder / f"{name}_state_dict.pt"
+    config_path = folder / f"{name}_config.json"
+    if not state_path.exists():
+        raise FileNotFoundError(
+            f"no checkpoint {state_path}: expected {name}_state_dict.pt with {name}_config.json "
+            f"(mano_pde.models.save_model) or {name}_metadata.pkl (neuralop save_checkpoint)"
+        )
+    weights_only = True
+    if config_path.exists():
+        config = json.loads(config_path.read_text())
+        if config.get("format") != CONFIG_FORMAT:
+            raise ValueError(f"{config_path} has format {config.get('format')!r}, expected {CONFIG_FORMAT!r}")
+        model = create_model(config["model"], **config["kwargs"])
+    else:
+        weights_only = not trust_pickle
+        init = _load(folder / f"{name}_metadata.pkl", weights_only, None)
+        cls_name = str(init.pop("_name", "")).lower()
+        if cls_name not in BaseModel._models:
+            raise ValueError(f"checkpoint is for model {cls_name!r}, not a registered neuralop model")
+        init.pop("_version", None)
+        args = init.pop("args", ())
+        model = BaseModel._models[cls_name](*args, **init)
+    state = _load(state_path, weights_only, map_location)
+    state.pop("_metadata", None)
+    model.load_state_dict(state, strict=strict)
+    if map_location is not None and not callable(map_location) and not isinstance(map_location, dict):
+        model = model.to(map_location)
+    return model
+
+
+def _load(path: Path, weights_only: bool, map_location) -> Any:
+    if not path.exists():
+        raise FileNotFoundError(f"missing checkpoint file {path}")
+    try:
+        return torch.load(path, map_location=map_location, weights_only=weights_only)
+    except pickle.UnpicklingError as err:
+        raise ValueError(
+            f"{path} contains pickled Python objects (e.g. F.gelu or the SpectralConv class recorded by "
+            f"neuralop's FNO; neuraloperator issue #558) and torch.load(weights_only=True) refuses them. "
+            f"Re-save with mano_pde.models.save_model, or pass trust_pickle=True if you trust the file."
+        ) from err

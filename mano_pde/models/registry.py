@@ -1,0 +1,141 @@
+"""One registry of every model in the package, with uniform keyword names (timm-style).
+
+``create_model(name, **kwargs)`` builds any registered model; the shared keywords mean the same thing for
+every model: ``in_channels``, ``out_channels``, ``hidden_channels``, ``n_layers``,
+``positional_embedding``, ``non_linearity`` (a name, e.g. ``"gelu"``), ``norm``,
+``lifting_channel_ratio``, ``projection_channel_ratio``. Model-specific keywords (``n_modes`` for the
+Fourier models, ``window_size``/``n_heads``/... for the attention models) pass through; an unknown
+keyword raises ``TypeError`` naming the accepted ones.
+
+==================  ==================================================  ======================
+name                model                                               built by
+==================  ==================================================  ======================
+``mano``            MANO, multipole attention (arXiv 2507.02748)        :class:`MANO`
+``fno``             FNO, FNO paper's Darcy preset (neuralop's class)    :func:`fno_darcy`
+``tfno``            Tucker TFNO, same preset (neuralop's class)         :func:`tfno_darcy`
+``global-attention``  ViT-like transformer operator                    :class:`GlobalAttentionOperator`
+``window-attention``  Swin-like transformer operator                   :class:`WindowAttentionOperator`
+==================  ==================================================  ======================
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from neuralop.models import FNO
+from torch import nn
+
+from .attention_operators import GlobalAttentionOperator, WindowAttentionOperator
+from .fourier import fno_darcy, tfno_darcy
+from .mano import MANO
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["count_parameters", "create_model", "list_models", "model_builder"]
+
+
+@dataclass(frozen=True)
+class _Entry:
+    builder: Callable[..., nn.Module]
+    description: str
+    #: class whose constructor receives the builder's ``**kwargs`` (for keyword checking)
+    forwards_to: type | None = None
+
+
+_REGISTRY: dict[str, _Entry] = {
+    "mano": _Entry(MANO, "MANO: transformer operator with multipole attention (linear, global context)"),
+    "fno": _Entry(fno_darcy, "neuralop FNO, FNO-paper Darcy preset (width 32, 12 modes, 4 layers)", FNO),
+    "tfno": _Entry(tfno_darcy, "neuralop TFNO (Tucker, rank 0.1), same preset as fno", FNO),
+    "global-attention": _Entry(GlobalAttentionOperator, "ViT-like transformer operator (global attention)"),
+    "window-attention": _Entry(WindowAttentionOperator, "Swin-like transformer operator (shifted windows)"),
+}
+
+
+def _canonical(name: str) -> str:
+    key = str(name).strip().lower().replace("_", "-")
+    if key not in _REGISTRY:
+        raise ValueError(f"unknown model {name!r}; available models: {list_models()}")
+    return key
+
+
+def list_models() -> list[str]:
+    """Names accepted by :func:`create_model`, e.g. ``["fno", "global-attention", "mano", ...]``."""
+    return sorted(_REGISTRY)
+
+
+def model_builder(name: str) -> Callable[..., nn.Module]:
+    """The class or factory function behind a registry name."""
+    return _REGISTRY[_canonical(name)].builder
+
+
+def create_model(name: str, **kwargs) -> nn.Module:
+    """Build a registered model by name.
+
+    Parameters
+    ----------
+    name : str
+        One of :func:`list_models` (case-insensitive, ``_`` and ``-`` interchangeable).
+    **kwargs
+        Constructor keywords (see the module docstring); ``in_channels`` and ``out_channels`` default
+        to 1 (scalar-to-scalar operators such as Darcy flow's permeability -> pressure).
+
+    Returns
+    -------
+    torch.nn.Module
+        A :class:`neuralop.models.base_model.BaseModel`; its registry name and keywords are recorded in
+        ``model.mano_pde_config`` so that :func:`mano_pde.models.save_model` can write a plain-JSON
+        config for :func:`mano_pde.models.load_model`.
+
+    Examples
+    --------
+    >>> model = create_model("mano", in_channels=1, out_channels=1, hidden_channels=32)
+    >>> fno = create_model("fno")  # neuralop FNO, FNO paper's Darcy preset
+    """
+    key = _canonical(name)
+    entry = _REGISTRY[key]
+    builder = entry.builder
+    kwargs.setdefault("in_channels", 1)
+    kwargs.setdefault("out_channels", 1)
+    accepted = _keywords(builder)
+    if entry.forwards_to is not None:
+        accepted |= _keywords(entry.forwards_to)
+    unknown = sorted(set(kwargs) - accepted)
+    if unknown:
+        raise TypeError(
+            f"create_model({key!r}) got unexpected keyword argument(s) {unknown}; accepted: {sorted(accepted)}"
+        )
+    model = builder(**kwargs)
+    model.mano_pde_config = {"model": key, "kwargs": _plain(kwargs)}
+    logger.debug("created %s with %d parameters", key, count_parameters(model))
+    return model
+
+
+def count_parameters(model: nn.Module, trainable_only: bool = True) -> int:
+    """Number of real scalar parameters (a complex parameter counts twice, as in the FNO paper).
+
+    ``sum(p.numel())`` counts a complex Fourier weight as one parameter, which halves FNO's count.
+    """
+    total = 0
+    for p in model.parameters():
+        if trainable_only and not p.requires_grad:
+            continue
+        total += p.numel() * (2 if torch.is_complex(p) else 1)
+    return total
+
+
+def _keywords(fn: Callable) -> set[str]:
+    params = inspect.signature(fn).parameters.values()
+    return {p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+
+
+def _plain(value):
+    """Tuples -> lists (JSON form); everything else unchanged (non-JSON values are caught on save)."""
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value

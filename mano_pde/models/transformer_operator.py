@@ -1,0 +1,303 @@
+"""Transformer neural operator with a pluggable token mixer (the skeleton of every attention model here).
+
+``x -> [grid embedding] -> lifting (ChannelMLP) -> n_layers x TransformerBlock(mixer) -> norm
+-> [resample to output_shape] -> projection (ChannelMLP)``
+
+The hidden state is channels-last from the lifting to the projection (both ChannelMLPs are evaluated
+channels-last by :func:`channel_mlp_channels_last`, with neuralop's modules holding the weights).
+
+The constructor follows the conventions of :class:`neuralop.models.FNO` (``in_channels``,
+``out_channels``, ``hidden_channels``, ``n_layers``, ``lifting_channel_ratio``,
+``projection_channel_ratio``, ``positional_embedding="grid"``, ``non_linearity``, ``norm``) and reuses
+neuralop's pieces (:class:`~neuralop.layers.embeddings.GridEmbeddingND`,
+:class:`~neuralop.layers.channel_mlp.ChannelMLP`, :class:`~neuralop.models.base_model.BaseModel`), so the
+models register with ``neuralop.models.get_model`` and save/load with ``save_checkpoint`` /
+``from_checkpoint``.
+
+Between blocks the hidden state is kept channels-last (``[B, H, W, C]``): layer norms, the MLPs and the
+window partition act on contiguous channels-last memory, so no permute copy is paid per block.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import ClassVar
+
+import torch
+import torch.nn.functional as F
+from neuralop.layers.channel_mlp import ChannelMLP
+from neuralop.layers.embeddings import GridEmbeddingND
+from neuralop.layers.resample import resample
+from neuralop.models.base_model import BaseModel
+from torch import nn
+
+from ..layers.grid_mixer import check_grid_input
+from ..layers.transformer_block import (
+    MIXERS,
+    ChannelsLastNorm,
+    TransformerBlock,
+    make_mixer,
+    resolve_non_linearity,
+)
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["TransformerOperator", "channel_mlp_channels_last"]
+
+
+class TransformerOperator(BaseModel, name="TransformerOperator"):
+    """Transformer neural operator on 2-D grids with a ``"global"``, ``"window"`` or ``"multipole"`` mixer.
+
+    Maps ``[B, in_channels, H, W] -> [B, out_channels, H, W]`` for any ``H x W``.
+
+    Parameters
+    ----------
+    in_channels : int
+        Channels of the input function (without the positional embedding).
+    out_channels : int
+        Channels of the output function.
+    hidden_channels : int, optional
+        Width of the transformer blocks. Default 64.
+    n_layers : int, optional
+        Number of transformer blocks. Default 4.
+    mixer : {"multipole", "window", "global"}, optional
+        Token mixer of every block. Subclasses fix it (:class:`~mano_pde.models.MANO`: multipole);
+        ``None`` selects the class's mixer (``"multipole"`` for this base class).
+    n_heads : int, optional
+        Attention heads. Default 4.
+    head_dim : int, optional
+        Channels per head; defaults to ``hidden_channels // n_heads``.
+    window_size : int, optional
+        Window side for the window and multipole mixers. Default 8.
+    factor : int, optional
+        Multipole down-sampling factor between levels. Default 2.
+    downsample : {"conv", "avg"}, optional
+        Multipole down-sampling operator. Default ``"conv"``.
+    upsample : {"conv", "nearest", "bilinear"}, optional
+        Multipole up-sampling operator. Default ``"conv"``.
+    shift_windows : bool, optional
+        Window mixer only: shift the windows by ``window_size // 2`` in every other block (Swin).
+        Default True.
+    mlp_ratio : float, optional
+        Hidden width of each block's MLP relative to ``hidden_channels``. Default 2.
+    dropout : float, optional
+        Attention, projection and MLP dropout (training only). Default 0.
+    lifting_channel_ratio : float, optional
+        Hidden width of the lifting ChannelMLP relative to ``hidden_channels`` (0: a single linear
+        layer), as in neuralop's FNO. Default 2.
+    projection_channel_ratio : float, optional
+        Hidden width of the projection ChannelMLP relative to ``hidden_channels``. Default 2.
+    positional_embedding : {"grid"} or GridEmbeddingND or None, optional
+        ``"grid"`` appends the 2 coordinates of each point on ``[0, 1]^2`` to the input channels
+        (neuralop's :class:`~neuralop.layers.embeddings.GridEmbeddingND`). Default ``"grid"``.
+    non_linearity : str, optional
+        Activation by name (``"gelu"``, ``"relu"``, ``"silu"``, ``"tanh"``, ``"identity"``). A name
+        keeps the recorded constructor arguments plain data, so checkpoints reload with
+        ``torch.load(..., weights_only=True)``. Default ``"gelu"``.
+    norm : {"layer_norm", "group_norm", "instance_norm"} or None, optional
+        Pre-norm of each block and final norm. Default ``"layer_norm"``.
+
+    Notes
+    -----
+    ``forward(x, output_shape=None, **kwargs)``: extra keyword arguments (e.g. the ``y`` that
+    :class:`neuralop.training.Trainer` passes with ``model(**batch)``) are ignored.
+    """
+
+    #: Mixer fixed by a subclass (``None``: chosen by the ``mixer`` argument).
+    fixed_mixer: ClassVar[str | None] = None
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        hidden_channels: int = 64,
+        n_layers: int = 4,
+        mixer: str | None = None,
+        n_heads: int = 4,
+        head_dim: int | None = None,
+        window_size: int = 8,
+        factor: int = 2,
+        downsample: str = "conv",
+        upsample: str = "conv",
+        shift_windows: bool = True,
+        mlp_ratio: float = 2.0,
+        dropout: float = 0.0,
+        lifting_channel_ratio: float = 2,
+        projection_channel_ratio: float = 2,
+        positional_embedding: str | GridEmbeddingND | None = "grid",
+        non_linearity: str | Callable = "gelu",
+        norm: str | None = "layer_norm",
+    ) -> None:
+        super().__init__()
+        fixed = type(self).fixed_mixer
+        if mixer is None:
+            mixer = fixed or "multipole"
+        elif fixed is not None and mixer != fixed:
+            raise ValueError(
+                f"{type(self).__name__} always uses the {fixed!r} mixer, got mixer={mixer!r}; "
+                f"use TransformerOperator(mixer={mixer!r}) for another mixer"
+            )
+        if mixer not in MIXERS:
+            raise ValueError(f"unknown mixer {mixer!r}; expected one of {MIXERS}")
+        for name, value in (("in_channels", in_channels), ("out_channels", out_channels)):
+            if not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive int, got {value!r}")
+        if not isinstance(hidden_channels, int) or hidden_channels < 1:
+            raise ValueError(f"hidden_channels must be a positive int, got {hidden_channels!r}")
+        if not isinstance(n_layers, int) or n_layers < 1:
+            raise ValueError(f"n_layers must be a positive int, got {n_layers!r}")
+
+        self.in_channels = in_channels
+        self.out_channels = out_channels
+        self.hidden_channels = hidden_channels
+        self.n_layers = n_layers
+        self.mixer = mixer
+        self.window_size = window_size
+        act = resolve_non_linearity(non_linearity)
+
+        if positional_embedding == "grid":
+            self.positional_embedding = GridEmbeddingND(
+                in_channels=in_channels, dim=2, grid_boundaries=[[0.0, 1.0], [0.0, 1.0]]
+            )
+        elif isinstance(positional_embedding, GridEmbeddingND) or positional_embedding is None:
+            self.positional_embedding = positional_embedding
+        else:
+            raise ValueError(
+                f"positional_embedding must be 'grid', a GridEmbeddingND or None, got {positional_embedding!r}"
+            )
+        lifting_in = in_channels + (2 if self.positional_embedding is not None else 0)
+
+        lifting_channels = int(lifting_channel_ratio * hidden_channels)
+        if lifting_channels:
+            self.lifting = ChannelMLP(
+                in_channels=lifting_in,
+                out_channels=hidden_channels,
+                hidden_channels=lifting_channels,
+                n_layers=2,
+                n_dim=2,
+                non_linearity=act,
+            )
+        else:
+            self.lifting = ChannelMLP(
+                in_channels=lifting_in, out_channels=hidden_channels, n_layers=1, n_dim=2, non_linearity=act
+            )
+
+        self.blocks = nn.ModuleList()
+        for i in range(n_layers):
+            shift = window_size // 2 if (mixer == "window" and shift_windows and i % 2 == 1) else 0
+            block_mixer = make_mixer(
+                mixer,
+                hidden_channels,
+                n_heads=n_heads,
+                head_dim=head_dim,
+                window_size=window_size,
+                shift=shift,
+                factor=factor,
+                downsample=downsample,
+                upsample=upsample,
+                dropout=dropout,
+            )
+            self.blocks.append(TransformerBlock(hidden_channels, block_mixer, mlp_ratio, non_linearity, norm, dropout))
+        self.norm = ChannelsLastNorm(norm, hidden_channels)
+        self.projection = ChannelMLP(
+            in_channels=hidden_channels,
+            out_channels=out_channels,
+            hidden_channels=int(projection_channel_ratio * hidden_channels),
+            n_layers=2,
+            n_dim=2,
+            non_linearity=act,
+        )
+
+    def forward(self, x: torch.Tensor, output_shape: Sequence[int] | None = None, **kwargs) -> torch.Tensor:
+        """Evaluate the operator.
+
+        Parameters
+        ----------
+        x : torch.Tensor
+            Input function ``[B, in_channels, H, W]``.
+        output_shape : (int, int), optional
+            Grid of the output; if it differs from ``(H, W)`` the last hidden state is resampled
+            (bicubic, :func:`neuralop.layers.resample.resample`) before the projection.
+        **kwargs
+            Ignored (e.g. ``y`` from neuralop's Trainer, which calls ``model(**batch)``).
+
+        Returns
+        -------
+        torch.Tensor
+            ``[B, out_channels, H, W]`` (or the grid of ``output_shape``).
+        """
+        check_grid_input(x, self.in_channels, type(self).__name__)
+        weight = self.lifting.fcs[0].weight
+        if x.dtype != weight.dtype:
+            raise TypeError(
+                f"{type(self).__name__} has {weight.dtype} weights but got a {x.dtype} input; "
+                f"convert the input (x.to({weight.dtype})) or the model (model.to({x.dtype}))"
+            )
+        if self.positional_embedding is not None:
+            x = self.positional_embedding(x)
+        h = channel_mlp_channels_last(self.lifting, x.permute(0, 2, 3, 1))
+        for block in self.blocks:
+            h = block(h)
+        h = self.norm(h)
+        if output_shape is not None:
+            target = _output_grid(output_shape)
+            if target is not None and target != tuple(h.shape[1:3]):
+                h = resample(h.permute(0, 3, 1, 2), 1.0, [2, 3], output_shape=list(target)).permute(0, 2, 3, 1)
+        y = channel_mlp_channels_last(self.projection, h)
+        return y.permute(0, 3, 1, 2).contiguous()
+
+    def num_levels(self, height: int, width: int) -> int:
+        """Multipole levels each block uses on an ``height x width`` grid (1 for other mixers)."""
+        mixer = self.blocks[0].mixer
+        return mixer.num_levels(height, width) if hasattr(mixer, "num_levels") else 1
+
+    def save_checkpoint(self, save_folder: str | Path, save_name: str) -> None:
+        """neuralop's checkpoint (``{name}_state_dict.pt`` + ``{name}_metadata.pkl``) plus a JSON config.
+
+        The extra ``{name}_config.json`` lets :func:`mano_pde.models.load_model` rebuild the model
+        without unpickling anything (``torch.load(..., weights_only=True)``). neuralop's Trainer calls
+        this method for its ``save_every`` / ``save_best`` checkpoints too.
+        """
+        super().save_checkpoint(save_folder, save_name)
+        from .checkpoint import model_config
+
+        try:
+            config = model_config(self)
+        except TypeError as err:  # e.g. a callable non_linearity: the neuralop files are still written
+            logger.warning("no JSON config written for %s: %s", save_name, err)
+            return
+        path = Path(save_folder) / f"{save_name}_config.json"
+        path.write_text(json.dumps(config, indent=2) + "\n")
+
+
+def channel_mlp_channels_last(mlp: ChannelMLP, x: torch.Tensor) -> torch.Tensor:
+    """Apply a neuralop :class:`~neuralop.layers.channel_mlp.ChannelMLP` to channels-last ``x [..., C]``.
+
+    Same weights and the same sequence of operations as ``ChannelMLP.forward`` (kernel-1 ``Conv1d`` ->
+    non-linearity except after the last layer -> dropout if configured), evaluated as ``F.linear`` on the
+    channels-last layout. On CPU this avoids ``Conv1d``'s slow im2col path on ``[B, C, H*W]`` and the
+    permute copies into and out of the channel-first layout; ``tests/test_models_registry.py`` checks
+    that it equals ``mlp(x)``.
+    """
+    for i, fc in enumerate(mlp.fcs):
+        x = F.linear(x, fc.weight.squeeze(-1), fc.bias)
+        if i < mlp.n_layers - 1:
+            x = mlp.non_linearity(x)
+        if mlp.dropout is not None:
+            x = mlp.dropout[i](x)
+    return x
+
+
+def _output_grid(output_shape: Sequence) -> tuple[int, int] | None:
+    """Accept ``(H, W)`` or, like neuralop's FNO, a per-layer list whose last entry is ``(H, W)`` or None."""
+    shape = output_shape
+    if len(shape) and (shape[-1] is None or isinstance(shape[-1], (tuple, list, torch.Size))):
+        shape = shape[-1]
+        if shape is None:
+            return None
+    if len(shape) != 2:
+        raise ValueError(f"output_shape must be (H, W), got {output_shape!r}")
+    return int(shape[0]), int(shape[1])

@@ -1,0 +1,230 @@
+"""Behaviour of the attention layers: shapes, levels, receptive field, exactness of padding, errors."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from mano_pde.layers import (
+    GlobalAttention,
+    MultipoleAttention,
+    WindowAttention,
+    WindowedMultiheadAttention,
+    multipole_level_shapes,
+)
+
+C = 8  # channels used throughout: small and fast
+
+
+@pytest.fixture(autouse=True)
+def _seed():
+    torch.manual_seed(0)
+
+
+def _layer(**kw) -> MultipoleAttention:
+    kw.setdefault("n_heads", 2)
+    kw.setdefault("window_size", 8)
+    return MultipoleAttention(C, **kw)
+
+
+@pytest.mark.parametrize("shape", [(16, 16), (33, 33), (64, 64), (85, 85), (128, 128), (64, 96)])
+def test_output_shape_any_grid(shape):
+    layer = _layer()
+    x = torch.randn(2, C, *shape)
+    y = layer(x)
+    assert y.shape == x.shape
+    assert torch.isfinite(y).all()
+    assert y.is_contiguous()
+
+
+def test_out_channels_differ():
+    layer = MultipoleAttention(C, 12, n_heads=2, window_size=4)
+    assert layer(torch.randn(1, C, 21, 10)).shape == (1, 12, 21, 10)
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        dict(downsample="avg"),
+        dict(upsample="nearest"),
+        dict(upsample="bilinear"),
+        dict(factor=3, window_size=4),
+        dict(head_dim=5, n_heads=3),
+        dict(dropout=0.1),
+    ],
+)
+def test_options(options):
+    layer = _layer(**options)
+    x = torch.randn(2, C, 45, 30)
+    y = layer(x)
+    assert y.shape == x.shape and torch.isfinite(y).all()
+
+
+def test_gradients_reach_every_parameter():
+    layer = _layer(window_size=4)
+    x = torch.randn(2, C, 33, 20, requires_grad=True)
+    layer(x).square().sum().backward()
+    for name, p in layer.named_parameters():
+        assert p.grad is not None, name
+        assert p.grad.abs().sum() > 0, name
+    assert x.grad is not None and x.grad.abs().sum() > 0
+
+
+def test_level_count_grows_with_input_and_is_decided_at_call_time():
+    layer = _layer(window_size=8)
+    assert [layer.num_levels(n, n) for n in (8, 16, 32, 64, 128, 256)] == [1, 2, 3, 4, 5, 6]
+    assert multipole_level_shapes(64, 96, 8, 2) == [(64, 96), (32, 48), (16, 24), (8, 12), (4, 6)]
+    assert multipole_level_shapes(85, 85, 8, 2)[-1] == (6, 6)
+
+    calls = []
+    attend = layer.attention._attend
+
+    def spy(x, *args, **kwargs):  # every level's attention goes through _attend
+        calls.append(tuple(x.shape[1:3]))
+        return attend(x, *args, **kwargs)
+
+    layer.attention._attend = spy
+    for n in (16, 64, 256):  # the same weights at growing resolution: more levels
+        calls.clear()
+        layer(torch.randn(1, C, n, n))
+        assert len(calls) == layer.num_levels(n, n)
+        assert max(calls[0]) <= 8  # the coarsest level (evaluated first) fits in one window
+
+
+@pytest.mark.parametrize("shape", [(64, 64), (85, 85), (40, 96)])
+def test_receptive_field_is_global_after_one_layer(shape):
+    layer = _layer(window_size=8).eval()
+    x = torch.randn(1, C, *shape)
+    x2 = x.clone()
+    x2[:, :, 0, 0] += 1.0  # perturb one corner pixel
+    with torch.no_grad():
+        d = (layer(x2) - layer(x)).abs()
+    assert d[:, :, -1, -1].max() > 1e-6  # the opposite corner sees it
+
+    # contrast: plain window attention is local, the opposite corner does not see the change
+    local = WindowAttention(C, n_heads=2, window_size=8).eval()
+    with torch.no_grad():
+        d_local = (local(x2) - local(x)).abs()
+    assert d_local[:, :, -1, -1].max() == 0
+
+
+def _reference_attention(attn: WindowedMultiheadAttention, tokens: torch.Tensor) -> torch.Tensor:
+    """Textbook softmax(Q K^T / sqrt(d)) V over a token set ``[B, N, C]``, with the module's weights."""
+    b, n, _ = tokens.shape
+    q, k, v = attn.qkv(tokens).chunk(3, dim=-1)
+    q, k, v = (t.view(b, n, attn.n_heads, attn.head_dim).transpose(1, 2) for t in (q, k, v))
+    a = torch.softmax(q @ k.transpose(-1, -2) / math.sqrt(attn.head_dim), dim=-1)
+    o = (a @ v).transpose(1, 2).reshape(b, n, attn.inner_channels)
+    return attn.proj(o)
+
+
+@pytest.mark.parametrize("shape", [(8, 8), (6, 7), (1, 5)])
+def test_single_level_equals_plain_attention(shape):
+    layer = _layer(window_size=8).eval()
+    assert layer.num_levels(*shape) == 1
+    x = torch.randn(2, C, *shape)
+    with torch.no_grad():
+        y = layer(x)
+        tokens = x.permute(0, 2, 3, 1).reshape(2, -1, C)
+        ref = _reference_attention(layer.attention, tokens).view(2, *shape, C).permute(0, 3, 1, 2)
+    torch.testing.assert_close(y, ref, rtol=1e-5, atol=1e-5)
+
+    glob = GlobalAttention(C, n_heads=2).eval()
+    glob.attention.load_state_dict(layer.attention.state_dict())
+    with torch.no_grad():
+        torch.testing.assert_close(glob(x), ref, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("shift", [(0, 0), (2, 3)])
+def test_padded_windows_are_exact(shift):
+    """Padding + key mask == attention restricted to the real tokens of each (shifted) window."""
+    attn = WindowedMultiheadAttention(C, n_heads=2).eval()
+    h, w, win = 10, 13, (4, 5)
+    x = torch.randn(2, h, w, C)
+    with torch.no_grad():
+        y = attn(x, window=win, shift=shift)
+        expected = torch.empty_like(y)
+        # windows start at shift + k * window (and the partial windows before the first start)
+        rows = sorted({0, *range(shift[0] % win[0], h, win[0]), h})
+        cols = sorted({0, *range(shift[1] % win[1], w, win[1]), w})
+        for r0, r1 in zip(rows[:-1], rows[1:], strict=True):
+            for c0, c1 in zip(cols[:-1], cols[1:], strict=True):
+                block = x[:, r0:r1, c0:c1].reshape(2, -1, C)
+                ref = _reference_attention(attn, block)
+                expected[:, r0:r1, c0:c1] = ref.view(2, r1 - r0, c1 - c0, C)
+    torch.testing.assert_close(y, expected, rtol=1e-5, atol=1e-5)
+
+
+def test_v_cycle_combination_formula():
+    """res_l = out_l + up(res_{l+1}) / (l + 1), checked against an explicit three-level evaluation."""
+    layer = _layer(window_size=8, downsample="avg", upsample="nearest").eval()
+    x = torch.randn(1, C, 32, 32)
+    att = layer.attention
+    with torch.no_grad():
+        xs = [x, F.avg_pool2d(x, 2), F.avg_pool2d(x, 4)]
+        outs = [att(t.permute(0, 2, 3, 1), window=(8, 8)).permute(0, 3, 1, 2) for t in xs]
+        up = lambda t: F.interpolate(t, scale_factor=2, mode="nearest")  # noqa: E731
+        res = outs[2]
+        res = outs[1] + up(res) / 2
+        res = outs[0] + up(res) / 1
+        torch.testing.assert_close(layer(x), res, rtol=1e-5, atol=1e-5)
+
+
+def test_learned_resampling_starts_as_pooling_and_nearest():
+    conv = _layer(window_size=8).eval()
+    ref = _layer(window_size=8, downsample="avg", upsample="nearest").eval()
+    ref.attention.load_state_dict(conv.attention.state_dict())
+    x = torch.randn(1, C, 40, 24)
+    with torch.no_grad():
+        torch.testing.assert_close(conv(x), ref(x), rtol=1e-5, atol=1e-5)
+
+
+def test_non_divisible_grid_keeps_constant_field_constant_on_coarse_levels():
+    layer = _layer(window_size=4)
+    x = torch.full((1, 7, 7, C), 3.0)
+    coarse = layer._down(x)
+    assert coarse.shape == (1, 4, 4, C)
+    torch.testing.assert_close(coarse, torch.full_like(coarse, 3.0))
+
+
+@pytest.mark.parametrize("layer_cls", [MultipoleAttention, WindowAttention, GlobalAttention], ids=lambda c: c.__name__)
+def test_bad_input_gives_clear_errors(layer_cls):
+    layer = layer_cls(C, n_heads=2)
+    with pytest.raises(ValueError, match=r"4-D input \[B, C, H, W\].*unsqueeze"):
+        layer(torch.randn(C, 16, 16))
+    with pytest.raises(ValueError, match=rf"C = {C} channels, got shape \(2, 3, 16, 16\)"):
+        layer(torch.randn(2, 3, 16, 16))
+    with pytest.raises(ValueError, match="channels-last"):
+        layer(torch.randn(2, 16, 16, C))
+    with pytest.raises(TypeError, match="floating-point"):
+        layer(torch.ones(2, C, 16, 16, dtype=torch.long))
+
+
+def test_bad_construction_gives_clear_errors():
+    with pytest.raises(ValueError, match="factor"):
+        MultipoleAttention(C, factor=1)
+    with pytest.raises(ValueError, match="downsample"):
+        MultipoleAttention(C, downsample="max")
+    with pytest.raises(ValueError, match="upsample"):
+        MultipoleAttention(C, upsample="cubic")
+    with pytest.raises(ValueError, match="not divisible by n_heads"):
+        MultipoleAttention(C, n_heads=3)
+    with pytest.raises(TypeError, match="windw_size"):
+        MultipoleAttention(C, windw_size=4)
+    with pytest.raises(NotImplementedError, match="real-valued"):
+        MultipoleAttention(C, complex_data=True)
+    with pytest.raises(ValueError, match="shift"):
+        WindowAttention(C, window_size=4, shift=4)
+
+
+def test_output_shape_and_scaling_resample():
+    layer = MultipoleAttention(C, n_heads=2, resolution_scaling_factor=2)
+    x = torch.randn(1, C, 12, 10)
+    assert layer(x).shape == (1, C, 24, 20)
+    assert layer.transform(x).shape == (1, C, 24, 20)
+    assert layer(x, output_shape=(7, 9)).shape == (1, C, 7, 9)
+    layer.n_modes = (4, 4)  # settable, as FNOBlocks requires
+    assert layer.n_modes == [4, 4]
