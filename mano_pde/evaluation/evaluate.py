@@ -116,6 +116,7 @@ def evaluate(
         One record per run × test grid × method.
     """
     from mano_pde.data.io import load_arrays
+    from mano_pde.models import count_parameters
     from mano_pde.training.checkpoint import load_run, resolve_device, run_versions
 
     from .report import plot_error_vs_resolution, plot_predictions, results_table
@@ -140,7 +141,7 @@ def evaluate(
     for run in loaded:
         idx = test_indices[run.name]
         s_train = run.train_resolution
-        n_params = sum(p.numel() for p in run.model.parameters())
+        n_params = count_parameters(run.model)
         for res in resolutions:
             test = arrays(res, idx)
             a, u = test["a"], test["u"]

@@ -172,7 +172,7 @@ def _train(config: TrainConfig, out: Path, resume: bool, progress: bool, ctx: Di
         normalizer_from_dict,
         normalizer_to_dict,
     )
-    from mano_pde.models import create_model, save_model
+    from mano_pde.models import count_parameters, create_model, save_model
 
     state_path = out / "train_state.pt"
     if resume:
@@ -219,7 +219,7 @@ def _train(config: TrainConfig, out: Path, resume: bool, progress: bool, ctx: Di
         model = create_model(config.model, **model_kwargs).to(device)
     except TypeError as exc:  # unknown constructor keyword: create_model names the accepted ones
         raise ValueError(str(exc)) from None
-    n_params = sum(p.numel() for p in model.parameters())
+    n_params = count_parameters(model)  # complex Fourier weights count twice, as in the FNO paper
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     scheduler = _scheduler(optimizer, config)
 
