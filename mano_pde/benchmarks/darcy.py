@@ -13,7 +13,7 @@ interrupted ones, so a 90-minute study survives an interruption.
 Two configurations:
 
 ``cpu`` (default)
-    129² data, trained at 33², tested at 33², 65², 129²; sized for about 90 minutes on 2 CPU cores.
+    129² data, trained at 33², tested at 33², 65², 129²; meant to fit about 90 minutes on 2 CPU cores.
 ``full`` (``--full``, needs a GPU)
     The FNO paper's protocol (Li et al. 2020): the ``fno-darcy`` recipe at 421² (1000 train, 200 test from
     another seed), trained at 85², tested at 85², 141², 211², 421², 500 epochs, batch 20, Adam 1e-3 halved
@@ -66,7 +66,7 @@ class StudyConfig:
     arms: list[str] = field(default_factory=lambda: ["single", "multi"])
 
 
-#: Sized for about 90 minutes on 2 CPU cores (see BENCHMARKS.md for the measured time).
+#: Meant to fit the 90-minute budget on 2 CPU cores; not yet run in full (its time will be recorded in BENCHMARKS.md).
 CPU_STUDY = StudyConfig(
     name="cpu",
     data_resolution=129,
