@@ -127,7 +127,7 @@ def save_model(model: nn.Module, folder: str | Path, name: str = "model") -> Pat
     (folder / f"{name}_config.json").write_text(json.dumps(config, indent=2) + "\n")
     if isinstance(model, BaseModel):
         torch.save(model._init_kwargs, folder / f"{name}_metadata.pkl")
-    logger.info("saved %s model to %s (prefix %r)", config["model"], folder, name)
+    logger.debug("saved %s model to %s (prefix %r)", config["model"], folder, name)
     return folder
 
 

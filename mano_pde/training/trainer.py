@@ -220,6 +220,17 @@ def _train(config: TrainConfig, out: Path, resume: bool, progress: bool, ctx: Di
     except TypeError as exc:  # unknown constructor keyword: create_model names the accepted ones
         raise ValueError(str(exc)) from None
     n_params = count_parameters(model)  # complex Fourier weights count twice, as in the FNO paper
+    n_modes = getattr(model, "n_modes", None)
+    coarsest = min(config.resolutions)
+    if n_modes is not None and any(int(m) > coarsest for m in n_modes):
+        log.warning(
+            "n_modes=%s exceeds the %d-point training grid: Fourier weights above its Nyquist frequency are never "
+            "trained, so on finer grids (zero-shot) they act with their random initial values; use n_modes <= %d "
+            "per direction or train on a finer grid",
+            tuple(n_modes),
+            coarsest,
+            coarsest,
+        )
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     scheduler = _scheduler(optimizer, config)
 
