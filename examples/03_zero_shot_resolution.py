@@ -23,7 +23,9 @@ from mano_pde.training import TrainConfig, train
 
 MODELS = {
     "mano": {"hidden_channels": 32, "n_layers": 4, "window_size": 8, "n_heads": 4},
-    "fno": {},
+    # FNO-paper width and depth, with n_modes capped at the 17-point training grid: Fourier weights above the
+    # training grid's Nyquist frequency would never be trained and would act randomly on finer grids.
+    "fno": {"n_modes": [16, 16]},
 }
 
 
