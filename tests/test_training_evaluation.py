@@ -220,94 +220,26 @@ def test_evaluate_refuses_overlapping_test_samples(data, fno_run, capsys, tmp_pa
     assert not (tmp_path / "never").exists()
 
 
+_TRAIN = ["train", "--model", "fno", "--data", "{data}", "--resolution", "17", "--n-train", "4"]
+_EVAL = ["evaluate", "{run}", "--data", "{data}", "--resolutions", "17", "-o", "{tmp}/r"]
+
+
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
+        (["evaluate", "{tmp}", *_EVAL[2:]], "is not a mano_pde run directory"),
+        (["evaluate", "{run}", "--data", "{foreign}", *_EVAL[4:]], "is not a Darcy data file"),
+        ([*_EVAL[:5], "20", *_EVAL[6:]], "not reachable"),
+        ([*_TRAIN[:6], "16", *_TRAIN[7:], "--n-test", "4", "-o", "{tmp}/x"], "not reachable"),
         (
-            ["evaluate", "{tmp}", "--data", "{data}", "--resolutions", "17", "-o", "{tmp}/r"],
-            "is not a mano_pde run directory",
-        ),
-        (
-            ["evaluate", "{run}", "--data", "{foreign}", "--resolutions", "17", "-o", "{tmp}/r"],
-            "is not a Darcy data file",
-        ),
-        (["evaluate", "{run}", "--data", "{data}", "--resolutions", "20", "-o", "{tmp}/r"], "not reachable"),
-        (
-            [
-                "train",
-                "--model",
-                "fno",
-                "--data",
-                "{data}",
-                "--resolution",
-                "16",
-                "--n-train",
-                "4",
-                "--n-test",
-                "4",
-                "-o",
-                "{tmp}/x",
-            ],
-            "not reachable",
-        ),
-        (
-            [
-                "train",
-                "--model",
-                "fno",
-                "--data",
-                "{data}",
-                "--resolution",
-                "17",
-                "--n-train",
-                "4",
-                "--n-test",
-                "4",
-                "--model-arg",
-                "in_channels=2",
-                "-o",
-                "{tmp}/x",
-            ],
+            [*_TRAIN, "--n-test", "4", "--model-arg", "in_channels=2", "-o", "{tmp}/x"],
             "in_channels=2 does not match the data",
         ),
         (
-            [
-                "train",
-                "--model",
-                "fno",
-                "--data",
-                "{data}",
-                "--resolution",
-                "17",
-                "--n-train",
-                "4",
-                "--n-test",
-                "4",
-                "--model-arg",
-                "bogus=1",
-                "-o",
-                "{tmp}/x",
-            ],
+            [*_TRAIN, "--n-test", "4", "--model-arg", "bogus=1", "-o", "{tmp}/x"],
             "unexpected keyword argument(s) ['bogus']",
         ),
-        (
-            [
-                "train",
-                "--model",
-                "fno",
-                "--data",
-                "{data}",
-                "--resolution",
-                "17",
-                "--n-train",
-                "15",
-                "--n-test",
-                "8",
-                "-o",
-                "{tmp}/x",
-            ],
-            "would overlap",
-        ),
+        ([*_TRAIN[:8], "15", "--n-test", "8", "-o", "{tmp}/x"], "would overlap"),
     ],
 )
 def test_bad_input_gives_one_clear_line(argv, message, data, fno_run, tmp_path):
