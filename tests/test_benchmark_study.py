@@ -1,6 +1,7 @@
 """The Darcy study runs end to end on a tiny configuration and writes its BENCHMARKS.md section."""
 
 import json
+from collections import Counter
 
 from mano_pde.benchmarks.darcy import MARK_BEGIN, MARK_END, StudyConfig, run_study, study_markdown, update_benchmarks
 
@@ -21,20 +22,30 @@ TINY = StudyConfig(
         "mano": {"hidden_channels": 8, "n_layers": 1, "window_size": 4, "n_heads": 2},
         "fno": {"hidden_channels": 8, "n_modes": [4, 4], "n_layers": 1},
     },
+    multi_models=["mano"],
 )
 
 
 def test_tiny_study_end_to_end(tmp_path):
     summary = run_study(TINY, tmp_path / "study", workers=1, progress=False)
     recs = summary["records"]
-    # 2 arms x 2 models x (3 direct + 2 resample)
-    assert len(recs) == 2 * 2 * 5
-    assert {r["arm"] for r in recs} == {"single", "multi"}
+    counts = Counter((r["arm"], r["model"], r["method"]) for r in recs)
+    assert counts == {
+        ("single", "mano", "direct"): 3,
+        ("single", "mano", "resample"): 2,  # 17², 33²
+        ("single", "mano", "ref-grid"): 2,  # above the training grid only
+        ("single", "fno", "direct"): 3,
+        ("single", "fno", "resample"): 2,
+        ("multi", "mano", "direct"): 3,  # fno is not in multi_models
+        ("multi", "mano", "resample"): 2,
+        ("multi", "mano", "ref-grid"): 1,  # above the finest training grid (17²) only
+    }
     assert summary["parameters"]["mano"] > 0 and summary["parameters"]["fno"] > 0
     saved = json.loads((tmp_path / "study" / "study.json").read_text())
     assert saved["config"]["train_seed"] != saved["config"]["test_seed"]
     md = study_markdown(summary)
-    assert "| single | mano |" in md and "Targets" in md
+    assert "| single | mano |" in md and "| ref-grid |" in md and "| multi | fno |" not in md
+    assert "MANO (paper layer, direct) error at 33² (4×)" in md and "MANO (reference-grid mode) 4× error" in md
     # train and test sets come from different files with different seeds
     assert summary["data"]["train"] != summary["data"]["test"]
 

@@ -83,8 +83,9 @@ def _case(kind, tmp_path):
         return path, "neuralop-pt", a, u, node
     if kind == "pdebench":
         # PDEBench indexes [sample, x, y]: the mano_pde (sample, y, x) arrays are the transposes.
-        path = write_pdebench(tmp_path / "2D_DarcyFlow_beta0.1_Train.hdf5", a.transpose(0, 2, 1),
-                              u.transpose(0, 2, 1), beta=0.1)
+        path = write_pdebench(
+            tmp_path / "2D_DarcyFlow_beta0.1_Train.hdf5", a.transpose(0, 2, 1), u.transpose(0, 2, 1), beta=0.1
+        )
         return path, "pdebench-hdf5", a.astype(np.float32), u.astype(np.float32), (np.arange(S) + 0.5) / S
     raise AssertionError(kind)
 
@@ -144,8 +145,9 @@ def test_fno_v5_and_v73_import_identically(tmp_path):
         assert "MATLAB 5.0" in d5.attrs["source_header"] and "MATLAB 7.3" in d73.attrs["source_header"]
         assert d73.attrs["source_shape_a"] == "[17, 17, 4]" and d5.attrs["source_shape_a"] == "[4, 17, 17]"
         assert "reversed" in d73.attrs["source_layout"]
-        assert "Kcoeff" not in d5.attrs["source_variables"] and "coeff [4, 17, 17] double" in d5.attrs[
-            "source_variables"]
+        assert (
+            "Kcoeff" not in d5.attrs["source_variables"] and "coeff [4, 17, 17] double" in d5.attrs["source_variables"]
+        )
 
 
 def test_v73_detected_by_content_not_extension(tmp_path):
@@ -275,10 +277,27 @@ def _bad_case(kind, tmp_path):
 
 
 BAD = [
-    "truncated-mat-v5", "truncated-mat-v7.3", "truncated-pt-bool", "truncated-pt-legacy", "truncated-pdebench",
-    "foreign-hdf5", "matlab-v73-without-keys", "v5-missing-sol", "v5-mismatched-shapes", "v73-mismatched-samples",
-    "pt-non-square", "pt-missing-y", "pt-not-a-dict", "pt-arbitrary-objects", "pt-non-positive",
-    "pdebench-missing-coordinates", "pdebench-time-series", "nan-in-u", "unknown-format", "empty", "already-mano",
+    "truncated-mat-v5",
+    "truncated-mat-v7.3",
+    "truncated-pt-bool",
+    "truncated-pt-legacy",
+    "truncated-pdebench",
+    "foreign-hdf5",
+    "matlab-v73-without-keys",
+    "v5-missing-sol",
+    "v5-mismatched-shapes",
+    "v73-mismatched-samples",
+    "pt-non-square",
+    "pt-missing-y",
+    "pt-not-a-dict",
+    "pt-arbitrary-objects",
+    "pt-non-positive",
+    "pdebench-missing-coordinates",
+    "pdebench-time-series",
+    "nan-in-u",
+    "unknown-format",
+    "empty",
+    "already-mano",
 ]
 
 

@@ -228,3 +228,71 @@ def test_output_shape_and_scaling_resample():
     assert layer(x, output_shape=(7, 9)).shape == (1, C, 7, 9)
     layer.n_modes = (4, 4)  # settable, as FNOBlocks requires
     assert layer.n_modes == [4, 4]
+
+
+# -- reference-grid mode ------------------------------------------------------------------------------
+
+
+def _smooth_field(n: int) -> torch.Tensor:
+    """The same smooth C-channel function sampled on an n x n vertex grid of the unit square."""
+    t = torch.linspace(0, 1, n)
+    gx, gy = torch.meshgrid(t, t, indexing="ij")
+    chans = [
+        torch.sin(math.pi * (k + 1) * gx) * torch.cos(math.pi * (k % 3) * gy) + 0.3 * k * gx * gy for k in range(C)
+    ]
+    return torch.stack(chans)[None]
+
+
+@pytest.mark.parametrize("shape", [(33, 33), (17, 17), (9, 13)])
+def test_reference_grid_mode_is_the_paper_layer_on_and_below_the_reference(shape):
+    layer = _layer(window_size=4).eval()
+    x = torch.randn(2, C, *shape)
+    with torch.no_grad():
+        paper = layer(x)
+        layer.set_reference_grid((33, 33))
+        torch.testing.assert_close(layer(x), paper, rtol=0, atol=0)
+
+
+def test_reference_grid_mode_formula():
+    """Near field with physically sized windows on the fine grid + far field computed at the reference grid."""
+    layer = _layer(window_size=8, downsample="avg", upsample="nearest", reference_grid=16).eval()
+    x = torch.randn(1, C, 31, 31)
+    att = layer.attention
+    cl = lambda t: t.permute(0, 2, 3, 1)  # noqa: E731
+    with torch.no_grad():
+        x_ref = F.adaptive_avg_pool2d(x, (16, 16))
+        far = att(cl(F.avg_pool2d(x_ref, 2)), window=(8, 8)).permute(0, 3, 1, 2)  # level 1 (8 x 8): one window
+        far = F.interpolate(far, scale_factor=2, mode="nearest")  # up to the 16 x 16 reference grid
+        far = F.interpolate(far, size=(31, 31), mode="bilinear", align_corners=True)
+        near = att(cl(x), window=(16, 16)).permute(0, 3, 1, 2)  # window 8 * (31 - 1) / (16 - 1) = 16
+        torch.testing.assert_close(layer(x), near + far, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_reference_grid_mode_is_consistent_across_discretisations(seed):
+    """One smooth function at 17² and at 65²: with the reference grid set, the 65² output at the shared nodes
+    stays close to the 17² output; the paper's layer (fixed windows in grid points) does not."""
+    torch.manual_seed(seed)
+    layer = _layer(window_size=4).eval()
+    with torch.no_grad():
+        coarse = layer(_smooth_field(17))
+        paper = layer(_smooth_field(65))[..., ::4, ::4]
+        layer.set_reference_grid(17)
+        anchored = layer(_smooth_field(65))[..., ::4, ::4]
+    err_paper = ((paper - coarse).norm() / coarse.norm()).item()
+    err_anchored = ((anchored - coarse).norm() / coarse.norm()).item()
+    assert err_anchored < 0.1
+    assert err_anchored < err_paper / 4
+
+
+@pytest.mark.parametrize("bad", [1, (33,), (33, 1), "33", (32.5, 32), True])
+def test_bad_reference_grid_is_refused(bad):
+    with pytest.raises(ValueError, match="reference_grid"):
+        _layer(reference_grid=bad)
+
+
+def test_reference_window():
+    from mano_pde.layers.multipole_attention import reference_window
+
+    assert [reference_window(8, s, 33) for s in (33, 65, 129, 20)] == [8, 16, 32, 8]
+    assert reference_window(8, 421, 85) == 40

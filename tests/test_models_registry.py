@@ -155,6 +155,29 @@ def test_save_model_load_model_round_trip(tmp_path, name):
         torch.testing.assert_close(reloaded(x), model(x))
 
 
+def test_mano_reference_grid_is_set_on_every_block_and_saved(tmp_path):
+    model = create_model("mano", **TINY["mano"]).eval()
+    assert model.reference_grid is None
+    model.set_reference_grid(16)
+    assert model.reference_grid == (16, 16)
+    assert all(block.mixer.reference_grid == (16, 16) for block in model.blocks)
+    save_model(model, tmp_path, "ckpt")
+    reloaded = load_model(tmp_path, "ckpt").eval()
+    assert reloaded.reference_grid == (16, 16)
+    x = torch.randn(1, 1, 31, 31)
+    with torch.no_grad():
+        torch.testing.assert_close(reloaded(x), model(x))
+        model.set_reference_grid(None)
+        assert not torch.allclose(model(x), reloaded(x))
+
+
+@pytest.mark.parametrize("name", ["window-attention", "global-attention"])
+def test_reference_grid_is_refused_without_multipole_attention(name):
+    model = create_model(name, **TINY[name])
+    with pytest.raises(ValueError, match="multipole attention only"):
+        model.set_reference_grid(16)
+
+
 def test_neuralop_checkpoint_of_mano_reloads_under_weights_only(tmp_path):
     model = MANO(1, 1, hidden_channels=8, n_layers=1, n_heads=2).eval()
     model.save_checkpoint(tmp_path, "model")

@@ -77,4 +77,3 @@ def test_bad_map_values():
 def test_solvers_import_without_torch():
     code = "import sys, solvers, mano_pde.data; assert 'torch' not in sys.modules, 'torch imported'"
     subprocess.run([sys.executable, "-c", code], check=True)
-

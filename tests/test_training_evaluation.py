@@ -149,6 +149,14 @@ def test_mano_trains_and_reloads(data, tmp_path):
     )
     model = load_model(out)
     assert type(model).__name__ == "MANO"
+    # MANO is also scored with its layers' reference-grid mode above the training grid
+    results = tmp_path / "mano-results"
+    assert main(["evaluate", str(out), "--data", str(data), "--resolutions", "17", "33", "-o", str(results)]) == 0
+    records = json.loads((results / "results.json").read_text())["records"]
+    got = {(r["test_resolution"], r["method"]): r["rel_l2_mean"] for r in records}
+    assert set(got) == {(17, "direct"), (33, "direct"), (33, "resample"), (33, "ref-grid")}
+    assert got[(33, "ref-grid")] != got[(33, "direct")]
+    assert load_model(out).reference_grid is None  # the saved run is not changed by evaluation
 
 
 def test_evaluate_matches_an_independent_computation(data, fno_run, tmp_path):

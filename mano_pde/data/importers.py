@@ -736,7 +736,9 @@ def import_darcy(
         log.warning(
             "%s: u is not zero on the outer ring of the grid (max |u| there %.3g, overall %.3g): the source grid "
             "may not include the boundary, although it is recorded as a node grid of [0,1]^2",
-            src, ring, u_max,
+            src,
+            ring,
+            u_max,
         )
     log.info("imported %d samples at %d^2 from %s into %s", n, s, src, out)
     return out

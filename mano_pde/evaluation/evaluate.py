@@ -1,6 +1,6 @@
 """Zero-shot resolution-transfer evaluation of trained runs, always beside the resample reference.
 
-For every run × test grid two methods are scored on the same held-out samples:
+For every run × test grid two methods (three for MANO) are scored on the same held-out samples:
 
 ``direct``
     the model is applied to the permeability on the test grid itself (zero-shot when the grid differs from
@@ -9,6 +9,11 @@ For every run × test grid two methods are scored on the same held-out samples:
     the simple alternative: the input is subsampled to the training grid, the model runs there, and its
     prediction is interpolated (bilinear on the node grid) to the test grid. Only for test grids finer than
     and reachable from the training grid.
+``ref-grid``
+    multipole models (MANO) saved without a reference grid only: ``direct`` again, with the layers'
+    reference-grid mode switched on at the finest training grid (see
+    :class:`~mano_pde.layers.MultipoleAttention`): zero-shot, same weights, full-resolution input, but
+    windows that keep their physical size. Only for test grids finer than the finest training grid.
 
 A zero-shot claim is only meaningful when ``direct`` beats ``resample``.
 """
@@ -64,6 +69,11 @@ def test_indices_for(run, data: str | os.PathLike, n_test: int | None) -> np.nda
         if n > n_file:
             raise ValueError(f"--n-test {n} but {data} holds only {n_file} samples")
     return np.arange(n_file - n, n_file)
+
+
+def _reference_grid_off(model: torch.nn.Module) -> bool:
+    """Whether ``model`` has multipole mixers whose reference-grid mode is off (then ``ref-grid`` is scored)."""
+    return getattr(model, "mixer", None) == "multipole" and getattr(model, "reference_grid", 0) is None
 
 
 def _stats(values: torch.Tensor) -> dict[str, float]:
@@ -149,6 +159,15 @@ def evaluate(
             t0 = time.perf_counter()
             methods["direct"] = run.predict(a, batch_size)
             times = {"direct": (time.perf_counter() - t0) / len(idx)}
+            if res > max(run.config.resolutions) and _reference_grid_off(run.model):
+                finest = max(run.config.resolutions)
+                run.model.set_reference_grid(finest)
+                try:
+                    t0 = time.perf_counter()
+                    methods["ref-grid"] = run.predict(a, batch_size)
+                    times["ref-grid"] = (time.perf_counter() - t0) / len(idx)
+                finally:
+                    run.model.set_reference_grid(None)
             if res > s_train and (res - 1) % (s_train - 1) == 0:
                 t0 = time.perf_counter()
                 coarse = run.predict(subsample_nodes(a, s_train), batch_size)

@@ -24,7 +24,8 @@ def results_table(records: list[dict]) -> str:
     lines = [
         "Relative L2 error (mean ± std over test samples); `*` = training grid. "
         "`direct`: model applied on the test grid (zero-shot when the grid differs); "
-        "`resample`: model run on its training grid, prediction interpolated to the test grid.",
+        "`resample`: model run on its training grid, prediction interpolated to the test grid; "
+        "`ref-grid` (MANO): direct, with multipole windows kept at their training-grid physical size.",
         "",
         head,
         sep,
@@ -62,7 +63,8 @@ def plot_error_vs_resolution(records: list[dict], path: Path) -> None:
         pts.sort()
         color = colors.setdefault(run, f"C{len(colors) % 10}")
         xs, ys, train = zip(*pts, strict=True)
-        ax.plot(xs, ys, "-o" if method == "direct" else "--s", color=color, label=f"{run} ({method})", markersize=4)
+        style = {"direct": "-o", "resample": "--s"}.get(method, ":^")
+        ax.plot(xs, ys, style, color=color, label=f"{run} ({method})", markersize=4)
         if method == "direct" and train[0] in xs:
             ax.plot([train[0]], [ys[xs.index(train[0])]], "*", color=color, markersize=14)
     ax.set_xscale("log")

@@ -28,6 +28,25 @@ down-sampling a grid not divisible by ``r`` is padded by edge replication ("repl
 constant field stays constant on coarse levels); the up-sampled field is cropped back to the finer grid.
 The output always has the input's ``H x W``.
 
+Reference-grid mode (an option of this package, not in the paper)
+------------------------------------------------------------------
+Windows are counted in grid points, so on a grid ``k`` times finer than the training grid the paper's
+layer sees a ``k``-times smaller physical neighbourhood at level 0 and adds ``log2 k`` coarse levels
+that never existed in training: weights trained at one grid do not transfer zero-shot (measured in
+``BENCHMARKS.md``). With ``reference_grid=(H_r, W_r)`` (the training grid) an input finer than the
+reference is processed at the reference *physical* scales::
+
+    s_h = (H - 1) / (H_r - 1)                         (vertex-centred grids: 33 -> 129 gives s = 4)
+    near:  out_0 = W-MSA(x_0) with windows round(s_h w) x round(s_w w)   on the fine grid
+    far:   x_r   = area average of x_0 onto H_r x W_r; res_1 = V-cycle of Down(x_r) (levels 1, 2, ...)
+    output res_0 = out_0 + bilinear(up(res_1), H x W)  (align_corners: grid nodes stay on grid nodes)
+
+Softmax attention over a window is a quadrature of the kernel integral ``∫ softmax(q·k) v dy`` over the
+window's physical area; keeping the area fixed and sampling it more densely is the discretisation-
+consistent reading of the same layer (Kovachki et al., 2023, Sec. 5). At the reference grid and on
+coarser grids the two modes are identical. The cost stays linear in ``H W`` for fixed ``s`` (level 0
+costs ``s^2`` times more per point).
+
 References
 ----------
 .. [1] Colagrande, A., Caillon, P., Feillet, E., Allauzen, A. "Linear Attention with Global Context:
@@ -35,6 +54,7 @@ References
        arXiv 2507.02748.
 .. [2] Greengard, L., Rokhlin, V. "A fast algorithm for particle simulations" (1987).
        J. Comput. Phys. 73(2).
+.. [3] Kovachki, N. et al. "Neural Operator: Learning Maps Between Function Spaces" (2023). JMLR 24(89).
 """
 
 from __future__ import annotations
@@ -48,7 +68,7 @@ from torch import nn
 from .attention import WindowedMultiheadAttention
 from .grid_mixer import GridTokenMixer
 
-__all__ = ["MultipoleAttention", "multipole_level_shapes"]
+__all__ = ["MultipoleAttention", "multipole_level_shapes", "reference_window"]
 
 _DOWNSAMPLE = ("conv", "avg")
 _UPSAMPLE = ("conv", "nearest", "bilinear")
@@ -124,6 +144,10 @@ class MultipoleAttention(GridTokenMixer):
         Attention and projection dropout (training only). Default 0.
     qkv_bias : bool, optional
         Bias of the Q/K/V projection. Default True.
+    reference_grid : (int, int), optional
+        Grid the weights were trained on; inputs finer than it run in reference-grid mode (module
+        docstring). ``None`` (default): the paper's layer at every grid. Settable after construction
+        with :meth:`set_reference_grid`.
     resolution_scaling_factor : float or sequence of float, optional
         See :class:`~mano_pde.layers.grid_mixer.GridTokenMixer`.
     **neuralop_kwargs
@@ -153,6 +177,7 @@ class MultipoleAttention(GridTokenMixer):
         upsample: str = "conv",
         dropout: float = 0.0,
         qkv_bias: bool = True,
+        reference_grid: Sequence[int] | None = None,
         resolution_scaling_factor: float | Sequence[float] | None = None,
         **neuralop_kwargs,
     ) -> None:
@@ -177,6 +202,12 @@ class MultipoleAttention(GridTokenMixer):
         self.down = nn.Conv2d(c_in, c_in, kernel_size=r, stride=r) if downsample == "conv" else None
         self.up = nn.ConvTranspose2d(c_out, c_out, kernel_size=r, stride=r) if upsample == "conv" else None
         self._init_resampling()
+        self.reference_grid: tuple[int, int] | None = None
+        self.set_reference_grid(reference_grid)
+
+    def set_reference_grid(self, grid: Sequence[int] | int | None) -> None:
+        """Switch reference-grid mode on (``grid``: the training grid, ``s`` or ``(H, W)``) or off (``None``)."""
+        self.reference_grid = check_reference_grid(grid)
 
     @torch.no_grad()
     def _init_resampling(self) -> None:
@@ -234,22 +265,72 @@ class MultipoleAttention(GridTokenMixer):
 
     def forward_channels_last(self, x: torch.Tensor) -> torch.Tensor:
         """``[B, H, W, C_in] -> [B, H, W, C_out]``: the V-cycle of the module docstring."""
-        shapes = self.level_shapes(x.shape[1], x.shape[2])
+        h, w = x.shape[1], x.shape[2]
+        ref = self.reference_grid
+        if ref is None or (h <= ref[0] and w <= ref[1]):
+            return self._cycle(x, self.level_shapes(h, w))
+        return self._reference_cycle(x, ref)
+
+    def _cycle(self, x: torch.Tensor, shapes: list[tuple[int, int]], first_level: int = 0) -> torch.Tensor:
+        """V-cycle over ``shapes`` (``x`` on ``shapes[0]``, which is level ``first_level`` of the hierarchy)."""
         window = (self.window_size, self.window_size)
         xs = [x]
         for _ in shapes[1:]:
             xs.append(self._down(xs[-1]))
         del x
         res = self.attention(xs.pop(), window=window)
-        for level in range(len(shapes) - 2, -1, -1):
+        for i in range(len(shapes) - 2, -1, -1):
             # res_l = out_l + up(res_{l+1}) / (l + 1), the window merge of out_l fused into the sum
-            up = self._up(res, shapes[level], scale=1.0 / (level + 1))
+            up = self._up(res, shapes[i], scale=1.0 / (first_level + i + 1))
             res = self.attention.forward_add(xs.pop(), up, window=window)  # pop: free levels once used
             del up
         return res
 
+    def _reference_cycle(self, x: torch.Tensor, ref: tuple[int, int]) -> torch.Tensor:
+        """Reference-grid mode (module docstring): near field on the fine grid, far field at the reference."""
+        h, w = x.shape[1], x.shape[2]
+        rh, rw = min(ref[0], h), min(ref[1], w)
+        window = (reference_window(self.window_size, h, rh), reference_window(self.window_size, w, rw))
+        shapes = self.level_shapes(rh, rw)
+        if len(shapes) == 1:  # the reference grid fits one window: level 0 was global attention there
+            return self.attention(x, window=window)
+        x_ref = F.adaptive_avg_pool2d(x.permute(0, 3, 1, 2), (rh, rw)).permute(0, 2, 3, 1).contiguous()
+        far = self._cycle(self._down(x_ref), shapes[1:], first_level=1)
+        del x_ref
+        far = self._up(far, shapes[0]).permute(0, 3, 1, 2)
+        far = F.interpolate(far, size=(h, w), mode="bilinear", align_corners=True).permute(0, 2, 3, 1)
+        return self.attention.forward_add(x, far.contiguous(), window=window)
+
     def extra_repr(self) -> str:
         return (
             f"window_size={self.window_size}, factor={self.factor}, "
-            f"downsample={self.downsample!r}, upsample={self.upsample!r}"
+            f"downsample={self.downsample!r}, upsample={self.upsample!r}, reference_grid={self.reference_grid}"
         )
+
+
+def check_reference_grid(grid: Sequence[int] | int | None) -> tuple[int, int] | None:
+    """Validate a reference grid (``None``, ``s`` or ``(H, W)``, each >= 2) and return it as ``(H, W)``."""
+    if grid is None:
+        return None
+    if isinstance(grid, int) and not isinstance(grid, bool):
+        grid = (grid, grid)
+    try:
+        pair = tuple(int(g) for g in grid)
+        ok = len(pair) == 2 and all(g >= 2 and g == v for g, v in zip(pair, grid, strict=True))
+    except (TypeError, ValueError):
+        ok = False
+    if not ok:
+        raise ValueError(
+            f"reference_grid must be None, an int >= 2 or a pair (H, W) of ints >= 2 (the training grid), got {grid!r}"
+        )
+    return pair
+
+
+def reference_window(window_size: int, size: int, reference: int) -> int:
+    """Window side on a ``size``-point axis that covers the physical extent of ``window_size`` points on a
+    ``reference``-point axis of the same (vertex-centred) domain: ``round(w (size - 1) / (reference - 1))``.
+
+    >>> reference_window(8, 129, 33), reference_window(8, 85, 43), reference_window(8, 33, 33)
+    (32, 16, 8)
+    """
+    return max(window_size, round(window_size * (size - 1) / (reference - 1)))

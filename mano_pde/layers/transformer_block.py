@@ -12,7 +12,7 @@ stay plain data: neuralop's checkpoints pickle the constructor arguments, and pl
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -115,11 +115,12 @@ def make_mixer(
     downsample: str = "conv",
     upsample: str = "conv",
     dropout: float = 0.0,
+    reference_grid: Sequence[int] | None = None,
 ) -> GridTokenMixer:
     """Build a token mixer by name: ``"global"``, ``"window"`` or ``"multipole"``.
 
-    Options a mixer does not use are ignored (``window_size`` for global attention, ``shift`` for
-    multipole attention, ...).
+    Options a mixer does not use are ignored (``window_size`` for global attention, ``shift`` and
+    ``reference_grid`` for all but multipole attention, ...).
     """
     common = dict(n_heads=n_heads, head_dim=head_dim, dropout=dropout)
     if mixer == "global":
@@ -128,7 +129,13 @@ def make_mixer(
         return WindowAttention(channels, window_size=window_size, shift=shift, **common)
     if mixer == "multipole":
         return MultipoleAttention(
-            channels, window_size=window_size, factor=factor, downsample=downsample, upsample=upsample, **common
+            channels,
+            window_size=window_size,
+            factor=factor,
+            downsample=downsample,
+            upsample=upsample,
+            reference_grid=reference_grid,
+            **common,
         )
     raise ValueError(f"unknown mixer {mixer!r}; expected one of {MIXERS}")
 

@@ -99,6 +99,10 @@ class TransformerOperator(BaseModel, name="TransformerOperator"):
         ``torch.load(..., weights_only=True)``. Default ``"gelu"``.
     norm : {"layer_norm", "group_norm", "instance_norm"} or None, optional
         Pre-norm of each block and final norm. Default ``"layer_norm"``.
+    reference_grid : int or (int, int), optional
+        Multipole mixer only: the training grid, switching on the reference-grid mode of
+        :class:`~mano_pde.layers.MultipoleAttention` for finer inputs. ``None`` (default): the paper's
+        layer. Settable later with :meth:`set_reference_grid` (saved with the checkpoint).
 
     Notes
     -----
@@ -130,6 +134,7 @@ class TransformerOperator(BaseModel, name="TransformerOperator"):
         positional_embedding: str | GridEmbeddingND | None = "grid",
         non_linearity: str | Callable = "gelu",
         norm: str | None = "layer_norm",
+        reference_grid: int | Sequence[int] | None = None,
     ) -> None:
         super().__init__()
         fixed = type(self).fixed_mixer
@@ -199,6 +204,7 @@ class TransformerOperator(BaseModel, name="TransformerOperator"):
                 downsample=downsample,
                 upsample=upsample,
                 dropout=dropout,
+                reference_grid=reference_grid if mixer == "multipole" else None,
             )
             self.blocks.append(TransformerBlock(hidden_channels, block_mixer, mlp_ratio, non_linearity, norm, dropout))
         self.norm = ChannelsLastNorm(norm, hidden_channels)
@@ -248,6 +254,27 @@ class TransformerOperator(BaseModel, name="TransformerOperator"):
                 h = resample(h.permute(0, 3, 1, 2), 1.0, [2, 3], output_shape=list(target)).permute(0, 2, 3, 1)
         y = channel_mlp_channels_last(self.projection, h)
         return y.permute(0, 3, 1, 2).contiguous()
+
+    @property
+    def reference_grid(self) -> tuple[int, int] | None:
+        """Reference grid of the multipole mixers (``None``: the paper's layer, or not a multipole model)."""
+        return getattr(self.blocks[0].mixer, "reference_grid", None)
+
+    def set_reference_grid(self, grid: int | Sequence[int] | None) -> None:
+        """Switch the multipole mixers' reference-grid mode on (``grid``: the training grid) or off (``None``).
+
+        The setting is recorded in the model's constructor arguments, so :func:`~mano_pde.models.save_model`
+        keeps it. Raises ``ValueError`` for models without a multipole mixer.
+        """
+        if self.mixer != "multipole":
+            raise ValueError(
+                f"reference_grid applies to multipole attention only; this model's mixer is {self.mixer!r}"
+            )
+        for block in self.blocks:
+            block.mixer.set_reference_grid(grid)
+        ref = self.reference_grid
+        if hasattr(self, "_init_kwargs"):
+            self._init_kwargs["reference_grid"] = list(ref) if ref is not None else None
 
     def num_levels(self, height: int, width: int) -> int:
         """Multipole levels each block uses on an ``height x width`` grid (1 for other mixers)."""
