@@ -155,6 +155,25 @@ def test_save_model_load_model_round_trip(tmp_path, name):
         torch.testing.assert_close(reloaded(x), model(x))
 
 
+def test_save_model_interrupted_mid_write_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
+    model = create_model("mano", **TINY["mano"]).eval()
+    save_model(model, tmp_path, "ckpt")
+    before = (tmp_path / "ckpt_state_dict.pt").read_bytes()
+
+    def torn_save(obj, path):
+        with open(path, "wb") as fh:
+            fh.write(b"half a checkpoint")
+        raise KeyboardInterrupt("killed mid-write")
+
+    monkeypatch.setattr(torch, "save", torn_save)
+    with pytest.raises(KeyboardInterrupt):
+        save_model(create_model("mano", **TINY["mano"]), tmp_path, "ckpt")
+    monkeypatch.undo()
+    assert (tmp_path / "ckpt_state_dict.pt").read_bytes() == before
+    assert not list(tmp_path.glob(".*.tmp"))  # the torn temporary file is removed
+    load_model(tmp_path, "ckpt")  # still loads
+
+
 def test_mano_reference_grid_is_set_on_every_block_and_saved(tmp_path):
     model = create_model("mano", **TINY["mano"]).eval()
     assert model.reference_grid is None

@@ -27,6 +27,7 @@ from __future__ import annotations
 import inspect
 import json
 import logging
+import os
 import pickle
 from pathlib import Path
 from typing import Any
@@ -102,6 +103,26 @@ def model_config(model: nn.Module) -> dict[str, Any]:
     }
 
 
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary file in the same folder and an atomic rename."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_text(text)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def atomic_torch_save(obj: Any, path: Path) -> None:
+    """``torch.save(obj, path)`` through a temporary file in the same folder and an atomic rename."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        torch.save(obj, tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
 def save_model(model: nn.Module, folder: str | Path, name: str = "model") -> Path:
     """Save a model as ``{name}_config.json`` + ``{name}_state_dict.pt`` (+ neuralop's ``_metadata.pkl``).
 
@@ -123,10 +144,11 @@ def save_model(model: nn.Module, folder: str | Path, name: str = "model") -> Pat
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     state = nn.Module.state_dict(model)  # tensors only (BaseModel.state_dict would add pickled metadata)
-    torch.save(state, folder / f"{name}_state_dict.pt")
-    (folder / f"{name}_config.json").write_text(json.dumps(config, indent=2) + "\n")
+    # each file is written to a temporary name and renamed: a kill mid-save never leaves a torn file
+    atomic_torch_save(state, folder / f"{name}_state_dict.pt")
+    atomic_write_text(folder / f"{name}_config.json", json.dumps(config, indent=2) + "\n")
     if isinstance(model, BaseModel):
-        torch.save(model._init_kwargs, folder / f"{name}_metadata.pkl")
+        atomic_torch_save(model._init_kwargs, folder / f"{name}_metadata.pkl")
     logger.debug("saved %s model to %s (prefix %r)", config["model"], folder, name)
     return folder
 

@@ -28,6 +28,8 @@ from typing import Any
 
 import torch
 
+from mano_pde.models.checkpoint import atomic_torch_save, atomic_write_text
+
 from .config import TrainConfig
 
 __all__ = [
@@ -51,18 +53,6 @@ def resolve_device(device: str = "auto") -> torch.device:
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"device {device!r} requested but CUDA is not available; use --device cpu or auto")
     return dev
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
-def atomic_torch_save(obj: Any, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
 
 
 def run_versions(device: torch.device | None = None) -> dict[str, str]:
