@@ -111,12 +111,22 @@ def test_receptive_field_is_global_after_one_layer(shape):
     assert d_local[:, :, -1, -1].max() == 0
 
 
-def _reference_attention(attn: WindowedMultiheadAttention, tokens: torch.Tensor) -> torch.Tensor:
-    """Textbook softmax(Q K^T / sqrt(d)) V over a token set ``[B, N, C]``, with the module's weights."""
+def _reference_attention(
+    attn: WindowedMultiheadAttention, tokens: torch.Tensor, coords: torch.Tensor | None = None, extent=None
+) -> torch.Tensor:
+    """Textbook softmax(Q K^T / sqrt(d) + bias) V over a token set ``[B, N, C]``, with the module's weights.
+
+    With a position bias, ``coords`` ``[N, 2]`` are the tokens' grid indices and the bias of a pair is the
+    module's MLP of their displacement divided by ``extent``.
+    """
     b, n, _ = tokens.shape
     q, k, v = attn.qkv(tokens).chunk(3, dim=-1)
     q, k, v = (t.view(b, n, attn.n_heads, attn.head_dim).transpose(1, 2) for t in (q, k, v))
-    a = torch.softmax(q @ k.transpose(-1, -2) / math.sqrt(attn.head_dim), dim=-1)
+    logits = q @ k.transpose(-1, -2) / math.sqrt(attn.head_dim)
+    if attn.position_bias is not None:
+        disp = (coords[:, None, :] - coords[None, :, :]).float() / torch.tensor(extent, dtype=torch.float32)
+        logits = logits + attn.position_bias(disp).permute(2, 0, 1)
+    a = torch.softmax(logits, dim=-1)
     o = (a @ v).transpose(1, 2).reshape(b, n, attn.inner_channels)
     return attn.proj(o)
 
@@ -138,10 +148,21 @@ def test_single_level_equals_plain_attention(shape):
         torch.testing.assert_close(glob(x), ref, rtol=1e-5, atol=1e-5)
 
 
+def _randomise_position_bias(attn: WindowedMultiheadAttention) -> None:
+    """The bias MLP starts at zero (plain attention); give it random weights to test it."""
+    with torch.no_grad():
+        for p in attn.position_bias.parameters():
+            p.normal_(0, 1)
+
+
+@pytest.mark.parametrize("position_bias", [False, True])
 @pytest.mark.parametrize("shift", [(0, 0), (2, 3)])
-def test_padded_windows_are_exact(shift):
-    """Padding + key mask == attention restricted to the real tokens of each (shifted) window."""
-    attn = WindowedMultiheadAttention(C, n_heads=2).eval()
+def test_padded_windows_are_exact(shift, position_bias):
+    """Padding + key mask == attention restricted to the real tokens of each (shifted) window; with a
+    position bias, the bias of a pair depends only on the pair's displacement (divided by the window)."""
+    attn = WindowedMultiheadAttention(C, n_heads=2, position_bias=position_bias).eval()
+    if position_bias:
+        _randomise_position_bias(attn)
     h, w, win = 10, 13, (4, 5)
     x = torch.randn(2, h, w, C)
     with torch.no_grad():
@@ -153,9 +174,24 @@ def test_padded_windows_are_exact(shift):
         for r0, r1 in zip(rows[:-1], rows[1:], strict=True):
             for c0, c1 in zip(cols[:-1], cols[1:], strict=True):
                 block = x[:, r0:r1, c0:c1].reshape(2, -1, C)
-                ref = _reference_attention(attn, block)
+                coords = torch.stack(
+                    torch.meshgrid(torch.arange(r0, r1), torch.arange(c0, c1), indexing="ij"), dim=-1
+                ).reshape(-1, 2)
+                ref = _reference_attention(attn, block, coords, win)
                 expected[:, r0:r1, c0:c1] = ref.view(2, r1 - r0, c1 - c0, C)
     torch.testing.assert_close(y, expected, rtol=1e-5, atol=1e-5)
+
+
+def test_position_bias_starts_as_plain_attention():
+    plain = _layer().eval()
+    biased = _layer(position_bias=True).eval()
+    missing = biased.load_state_dict(plain.state_dict(), strict=False).missing_keys
+    assert missing and all("position_bias" in k for k in missing)
+    x = torch.randn(2, C, 20, 20)
+    with torch.no_grad():
+        torch.testing.assert_close(biased(x), plain(x))
+        _randomise_position_bias(biased.attention)
+        assert not torch.allclose(biased(x), plain(x))
 
 
 def test_v_cycle_combination_formula():
@@ -268,12 +304,15 @@ def test_reference_grid_mode_formula():
         torch.testing.assert_close(layer(x), near + far, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("position_bias", [False, True])
 @pytest.mark.parametrize("seed", [0, 1])
-def test_reference_grid_mode_is_consistent_across_discretisations(seed):
+def test_reference_grid_mode_is_consistent_across_discretisations(seed, position_bias):
     """One smooth function at 17² and at 65²: with the reference grid set, the 65² output at the shared nodes
     stays close to the 17² output; the paper's layer (fixed windows in grid points) does not."""
     torch.manual_seed(seed)
-    layer = _layer(window_size=4).eval()
+    layer = _layer(window_size=4, position_bias=position_bias).eval()
+    if position_bias:  # displacements are measured in windows, i.e. in physical units in reference-grid mode
+        _randomise_position_bias(layer.attention)
     with torch.no_grad():
         coarse = layer(_smooth_field(17))
         paper = layer(_smooth_field(65))[..., ::4, ::4]

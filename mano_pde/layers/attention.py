@@ -16,6 +16,7 @@ References
 .. [2] Dosovitskiy, A. et al. "An image is worth 16x16 words" (2021). ICLR, arXiv 2010.11929.
 .. [3] Colagrande, A., Caillon, P., Feillet, E., Allauzen, A. "Linear Attention with Global Context:
        A Multipole Attention Mechanism for Vision and Physics" (2025). ICCV workshops, arXiv 2507.02748.
+.. [4] Liu, Z. et al. "Swin Transformer V2: Scaling Up Capacity and Resolution" (2022). CVPR, arXiv 2111.09883.
 """
 
 from __future__ import annotations
@@ -54,6 +55,12 @@ class WindowedMultiheadAttention(nn.Module):
         Dropout on the attention weights (inside SDPA) and on the output projection, training only.
     qkv_bias : bool, optional
         Whether the Q/K/V projection has a bias. Default True.
+    position_bias : bool, optional
+        Add a learned relative-position bias ``b(Δ / extent)`` to the attention logits: a per-head MLP
+        (2 → 64 → heads) of the displacement between query and key divided by the window size (by the grid
+        size for global attention), the continuous position bias of Swin V2 [4]_. Measured in units of the
+        window, it is the same function of physical displacement in reference-grid mode. Its last layer starts
+        at zero (plain attention). Default False.
     """
 
     def __init__(
@@ -64,6 +71,7 @@ class WindowedMultiheadAttention(nn.Module):
         head_dim: int | None = None,
         dropout: float = 0.0,
         qkv_bias: bool = True,
+        position_bias: bool = False,
     ) -> None:
         super().__init__()
         out_channels = in_channels if out_channels is None else out_channels
@@ -89,12 +97,30 @@ class WindowedMultiheadAttention(nn.Module):
         self.qkv = nn.Linear(in_channels, 3 * self.inner_channels, bias=qkv_bias)
         self.proj = nn.Linear(self.inner_channels, out_channels)
         self.proj_drop = nn.Dropout(dropout)
+        self.position_bias = None
+        if position_bias:
+            # continuous relative-position bias (Swin V2): a small MLP of the normalised displacement
+            self.position_bias = nn.Sequential(nn.Linear(2, 64), nn.ReLU(), nn.Linear(64, n_heads))
+            nn.init.zeros_(self.position_bias[2].weight)
+            nn.init.zeros_(self.position_bias[2].bias)
+
+    def _bias(self, wh: int, ww: int, extent: Sequence[float], device: torch.device) -> torch.Tensor:
+        """Relative-position bias ``[heads, wh * ww, wh * ww]`` for displacements divided by ``extent``."""
+        dy = torch.arange(-(wh - 1), wh, device=device, dtype=torch.float32) / float(extent[0])
+        dx = torch.arange(-(ww - 1), ww, device=device, dtype=torch.float32) / float(extent[1])
+        table = self.position_bias(torch.stack(torch.meshgrid(dy, dx, indexing="ij"), dim=-1))  # [2wh-1, 2ww-1, heads]
+        iy = torch.arange(wh, device=device).repeat_interleave(ww)
+        ix = torch.arange(ww, device=device).repeat(wh)
+        rel_y = iy[:, None] - iy[None, :] + (wh - 1)
+        rel_x = ix[:, None] - ix[None, :] + (ww - 1)
+        return table[rel_y, rel_x].permute(2, 0, 1)
 
     def forward(
         self,
         x: torch.Tensor,
         window: Sequence[int] | None = None,
         shift: Sequence[int] = (0, 0),
+        extent: Sequence[float] | None = None,
     ) -> torch.Tensor:
         """Attend within windows.
 
@@ -113,7 +139,7 @@ class WindowedMultiheadAttention(nn.Module):
         torch.Tensor
             ``[B, H, W, C_out]``.
         """
-        out, geo = self._attend(x, window, shift)
+        out, geo = self._attend(x, window, shift, extent)
         return self._merge(out, geo)
 
     def forward_add(
@@ -122,6 +148,7 @@ class WindowedMultiheadAttention(nn.Module):
         base: torch.Tensor,
         window: Sequence[int] | None = None,
         shift: Sequence[int] = (0, 0),
+        extent: Sequence[float] | None = None,
     ) -> torch.Tensor:
         """``base + forward(x, window, shift)`` with the window merge fused into the addition.
 
@@ -129,7 +156,7 @@ class WindowedMultiheadAttention(nn.Module):
         tensor, the window-layout attention output is added through a permuted view, which saves one
         full-size copy (and its allocation) per call.
         """
-        out, geo = self._attend(x, window, shift)
+        out, geo = self._attend(x, window, shift, extent)
         b, h, w, nh, nw, wh, ww, padded = geo[:8]
         c = out.shape[-1]
         if padded or not base.is_contiguous() or tuple(base.shape) != (b, h, w, c):
@@ -140,7 +167,9 @@ class WindowedMultiheadAttention(nn.Module):
         # the sum follows the layout of its first operand (contiguous grid order): the reshape is a view
         return (base.view(b, nh, wh, nw, ww, c) + out6).reshape(b, h, w, c)
 
-    def _attend(self, x: torch.Tensor, window: Sequence[int] | None, shift: Sequence[int]):
+    def _attend(
+        self, x: torch.Tensor, window: Sequence[int] | None, shift: Sequence[int], extent: Sequence[float] | None = None
+    ):
         """Window-layout attention: returns ``out [B * n_windows, wh * ww, C_out]`` and the geometry.
 
         Data flow (one copy in, none out): the input is partitioned into windows (one copy of ``C_in``
@@ -174,7 +203,27 @@ class WindowedMultiheadAttention(nn.Module):
         # would make autograd stack and transpose the gradients: two slow full-size copies)
         q, k, v = (t.view(nwin, length, heads, d).transpose(1, 2) for t in self.qkv(xw).chunk(3, dim=-1))
         del xw, x  # lower the peak in inference (autograd keeps what backward needs)
-        o = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=self.dropout if self.training else 0.0)
+        p_drop = self.dropout if self.training else 0.0
+        if self.position_bias is None:
+            o = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p_drop)
+        else:
+            if extent is None:
+                extent = (max(h - 1, 1), max(w - 1, 1)) if window is None else (int(window[0]), int(window[1]))
+            # 4-D [1, heads, L, L]: a 3-D mask sends CPU SDPA to its unfused path (measured: 12x time, 30x memory)
+            bias = self._bias(wh, ww, extent, q.device).unsqueeze(0)
+            if mask is None:
+                o = F.scaled_dot_product_attention(q, k, v, attn_mask=bias, dropout_p=p_drop)
+            else:
+                # SDPA takes one mask: the bias (shared by all windows, never materialised per window) is the
+                # mask, and the key padding is folded into q.k through one extra channel: 1 for every query,
+                # 0 for real keys and -1e4 sqrt(d) for padded ones (softmax weight exp(-1e4) = 0)
+                real = mask.view(nwin, 1, length, 1)
+                k_extra = torch.zeros(real.shape, dtype=k.dtype, device=k.device).masked_fill(~real, -1e4 * d**0.5)
+                q = torch.cat([q, torch.ones_like(q[..., :1])], dim=-1)
+                k = torch.cat([k, k_extra.expand(nwin, heads, length, 1)], dim=-1)
+                v = torch.cat([v, torch.zeros_like(v[..., :1])], dim=-1)
+                o = F.scaled_dot_product_attention(q, k, v, attn_mask=bias, dropout_p=p_drop, scale=d**-0.5)
+                o = o[..., :d]
         del q, k, v
         o = o.transpose(1, 2).reshape(nwin, length, heads * d)
         out = self.proj_drop(self.proj(o))
@@ -204,7 +253,7 @@ class GlobalAttention(GridTokenMixer):
     ----------
     in_channels, out_channels, n_modes, resolution_scaling_factor
         See :class:`~mano_pde.layers.grid_mixer.GridTokenMixer`.
-    n_heads, head_dim, dropout, qkv_bias
+    n_heads, head_dim, dropout, qkv_bias, position_bias
         See :class:`WindowedMultiheadAttention`.
     **neuralop_kwargs
         Spectral-convolution options passed by neuralop's FNOBlocks; ignored.
@@ -220,12 +269,13 @@ class GlobalAttention(GridTokenMixer):
         head_dim: int | None = None,
         dropout: float = 0.0,
         qkv_bias: bool = True,
+        position_bias: bool = False,
         resolution_scaling_factor: float | Sequence[float] | None = None,
         **neuralop_kwargs,
     ) -> None:
         super().__init__(in_channels, out_channels, n_modes, resolution_scaling_factor, **neuralop_kwargs)
         self.attention = WindowedMultiheadAttention(
-            self.in_channels, self.out_channels, n_heads, head_dim, dropout, qkv_bias
+            self.in_channels, self.out_channels, n_heads, head_dim, dropout, qkv_bias, position_bias
         )
 
     def forward_channels_last(self, x: torch.Tensor) -> torch.Tensor:

@@ -144,6 +144,9 @@ class MultipoleAttention(GridTokenMixer):
         Attention and projection dropout (training only). Default 0.
     qkv_bias : bool, optional
         Bias of the Q/K/V projection. Default True.
+    position_bias : bool, optional
+        Learned relative-position bias in the attention logits, shared by all levels (see
+        :class:`~mano_pde.layers.attention.WindowedMultiheadAttention`). Default False.
     reference_grid : (int, int), optional
         Grid the weights were trained on; inputs finer than it run in reference-grid mode (module
         docstring). ``None`` (default): the paper's layer at every grid. Settable after construction
@@ -177,6 +180,7 @@ class MultipoleAttention(GridTokenMixer):
         upsample: str = "conv",
         dropout: float = 0.0,
         qkv_bias: bool = True,
+        position_bias: bool = False,
         reference_grid: Sequence[int] | None = None,
         resolution_scaling_factor: float | Sequence[float] | None = None,
         **neuralop_kwargs,
@@ -196,7 +200,7 @@ class MultipoleAttention(GridTokenMixer):
         self.upsample = upsample
         # one attention module (one set of Q/K/V/output weights) shared by every level
         self.attention = WindowedMultiheadAttention(
-            self.in_channels, self.out_channels, n_heads, head_dim, dropout, qkv_bias
+            self.in_channels, self.out_channels, n_heads, head_dim, dropout, qkv_bias, position_bias
         )
         c_in, c_out, r = self.in_channels, self.out_channels, factor
         self.down = nn.Conv2d(c_in, c_in, kernel_size=r, stride=r) if downsample == "conv" else None

@@ -116,13 +116,14 @@ def make_mixer(
     upsample: str = "conv",
     dropout: float = 0.0,
     reference_grid: Sequence[int] | None = None,
+    position_bias: bool = False,
 ) -> GridTokenMixer:
     """Build a token mixer by name: ``"global"``, ``"window"`` or ``"multipole"``.
 
     Options a mixer does not use are ignored (``window_size`` for global attention, ``shift`` and
     ``reference_grid`` for all but multipole attention, ...).
     """
-    common = dict(n_heads=n_heads, head_dim=head_dim, dropout=dropout)
+    common = dict(n_heads=n_heads, head_dim=head_dim, dropout=dropout, position_bias=position_bias)
     if mixer == "global":
         return GlobalAttention(channels, **common)
     if mixer == "window":

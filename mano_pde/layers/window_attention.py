@@ -26,7 +26,7 @@ class WindowAttention(GridTokenMixer):
     ----------
     in_channels, out_channels, n_modes, resolution_scaling_factor
         See :class:`~mano_pde.layers.grid_mixer.GridTokenMixer`.
-    n_heads, head_dim, dropout, qkv_bias
+    n_heads, head_dim, dropout, qkv_bias, position_bias
         See :class:`~mano_pde.layers.attention.WindowedMultiheadAttention`.
     window_size : int, optional
         Window side ``w`` (capped at the grid size). Default 8.
@@ -49,6 +49,7 @@ class WindowAttention(GridTokenMixer):
         shift: int = 0,
         dropout: float = 0.0,
         qkv_bias: bool = True,
+        position_bias: bool = False,
         resolution_scaling_factor: float | Sequence[float] | None = None,
         **neuralop_kwargs,
     ) -> None:
@@ -60,7 +61,7 @@ class WindowAttention(GridTokenMixer):
         self.window_size = int(window_size)
         self.shift = int(shift)
         self.attention = WindowedMultiheadAttention(
-            self.in_channels, self.out_channels, n_heads, head_dim, dropout, qkv_bias
+            self.in_channels, self.out_channels, n_heads, head_dim, dropout, qkv_bias, position_bias
         )
 
     def forward_channels_last(self, x: torch.Tensor) -> torch.Tensor:

@@ -85,6 +85,9 @@ class TransformerOperator(BaseModel, name="TransformerOperator"):
         Hidden width of each block's MLP relative to ``hidden_channels``. Default 2.
     dropout : float, optional
         Attention, projection and MLP dropout (training only). Default 0.
+    position_bias : bool, optional
+        Learned relative-position bias in every attention layer (see
+        :class:`~mano_pde.layers.attention.WindowedMultiheadAttention`). Default False.
     lifting_channel_ratio : float, optional
         Hidden width of the lifting ChannelMLP relative to ``hidden_channels`` (0: a single linear
         layer), as in neuralop's FNO. Default 2.
@@ -135,6 +138,7 @@ class TransformerOperator(BaseModel, name="TransformerOperator"):
         non_linearity: str | Callable = "gelu",
         norm: str | None = "layer_norm",
         reference_grid: int | Sequence[int] | None = None,
+        position_bias: bool = False,
     ) -> None:
         super().__init__()
         fixed = type(self).fixed_mixer
@@ -205,6 +209,7 @@ class TransformerOperator(BaseModel, name="TransformerOperator"):
                 upsample=upsample,
                 dropout=dropout,
                 reference_grid=reference_grid if mixer == "multipole" else None,
+                position_bias=position_bias,
             )
             self.blocks.append(TransformerBlock(hidden_channels, block_mixer, mlp_ratio, non_linearity, norm, dropout))
         self.norm = ChannelsLastNorm(norm, hidden_channels)
