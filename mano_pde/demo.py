@@ -31,12 +31,20 @@ class DemoConfig:
     n_train: int = 160
     n_test: int = 32
     epochs: int = 30
-    batch_size: int = 8
+    batch_size: int = 4
     lr: float = 2e-3
     seed: int = 0
+    #: MANO as in the Darcy study (MLP ratio 4, relative-position bias; BENCHMARKS.md, "MANO tuning").
     models: dict[str, dict] = field(
         default_factory=lambda: {
-            "mano": {"hidden_channels": 32, "n_layers": 4, "window_size": 8, "n_heads": 4},
+            "mano": {
+                "hidden_channels": 32,
+                "n_layers": 4,
+                "window_size": 8,
+                "n_heads": 4,
+                "mlp_ratio": 4.0,
+                "position_bias": True,
+            },
             "fno": {},
         }
     )

@@ -194,14 +194,16 @@ def test_position_bias_starts_as_plain_attention():
         assert not torch.allclose(biased(x), plain(x))
 
 
-def test_v_cycle_combination_formula():
-    """res_l = out_l + up(res_{l+1}) / (l + 1), checked against an explicit three-level evaluation."""
-    layer = _layer(window_size=8, downsample="avg", upsample="nearest").eval()
+@pytest.mark.parametrize("shift", [0, 3])
+def test_v_cycle_combination_formula(shift):
+    """res_l = out_l + up(res_{l+1}) / (l + 1), checked against an explicit three-level evaluation
+    (with ``shift``, every level's windows are offset by it)."""
+    layer = _layer(window_size=8, shift=shift, downsample="avg", upsample="nearest").eval()
     x = torch.randn(1, C, 32, 32)
     att = layer.attention
     with torch.no_grad():
         xs = [x, F.avg_pool2d(x, 2), F.avg_pool2d(x, 4)]
-        outs = [att(t.permute(0, 2, 3, 1), window=(8, 8)).permute(0, 3, 1, 2) for t in xs]
+        outs = [att(t.permute(0, 2, 3, 1), window=(8, 8), shift=(shift, shift)).permute(0, 3, 1, 2) for t in xs]
         up = lambda t: F.interpolate(t, scale_factor=2, mode="nearest")  # noqa: E731
         res = outs[2]
         res = outs[1] + up(res) / 2
@@ -254,6 +256,8 @@ def test_bad_construction_gives_clear_errors():
         MultipoleAttention(C, complex_data=True)
     with pytest.raises(ValueError, match="shift"):
         WindowAttention(C, window_size=4, shift=4)
+    with pytest.raises(ValueError, match="shift"):
+        MultipoleAttention(C, window_size=4, shift=-1)
 
 
 def test_output_shape_and_scaling_resample():
@@ -304,13 +308,13 @@ def test_reference_grid_mode_formula():
         torch.testing.assert_close(layer(x), near + far, rtol=1e-5, atol=1e-5)
 
 
-@pytest.mark.parametrize("position_bias", [False, True])
+@pytest.mark.parametrize("position_bias,shift", [(False, 0), (True, 0), (True, 2)])
 @pytest.mark.parametrize("seed", [0, 1])
-def test_reference_grid_mode_is_consistent_across_discretisations(seed, position_bias):
+def test_reference_grid_mode_is_consistent_across_discretisations(seed, position_bias, shift):
     """One smooth function at 17² and at 65²: with the reference grid set, the 65² output at the shared nodes
     stays close to the 17² output; the paper's layer (fixed windows in grid points) does not."""
     torch.manual_seed(seed)
-    layer = _layer(window_size=4, position_bias=position_bias).eval()
+    layer = _layer(window_size=4, shift=shift, position_bias=position_bias).eval()
     if position_bias:  # displacements are measured in windows, i.e. in physical units in reference-grid mode
         _randomise_position_bias(layer.attention)
     with torch.no_grad():

@@ -80,6 +80,13 @@ def test_registry_errors_are_clear():
     assert create_model("Global_Attention", **TINY["global-attention"]).mixer == "global"
 
 
+def test_mano_shifts_windows_only_when_asked():
+    paper = create_model("mano", in_channels=1, out_channels=1, hidden_channels=8, n_layers=4, window_size=4)
+    assert [b.mixer.shift for b in paper.blocks] == [0, 0, 0, 0]
+    shifted = create_model("mano", **{**TINY["mano"], "n_layers": 4, "window_size": 4, "shift_multipole": True})
+    assert [b.mixer.shift for b in shifted.blocks] == [0, 2, 0, 2]
+
+
 def test_window_operator_alternates_shifted_windows():
     model = create_model("window-attention", hidden_channels=8, n_layers=4, n_heads=2, window_size=8)
     assert [b.mixer.shift for b in model.blocks] == [0, 4, 0, 4]

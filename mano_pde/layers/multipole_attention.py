@@ -134,6 +134,9 @@ class MultipoleAttention(GridTokenMixer):
         Channels per head; defaults to ``in_channels // n_heads``.
     window_size : int, optional
         Window side ``w`` on every level. Default 8.
+    shift : int, optional
+        Offset of the window grid on every level, ``0 <= shift < window_size`` (Swin's shifted windows,
+        ``w // 2`` in every other block; not in the paper). Default 0.
     factor : int, optional
         Down-sampling factor ``r`` between levels. Default 2.
     downsample : {"conv", "avg"}, optional
@@ -175,6 +178,7 @@ class MultipoleAttention(GridTokenMixer):
         n_heads: int = 4,
         head_dim: int | None = None,
         window_size: int = 8,
+        shift: int = 0,
         factor: int = 2,
         downsample: str = "conv",
         upsample: str = "conv",
@@ -188,6 +192,8 @@ class MultipoleAttention(GridTokenMixer):
         super().__init__(in_channels, out_channels, n_modes, resolution_scaling_factor, **neuralop_kwargs)
         if window_size < 1:
             raise ValueError(f"window_size must be >= 1, got {window_size}")
+        if not 0 <= shift < window_size:
+            raise ValueError(f"shift must satisfy 0 <= shift < window_size = {window_size}, got {shift}")
         if not isinstance(factor, int) or factor < 2:
             raise ValueError(f"factor (down-sampling ratio between levels) must be an int >= 2, got {factor}")
         if downsample not in _DOWNSAMPLE:
@@ -195,6 +201,7 @@ class MultipoleAttention(GridTokenMixer):
         if upsample not in _UPSAMPLE:
             raise ValueError(f"upsample must be one of {_UPSAMPLE}, got {upsample!r}")
         self.window_size = int(window_size)
+        self.shift = int(shift)
         self.factor = factor
         self.downsample = downsample
         self.upsample = upsample
@@ -277,16 +284,16 @@ class MultipoleAttention(GridTokenMixer):
 
     def _cycle(self, x: torch.Tensor, shapes: list[tuple[int, int]], first_level: int = 0) -> torch.Tensor:
         """V-cycle over ``shapes`` (``x`` on ``shapes[0]``, which is level ``first_level`` of the hierarchy)."""
-        window = (self.window_size, self.window_size)
+        window, shift = (self.window_size, self.window_size), (self.shift, self.shift)
         xs = [x]
         for _ in shapes[1:]:
             xs.append(self._down(xs[-1]))
         del x
-        res = self.attention(xs.pop(), window=window)
+        res = self.attention(xs.pop(), window=window, shift=shift)
         for i in range(len(shapes) - 2, -1, -1):
             # res_l = out_l + up(res_{l+1}) / (l + 1), the window merge of out_l fused into the sum
             up = self._up(res, shapes[i], scale=1.0 / (first_level + i + 1))
-            res = self.attention.forward_add(xs.pop(), up, window=window)  # pop: free levels once used
+            res = self.attention.forward_add(xs.pop(), up, window=window, shift=shift)  # pop: free levels once used
             del up
         return res
 
@@ -295,19 +302,20 @@ class MultipoleAttention(GridTokenMixer):
         h, w = x.shape[1], x.shape[2]
         rh, rw = min(ref[0], h), min(ref[1], w)
         window = (reference_window(self.window_size, h, rh), reference_window(self.window_size, w, rw))
+        shift = (round(self.shift * window[0] / self.window_size), round(self.shift * window[1] / self.window_size))
         shapes = self.level_shapes(rh, rw)
         if len(shapes) == 1:  # the reference grid fits one window: level 0 was global attention there
-            return self.attention(x, window=window)
+            return self.attention(x, window=window, shift=shift)
         x_ref = F.adaptive_avg_pool2d(x.permute(0, 3, 1, 2), (rh, rw)).permute(0, 2, 3, 1).contiguous()
         far = self._cycle(self._down(x_ref), shapes[1:], first_level=1)
         del x_ref
         far = self._up(far, shapes[0]).permute(0, 3, 1, 2)
         far = F.interpolate(far, size=(h, w), mode="bilinear", align_corners=True).permute(0, 2, 3, 1)
-        return self.attention.forward_add(x, far.contiguous(), window=window)
+        return self.attention.forward_add(x, far.contiguous(), window=window, shift=shift)
 
     def extra_repr(self) -> str:
         return (
-            f"window_size={self.window_size}, factor={self.factor}, "
+            f"window_size={self.window_size}, shift={self.shift}, factor={self.factor}, "
             f"downsample={self.downsample!r}, upsample={self.upsample!r}, reference_grid={self.reference_grid}"
         )
 

@@ -120,7 +120,7 @@ def make_mixer(
 ) -> GridTokenMixer:
     """Build a token mixer by name: ``"global"``, ``"window"`` or ``"multipole"``.
 
-    Options a mixer does not use are ignored (``window_size`` for global attention, ``shift`` and
+    Options a mixer does not use are ignored (``window_size`` and ``shift`` for global attention,
     ``reference_grid`` for all but multipole attention, ...).
     """
     common = dict(n_heads=n_heads, head_dim=head_dim, dropout=dropout, position_bias=position_bias)
@@ -132,6 +132,7 @@ def make_mixer(
         return MultipoleAttention(
             channels,
             window_size=window_size,
+            shift=shift,
             factor=factor,
             downsample=downsample,
             upsample=upsample,

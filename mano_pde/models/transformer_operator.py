@@ -81,6 +81,9 @@ class TransformerOperator(BaseModel, name="TransformerOperator"):
     shift_windows : bool, optional
         Window mixer only: shift the windows by ``window_size // 2`` in every other block (Swin).
         Default True.
+    shift_multipole : bool, optional
+        Multipole mixer only: shift the windows of every level by ``window_size // 2`` in every other block
+        (Swin's shifted windows applied to MANO; not in the paper). Default False (the paper's layer).
     mlp_ratio : float, optional
         Hidden width of each block's MLP relative to ``hidden_channels``. Default 2.
     dropout : float, optional
@@ -130,6 +133,7 @@ class TransformerOperator(BaseModel, name="TransformerOperator"):
         downsample: str = "conv",
         upsample: str = "conv",
         shift_windows: bool = True,
+        shift_multipole: bool = False,
         mlp_ratio: float = 2.0,
         dropout: float = 0.0,
         lifting_channel_ratio: float = 2,
@@ -196,7 +200,8 @@ class TransformerOperator(BaseModel, name="TransformerOperator"):
 
         self.blocks = nn.ModuleList()
         for i in range(n_layers):
-            shift = window_size // 2 if (mixer == "window" and shift_windows and i % 2 == 1) else 0
+            shifted = shift_windows if mixer == "window" else (shift_multipole and mixer == "multipole")
+            shift = window_size // 2 if (shifted and i % 2 == 1) else 0
             block_mixer = make_mixer(
                 mixer,
                 hidden_channels,
