@@ -43,7 +43,10 @@ def test_tiny_study_end_to_end(tmp_path):
     assert summary["parameters"]["mano"] > 0 and summary["parameters"]["fno"] > 0
     saved = json.loads((tmp_path / "study" / "study.json").read_text())
     assert saved["config"]["train_seed"] != saved["config"]["test_seed"]
-    md = study_markdown(summary)
+    assert summary["eval_wall_s"] > 0 and summary["data"]["generation_s"] > 0
+    md = study_markdown(summary, ["docs/darcy-study/single-error_vs_resolution.png"])
+    assert "![single-error_vs_resolution](docs/darcy-study/single-error_vs_resolution.png)" in md
+    assert "Wall time of the whole study" in md
     assert "| single | mano |" in md and "| ref-grid |" in md and "| multi | fno |" not in md
     assert "MANO (paper layer, direct) error at 33² (4×)" in md and "MANO (reference-grid mode) 4× error" in md
     # train and test sets come from different files with different seeds
@@ -60,3 +63,5 @@ def test_tiny_study_end_to_end(tmp_path):
     # rerunning reuses data and finished runs (resumable study): no retraining, same numbers
     again = run_study(TINY, tmp_path / "study", workers=1, progress=False)
     assert [r["rel_l2_mean"] for r in again["records"]] == [r["rel_l2_mean"] for r in recs]
+    assert again["train_wall_s"] == summary["train_wall_s"]  # from the runs' logs, not this invocation
+    assert again["data"]["generation_s"] == summary["data"]["generation_s"]  # recorded when the files were made

@@ -32,7 +32,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-__all__ = ["StudyConfig", "CPU_STUDY", "FULL_STUDY", "run_study", "add_arguments", "run"]
+__all__ = ["StudyConfig", "CPU_STUDY", "FULL_STUDY", "run_study", "study_markdown", "add_arguments", "run"]
 
 log = logging.getLogger(__name__)
 
@@ -132,13 +132,18 @@ def _data(cfg: StudyConfig, out: Path, workers: int, progress: bool) -> tuple[Pa
     from mano_pde.data import DarcyConfig, generate_darcy
 
     files = []
+    times_path = out / "data" / "generation_s.json"
+    times = json.loads(times_path.read_text()) if times_path.exists() else {}
     for split, n, seed in (("train", cfg.n_train, cfg.train_seed), ("test", cfg.n_test, cfg.test_seed)):
         path = out / "data" / f"darcy_{cfg.data_resolution}_{split}_seed{seed}.nc"
         if not path.exists():
             dc = DarcyConfig(n_samples=n, resolution=cfg.data_resolution, seed=seed, face_average=cfg.data_face_average)
+            t0 = time.perf_counter()
             generate_darcy(dc, path, workers=workers, progress=progress)
+            times[path.name] = time.perf_counter() - t0
+            times_path.write_text(json.dumps(times, indent=2) + "\n")
         files.append(path)
-    return files[0], files[1]
+    return files[0], files[1], sum(times.get(f.name, 0.0) for f in files)
 
 
 def _train_one(
@@ -201,17 +206,18 @@ def run_study(
     unknown = sorted(set(names) - set(cfg.models))
     if unknown:
         raise ValueError(f"unknown model(s) {unknown} for the {cfg.name} study; choose from {list(cfg.models)}")
-    train_file, test_file = _data(cfg, out, workers, progress)
-    t_data = time.perf_counter() - t_start
+    train_file, test_file, t_data = _data(cfg, out, workers, progress)
 
     summary: dict[str, Any] = {
         "config": asdict(cfg),
-        "command": " ".join(sys.argv),
+        "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "versions": run_versions(resolve_device(device)),
         "data": {"train": str(train_file), "test": str(test_file), "generation_s": t_data},
         "parameters": {m: count_parameters(create_model(m, **cfg.models[m])) for m in names},
+        "output": str(out),
         "train_wall_s": {},
+        "eval_wall_s": 0.0,
         "records": [],
     }
     for arm in cfg.arms:
@@ -221,9 +227,11 @@ def run_study(
             run_dir, wall = _train_one(cfg, arm, model, train_file, test_file, out, device, progress)
             summary["train_wall_s"][f"{arm}/{model}"] = wall
             runs.append(run_dir)
+        t_eval = time.perf_counter()
         records = evaluate(
             runs, test_file, cfg.test_resolutions, out / "results" / arm, device=device, n_test=cfg.n_test
         )
+        summary["eval_wall_s"] += time.perf_counter() - t_eval
         for r in records:
             r["arm"] = arm
         summary["records"].extend(records)
@@ -233,14 +241,17 @@ def run_study(
     return summary
 
 
-def study_markdown(summary: dict[str, Any]) -> str:
-    """The study's BENCHMARKS.md section: results per arm, parameters, timings, targets, provenance."""
+def study_markdown(summary: dict[str, Any], plots: list[str] | None = None) -> str:
+    """The study's BENCHMARKS.md section: results per arm, parameters, timings, targets, provenance, plots."""
     cfg = summary["config"]
     recs = summary["records"]
     tests = cfg["test_resolutions"]
     lines = [
-        f"Command: `{summary['command']}` — {summary['date']}; total wall time "
-        f"{summary['total_wall_s'] / 60:.1f} min (data generation {summary['data']['generation_s']:.0f} s).",
+        f"Command: `{summary['command']}` — {summary['date']}.",
+        f"Wall time of the whole study: {study_minutes(summary):.1f} min = data generation "
+        f"{summary['data']['generation_s']:.0f} s + training {sum(summary['train_wall_s'].values()) / 60:.1f} min "
+        f"(sum of the runs' logged epoch times) + evaluation {summary['eval_wall_s'] / 60:.1f} min; this invocation "
+        f"took {summary['total_wall_s'] / 60:.1f} min (finished runs and data files are reused).",
         f"Machine: {summary['versions'].get('platform')}, torch {summary['versions'].get('torch')}, "
         f"neuraloperator {summary['versions'].get('neuraloperator')}, device {summary['versions'].get('device')}, "
         f"{summary['versions'].get('torch_num_threads')} threads.",
@@ -272,8 +283,10 @@ def study_markdown(summary: dict[str, Any]) -> str:
                 if not cells:
                     continue
                 trained = next(iter(cells.values()))["train_resolutions"]
+                star = method == "direct"  # resample at a training grid still runs at the coarsest one
                 vals = [
-                    f"{cells[s]['rel_l2_mean']:.4f}{'*' if s in trained else ''}" if s in cells else "–" for s in tests
+                    f"{cells[s]['rel_l2_mean']:.4f}{'*' if star and s in trained else ''}" if s in cells else "–"
+                    for s in tests
                 ]
                 lines.append(
                     f"| {arm} | {model} | {summary['parameters'][model]:,} | "
@@ -302,7 +315,16 @@ def study_markdown(summary: dict[str, Any]) -> str:
                 + " |"
             )
     lines += ["", *targets(summary)]
+    if plots:
+        lines += ["", "Plots (error vs. grid; one test sample's fields and errors), per arm:", ""]
+        lines += [f"![{Path(p).stem}]({p})" for p in plots]
+    lines += ["", f"Full records (per-sample statistics, seeds, versions, configs): `{summary['output']}/study.json`."]
     return "\n".join(lines)
+
+
+def study_minutes(summary: dict[str, Any]) -> float:
+    """Wall time of an uninterrupted study: data generation + every run's training + evaluation, in minutes."""
+    return (summary["data"]["generation_s"] + sum(summary["train_wall_s"].values()) + summary["eval_wall_s"]) / 60
 
 
 def targets(summary: dict[str, Any]) -> list[str]:
@@ -375,8 +397,27 @@ def run(args: argparse.Namespace) -> int:
     summary = run_study(
         cfg, out, workers=args.workers, device=args.device, progress=not args.no_progress, models=args.models
     )
-    section = study_markdown(summary)
+    plots = None
+    if args.update_benchmarks:
+        plots = copy_plots(out, Path(args.update_benchmarks).parent, summary["config"]["arms"])
+    section = study_markdown(summary, plots)
     print(section)
     if args.update_benchmarks:
         update_benchmarks(Path(args.update_benchmarks), section)
     return 0
+
+
+def copy_plots(out: Path, dest_root: Path, arms: list[str]) -> list[str]:
+    """Copy the evaluation plots of every arm next to BENCHMARKS.md (``docs/darcy-study/``); relative paths."""
+    import shutil
+
+    dest = dest_root / "docs" / "darcy-study"
+    dest.mkdir(parents=True, exist_ok=True)
+    copied = []
+    for arm in arms:
+        for name in ("error_vs_resolution.png", "predictions.png"):
+            src = out / "results" / arm / name
+            if src.exists():
+                shutil.copyfile(src, dest / f"{arm}-{name}")
+                copied.append(f"docs/darcy-study/{arm}-{name}")
+    return copied
