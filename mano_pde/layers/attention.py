@@ -120,7 +120,6 @@ class WindowedMultiheadAttention(nn.Module):
         x: torch.Tensor,
         window: Sequence[int] | None = None,
         shift: Sequence[int] = (0, 0),
-        extent: Sequence[float] | None = None,
     ) -> torch.Tensor:
         """Attend within windows.
 
@@ -139,7 +138,7 @@ class WindowedMultiheadAttention(nn.Module):
         torch.Tensor
             ``[B, H, W, C_out]``.
         """
-        out, geo = self._attend(x, window, shift, extent)
+        out, geo = self._attend(x, window, shift)
         return self._merge(out, geo)
 
     def forward_add(
@@ -148,7 +147,6 @@ class WindowedMultiheadAttention(nn.Module):
         base: torch.Tensor,
         window: Sequence[int] | None = None,
         shift: Sequence[int] = (0, 0),
-        extent: Sequence[float] | None = None,
     ) -> torch.Tensor:
         """``base + forward(x, window, shift)`` with the window merge fused into the addition.
 
@@ -156,7 +154,7 @@ class WindowedMultiheadAttention(nn.Module):
         tensor, the window-layout attention output is added through a permuted view, which saves one
         full-size copy (and its allocation) per call.
         """
-        out, geo = self._attend(x, window, shift, extent)
+        out, geo = self._attend(x, window, shift)
         b, h, w, nh, nw, wh, ww, padded = geo[:8]
         c = out.shape[-1]
         if padded or not base.is_contiguous() or tuple(base.shape) != (b, h, w, c):
@@ -167,9 +165,7 @@ class WindowedMultiheadAttention(nn.Module):
         # the sum follows the layout of its first operand (contiguous grid order): the reshape is a view
         return (base.view(b, nh, wh, nw, ww, c) + out6).reshape(b, h, w, c)
 
-    def _attend(
-        self, x: torch.Tensor, window: Sequence[int] | None, shift: Sequence[int], extent: Sequence[float] | None = None
-    ):
+    def _attend(self, x: torch.Tensor, window: Sequence[int] | None, shift: Sequence[int]):
         """Window-layout attention: returns ``out [B * n_windows, wh * ww, C_out]`` and the geometry.
 
         Data flow (one copy in, none out): the input is partitioned into windows (one copy of ``C_in``
@@ -207,8 +203,8 @@ class WindowedMultiheadAttention(nn.Module):
         if self.position_bias is None:
             o = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p_drop)
         else:
-            if extent is None:
-                extent = (max(h - 1, 1), max(w - 1, 1)) if window is None else (int(window[0]), int(window[1]))
+            # displacements in units of the requested window (of the grid for global attention)
+            extent = (max(h - 1, 1), max(w - 1, 1)) if window is None else (int(window[0]), int(window[1]))
             # 4-D [1, heads, L, L]: a 3-D mask sends CPU SDPA to its unfused path (measured: 12x time, 30x memory)
             bias = self._bias(wh, ww, extent, q.device).unsqueeze(0)
             if mask is None:
