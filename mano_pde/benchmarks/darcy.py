@@ -123,7 +123,7 @@ FULL_STUDY = StudyConfig(
         "fno": {},
         "tfno": {},
         "window-attention": {**_ATTENTION_FULL, "window_size": 8},
-        "global-attention": dict(_ATTENTION_FULL),
+        "global-attention": {**_ATTENTION_FULL, "position_bias": False},  # as in the CPU study
     },
 )
 
