@@ -95,8 +95,8 @@ CPU_STUDY = StudyConfig(
         "fno": {"hidden_channels": 12, "n_modes": [12, 12]},
         "tfno": {"hidden_channels": 32, "n_modes": [12, 12]},
         "window-attention": {**_ATTENTION_CPU, "window_size": 8},
-        # O(N^2): with the position bias (its float mask takes SDPA's unfused path in training) one epoch cost
-        # 81 s at 33²; without it and with 2 blocks global attention fits the budget
+        # O(N^2): with the position bias and 4 blocks one epoch cost 81 s at 33² (measured in a first study run);
+        # without the bias and with 2 blocks global attention fits the budget
         "global-attention": {**_ATTENTION_CPU, "n_layers": 2, "position_bias": False},
     },
     multi_models=["mano", "fno", "tfno", "window-attention"],
