@@ -36,8 +36,9 @@ _LAZY = {
     "train": "mano_pde.training",
     "load_run": "mano_pde.training",
     "evaluate": "mano_pde.evaluation",
+    "UserInputError": "mano_pde.errors",
 }
-_SUBMODULES = ("data", "layers", "models", "training", "evaluation", "benchmarks")
+_SUBMODULES = ("data", "layers", "models", "training", "evaluation", "benchmarks", "errors")
 
 __all__ = ["__version__", *_LAZY, *_SUBMODULES]
 
