@@ -23,6 +23,9 @@ import scipy.sparse.linalg as spla
 __all__ = [
     "FACE_AVERAGES",
     "DEFAULT_PERMC_SPEC",
+    "PERMC_SPECS",
+    "PERMEABILITY_RANGE",
+    "MAX_CONTRAST",
     "assemble_darcy",
     "solve_darcy",
     "check_permeability",
@@ -35,6 +38,14 @@ FACE_AVERAGES: tuple[str, ...] = ("harmonic", "arithmetic")
 #: generate --orderings``, see BENCHMARKS.md): minimum degree on AᵀA+A suits this symmetric 5-point matrix
 #: far better than the COLAMD default.
 DEFAULT_PERMC_SPEC = "MMD_AT_PLUS_A"
+#: Column orderings SuperLU accepts.
+PERMC_SPECS: tuple[str, ...] = ("NATURAL", "MMD_ATA", "MMD_AT_PLUS_A", "COLAMD")
+#: Permeability values the solver accepts: the harmonic face mean ``2ab/(a+b)`` forms ``a·b``, which under-
+#: or overflows double precision outside this range (and the system becomes exactly singular).
+PERMEABILITY_RANGE: tuple[float, float] = (1e-150, 1e150)
+#: Largest accepted contrast ``max(a)/min(a)``: beyond it the 5-point system's condition number (about
+#: contrast·(s-1)²) exceeds what double precision resolves, and the solution has no reliable digits.
+MAX_CONTRAST = 1e12
 
 
 def check_permeability(a: np.ndarray, name: str = "a") -> np.ndarray:
@@ -42,9 +53,12 @@ def check_permeability(a: np.ndarray, name: str = "a") -> np.ndarray:
 
     Raises
     ------
+    TypeError
+        If ``a`` is a masked array (its mask would be silently ignored).
     ValueError
         If ``a`` is not a square 2-D array of at least 3×3 points, or holds a non-finite or non-positive value.
     """
+    _refuse_masked(a, f"permeability {name}")
     arr = np.asarray(a)
     if arr.ndim != 2:
         raise ValueError(
@@ -73,8 +87,35 @@ def check_permeability(a: np.ndarray, name: str = "a") -> np.ndarray:
     return arr
 
 
+def _refuse_masked(x: object, what: str) -> None:
+    if isinstance(x, np.ma.MaskedArray):
+        raise TypeError(
+            f"{what} is a masked array; the solver cannot honour a mask and would silently use the values under "
+            "it. Pass a plain array: fill the masked points with physical values first (e.g. x.filled(value))"
+        )
+
+
+def _check_range(a: np.ndarray, name: str = "a") -> None:
+    """Refuse permeability scales and contrasts that make the discrete system (numerically) singular."""
+    amin, amax = float(a.min()), float(a.max())
+    lo, hi = PERMEABILITY_RANGE
+    if amin < lo or amax > hi:
+        raise ValueError(
+            f"permeability {name} is out of the solver's range [{lo:g}, {hi:g}] (min {amin:g}, max {amax:g}): the "
+            "face coefficients under- or overflow double precision. Rescale: the solution of "
+            "-div(c a grad u) = f is u/c, so solve with a/c (e.g. c = max(a)) and divide the result by c"
+        )
+    if amax / amin > MAX_CONTRAST:
+        raise ValueError(
+            f"permeability {name} has contrast max/min = {amax / amin:.3g} (min {amin:g}, max {amax:g}), above the "
+            f"solver's limit {MAX_CONTRAST:g}: double precision cannot resolve the resulting system. Reduce the "
+            "contrast (e.g. a smaller log-normal sigma or closer high/low values)"
+        )
+
+
 def _forcing(f: float | np.ndarray, s: int) -> np.ndarray:
     """Interior values of the forcing as a flat float64 array."""
+    _refuse_masked(f, "forcing f")
     if np.ndim(f) == 0:
         fv = float(f)
         if not np.isfinite(fv):
@@ -147,6 +188,7 @@ def assemble_darcy(
         Right-hand side (the forcing at the interior nodes).
     """
     a = check_permeability(a)
+    _check_range(a)
     s = a.shape[0]
     b = _forcing(f, s)
     cx, cy = _face_coefficients(a, face)
@@ -185,12 +227,21 @@ def solve_darcy(
     face : {"harmonic", "arithmetic"}
         Face averaging of ``a`` (see module docstring).
     permc_spec : str
-        SuperLU column ordering (see :data:`DEFAULT_PERMC_SPEC`).
+        SuperLU column ordering, one of :data:`PERMC_SPECS` (see :data:`DEFAULT_PERMC_SPEC`).
 
     Returns
     -------
     numpy.ndarray
         float64 pressure ``[s, s]`` including the zero boundary.
+
+    Raises
+    ------
+    TypeError
+        If ``a`` or ``f`` is a masked array.
+    ValueError
+        For an invalid ``a`` (see :func:`check_permeability`), a permeability outside
+        :data:`PERMEABILITY_RANGE` or with a contrast above :data:`MAX_CONTRAST`, an invalid ``f``, ``face``
+        or ``permc_spec``.
 
     Examples
     --------
@@ -199,8 +250,17 @@ def solve_darcy(
     >>> u.shape, float(u[0].max())
     ((33, 33), 0.0)
     """
+    if permc_spec not in PERMC_SPECS:
+        raise ValueError(f"unknown permc_spec {permc_spec!r}; choose one of {PERMC_SPECS}")
     A, b = assemble_darcy(a, f, face=face)
     s = np.shape(a)[0]
     u = np.zeros((s, s))
-    u[1:-1, 1:-1] = spla.splu(A, permc_spec=permc_spec).solve(b).reshape(s - 2, s - 2)
+    try:
+        lu = spla.splu(A, permc_spec=permc_spec)
+    except RuntimeError as exc:  # "Factor is exactly singular": not reachable for inputs passing the checks
+        raise ValueError(
+            f"the Darcy system is singular ({exc}); the permeability's scale or contrast is out of range "
+            f"(min {float(np.min(a)):g}, max {float(np.max(a)):g})"
+        ) from exc
+    u[1:-1, 1:-1] = lu.solve(b).reshape(s - 2, s - 2)
     return u
