@@ -38,6 +38,12 @@ def main() -> None:
     parser.add_argument("--resolution", type=int, default=33)
     parser.add_argument("--n-train", type=int, default=160)
     parser.add_argument("--n-test", type=int, default=32)
+    parser.add_argument(
+        "--n-val",
+        type=int,
+        default=0,
+        help="validation samples after the training block (per-epoch log); the test samples are then scored once",
+    )
     parser.add_argument("--epochs", type=int, default=20)
     parser.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
     parser.add_argument("--runs", default="runs")
@@ -52,6 +58,7 @@ def main() -> None:
             resolutions=[args.resolution],
             n_train=[args.n_train],
             n_test=args.n_test,
+            n_val=args.n_val,
             epochs=args.epochs,
             batch_size=8,
             lr=2e-3,

@@ -186,7 +186,8 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
         "train",
         help="train a surrogate on a Darcy file",
         description="Train on the first --n-train samples at one or more grids (several --resolution values: "
-        "multi-resolution training); the last --n-test samples are held out and scored every epoch. "
+        "multi-resolution training); the last --n-test samples are held out and scored every epoch (with --n-val: "
+        "the validation samples are, and the test samples are scored once at the end). "
         "Data-parallel (DDP) when launched by torchrun: torchrun --nproc_per_node=N -m mano_pde.cli train ... "
         "(--batch-size is then the global batch, a multiple of N).",
     )
@@ -204,6 +205,14 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--n-test", type=int, default=32, help="held-out samples (the file's last; default 32)")
     p.add_argument("--test-data", help="separate held-out data file")
+    p.add_argument(
+        "--n-val",
+        type=int,
+        default=0,
+        help="validation samples held out from the training file (the N right after the training block) for the "
+        "per-epoch log and model selection; the test file is then scored only at the end (final_metrics.json). "
+        "Default 0: no validation split, the test error is logged every epoch",
+    )
     p.add_argument("--epochs", type=int, default=20)
     p.add_argument("--batch-size", type=int, default=8, help="global batch size (split across torchrun processes)")
     p.add_argument("--lr", type=float, default=1e-3)
@@ -251,6 +260,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         resolutions=args.resolution,
         n_train=args.n_train,
         n_test=args.n_test,
+        n_val=args.n_val,
         test_data=args.test_data,
         epochs=args.epochs,
         batch_size=args.batch_size,
@@ -270,6 +280,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
     if is_main_process():  # under torchrun: once, from rank 0
         print(f"{out}\n{(out / 'log.csv').read_text().strip()}")
+        if (out / "final_metrics.json").is_file():  # --n-val: the test score, computed once after the last epoch
+            print((out / "final_metrics.json").read_text().strip())
     return 0
 
 

@@ -1,9 +1,24 @@
 """The Darcy study runs end to end on a tiny configuration and writes its BENCHMARKS.md section."""
 
+import csv
+import dataclasses
 import json
 from collections import Counter
 
-from mano_pde.benchmarks.darcy import MARK_BEGIN, MARK_END, StudyConfig, run_study, study_markdown, update_benchmarks
+import pytest
+
+from mano_pde.benchmarks.darcy import (
+    CPU_STUDY,
+    MARK_BEGIN,
+    MARK_END,
+    StudyConfig,
+    learning_curve,
+    run_study,
+    study_markdown,
+    train_file_samples,
+    update_benchmarks,
+)
+from mano_pde.data import open_darcy
 
 TINY = StudyConfig(
     name="tiny",
@@ -18,6 +33,7 @@ TINY = StudyConfig(
     batch_size=4,
     lr=1e-3,
     scheduler="cosine",
+    n_val=4,
     models={
         "mano": {"hidden_channels": 8, "n_layers": 1, "window_size": 4, "n_heads": 2},
         "fno": {"hidden_channels": 8, "n_modes": [4, 4], "n_layers": 1},
@@ -52,6 +68,26 @@ def test_tiny_study_end_to_end(tmp_path):
     # train and test sets come from different files with different seeds
     assert summary["data"]["train"] != summary["data"]["test"]
 
+    # validation split: samples 12-15 of the training file; learning curves in every run's log.csv
+    with open_darcy(summary["data"]["train"]) as ds:
+        assert ds.sizes["sample"] == train_file_samples(TINY) == 12 + 4
+    assert set(summary["validation"]) == {"single/mano", "single/fno", "multi/mano"}
+    for key, v in summary["validation"].items():
+        run_dir = tmp_path / "study" / "runs" / key
+        with open(run_dir / "log.csv", newline="") as fh:
+            header = next(csv.reader(fh))
+        assert not any(h.startswith("test_") for h in header)  # the test file is scored once, at the end
+        curve = learning_curve(run_dir)
+        assert v["learning_curve"] == curve and curve["epoch"] == [1]
+        assert v["val_samples"] == [12, 16] and v["best_val_epoch"] == 1
+    assert list(learning_curve(tmp_path / "study" / "runs" / "multi" / "mano")) == [
+        "epoch",
+        "train_loss",
+        "val_rel_l2_9",
+        "val_rel_l2_17",
+    ]
+    assert "| single | mano | 1 |" in md and "best val epoch" in md
+
     bench = tmp_path / "BENCHMARKS.md"
     bench.write_text("# Benchmarks\n\n## Other\n\nkept\n")
     update_benchmarks(bench, md)
@@ -65,3 +101,12 @@ def test_tiny_study_end_to_end(tmp_path):
     assert [r["rel_l2_mean"] for r in again["records"]] == [r["rel_l2_mean"] for r in recs]
     assert again["train_wall_s"] == summary["train_wall_s"]  # from the runs' logs, not this invocation
     assert again["data"]["generation_s"] == summary["data"]["generation_s"]  # recorded when the files were made
+    assert again["validation"] == summary["validation"]
+
+    # a training file made for a smaller validation split is reported, not silently reused
+    with pytest.raises(ValueError, match="holds 16 samples but the tiny study needs 20"):
+        run_study(dataclasses.replace(TINY, n_val=8), tmp_path / "study", workers=1, progress=False)
+
+
+def test_study_configs_hold_out_validation_data():
+    assert CPU_STUDY.n_val == 32 and train_file_samples(CPU_STUDY) == 256 + 32

@@ -76,6 +76,7 @@ def test_run_directory_contents(fno_run):
     lines = (fno_run / "log.csv").read_text().strip().splitlines()
     assert lines[0].split(",") == ["epoch", "train_loss", "lr", "epoch_time_s", "test_rel_l2_17"]
     assert len(lines) == 3
+    assert "final_metrics.json" not in names  # written only with a validation split (--n-val)
     # weights load under torch's weights_only default
     state = torch.load(fno_run / "model_state_dict.pt", weights_only=True)
     assert all(isinstance(v, torch.Tensor) for v in state.values())

@@ -7,6 +7,11 @@ arXiv 2510.06646) → evaluation on the training grid and on 2×, 4× (and finer
 configuration, seeds and versions. ``--update-benchmarks BENCHMARKS.md`` replaces the study's section of that
 file with the numbers just produced, so they are never edited by hand.
 
+With ``n_val > 0`` (both configurations) every run holds out the ``n_val`` samples of the training file right
+after its training block as a validation split: each run's ``log.csv`` holds the validation error per epoch
+(the learning curve, ``val_rel_l2_<grid>``), the test file is scored once after the last epoch
+(``final_metrics.json``), and the study records each run's best validation epoch (``study.json``, ``validation``).
+
 Every step is resumable: rerunning the command reuses the data files and finished runs and resumes
 interrupted ones, so a 90-minute study survives an interruption.
 
@@ -32,12 +37,25 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-__all__ = ["StudyConfig", "CPU_STUDY", "FULL_STUDY", "run_study", "study_markdown", "add_arguments", "run"]
+__all__ = [
+    "StudyConfig",
+    "CPU_STUDY",
+    "FULL_STUDY",
+    "run_study",
+    "study_markdown",
+    "learning_curve",
+    "validation_summary",
+    "train_file_samples",
+    "add_arguments",
+    "run",
+]
 
 log = logging.getLogger(__name__)
 
 MARK_BEGIN = "<!-- darcy-study:begin (written by `mano-pde benchmark darcy --update-benchmarks`) -->"
 MARK_END = "<!-- darcy-study:end -->"
+#: ``mano_pde.training.trainer.FINAL_METRICS`` (not imported: building the CLI parser must not load torch).
+FINAL_METRICS = "final_metrics.json"
 
 
 _ATTENTION_CPU = {"hidden_channels": 32, "n_layers": 4, "n_heads": 4, "mlp_ratio": 4.0, "position_bias": True}
@@ -62,6 +80,9 @@ class StudyConfig:
     scheduler: str
     step_size: int = 100
     gamma: float = 0.5
+    #: Validation samples of the training file, right after each arm's training block (``TrainConfig.n_val``):
+    #: the runs log the validation error per epoch (the learning curves) and score the test file once, at the end.
+    n_val: int = 0
     data_face_average: str = "arithmetic"
     train_seed: int = 0
     test_seed: int = 1
@@ -90,6 +111,7 @@ CPU_STUDY = StudyConfig(
     batch_size=4,
     lr=2e-3,
     scheduler="cosine",
+    n_val=32,  # samples 256-287 of the training file (generated with 256 + 32 samples)
     models={
         "mano": {**_ATTENTION_CPU, "window_size": 8},
         "fno": {"hidden_channels": 12, "n_modes": [12, 12]},
@@ -118,6 +140,7 @@ FULL_STUDY = StudyConfig(
     scheduler="step",
     step_size=100,
     gamma=0.5,
+    n_val=100,  # extra samples 1000-1099 of the training file; training and test sets stay the paper's
     models={
         "mano": {**_ATTENTION_FULL, "window_size": 8},
         "fno": {},
@@ -128,15 +151,29 @@ FULL_STUDY = StudyConfig(
 )
 
 
-def _data(cfg: StudyConfig, out: Path, workers: int, progress: bool) -> tuple[Path, Path]:
-    from mano_pde.data import DarcyConfig, generate_darcy
+def train_file_samples(cfg: StudyConfig) -> int:
+    """Samples the study's training file needs: the largest training block of any arm plus the validation block."""
+    return max(cfg.n_train, *cfg.multi_n_train) + cfg.n_val
+
+
+def _data(cfg: StudyConfig, out: Path, workers: int, progress: bool) -> tuple[Path, Path, float]:
+    from mano_pde.data import DarcyConfig, generate_darcy, open_darcy
 
     files = []
     times_path = out / "data" / "generation_s.json"
     times = json.loads(times_path.read_text()) if times_path.exists() else {}
-    for split, n, seed in (("train", cfg.n_train, cfg.train_seed), ("test", cfg.n_test, cfg.test_seed)):
+    for split, n, seed in (("train", train_file_samples(cfg), cfg.train_seed), ("test", cfg.n_test, cfg.test_seed)):
         path = out / "data" / f"darcy_{cfg.data_resolution}_{split}_seed{seed}.nc"
-        if not path.exists():
+        if path.exists():
+            with open_darcy(path) as ds:
+                have = int(ds.sizes["sample"])
+            if have < n:
+                raise ValueError(
+                    f"{path} holds {have} samples but the {cfg.name} study needs {n} ({split} split"
+                    + (f", including the {cfg.n_val} validation samples" if split == "train" and cfg.n_val else "")
+                    + "); it was made by an earlier version of the study: delete it (and the runs) or use another -o"
+                )
+        else:
             dc = DarcyConfig(n_samples=n, resolution=cfg.data_resolution, seed=seed, face_average=cfg.data_face_average)
             t0 = time.perf_counter()
             generate_darcy(dc, path, workers=workers, progress=progress)
@@ -162,6 +199,7 @@ def _train_one(
         resolutions=resolutions,
         n_train=n_train,
         n_test=min(cfg.n_test, 32),
+        n_val=cfg.n_val,
         epochs=cfg.epochs,
         batch_size=cfg.batch_size,
         lr=cfg.lr,
@@ -178,11 +216,41 @@ def _train_one(
     if log_csv.exists():
         with open(log_csv, newline="") as fh:
             done = sum(1 for _ in csv.DictReader(fh))
-    if done < cfg.epochs:
+    if done < cfg.epochs or (cfg.n_val and not (run_dir / FINAL_METRICS).exists()):
         train(tc, run_dir, resume=(run_dir / "config.json").exists(), progress=progress)
     with open(log_csv, newline="") as fh:
         wall = sum(float(r["epoch_time_s"]) for r in csv.DictReader(fh))
     return run_dir, wall
+
+
+def learning_curve(run_dir: str | Path) -> dict[str, list[float]]:
+    """A run's per-epoch log as columns: ``epoch``, ``train_loss`` and the held-out errors.
+
+    With a validation split (``n_val > 0``) the held-out columns are ``val_rel_l2_{r}`` (the learning curves
+    on validation data), else ``test_rel_l2_{r}``.
+
+    Parameters
+    ----------
+    run_dir : path-like
+        A run directory of :func:`mano_pde.training.train`.
+
+    Returns
+    -------
+    dict
+        Column name to per-epoch values (``epoch`` as integers).
+    """
+    import csv
+
+    with open(Path(run_dir) / "log.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    keep = [k for k in (rows[0] if rows else {}) if k == "epoch" or k == "train_loss" or "_rel_l2_" in k]
+    return {k: [int(r[k]) if k == "epoch" else float(r[k]) for r in rows] for k in keep}
+
+
+def validation_summary(run_dir: str | Path) -> dict[str, Any]:
+    """Learning curve and final metrics of a run trained with a validation split (``final_metrics.json``)."""
+    metrics = json.loads((Path(run_dir) / FINAL_METRICS).read_text())
+    return {"learning_curve": learning_curve(run_dir), **metrics}
 
 
 def run_study(
@@ -217,6 +285,7 @@ def run_study(
         "parameters": {m: count_parameters(create_model(m, **cfg.models[m])) for m in names},
         "output": str(out),
         "train_wall_s": {},
+        "validation": {},
         "eval_wall_s": 0.0,
         "records": [],
     }
@@ -226,6 +295,8 @@ def run_study(
         for model in arm_names:
             run_dir, wall = _train_one(cfg, arm, model, train_file, test_file, out, device, progress)
             summary["train_wall_s"][f"{arm}/{model}"] = wall
+            if cfg.n_val:
+                summary["validation"][f"{arm}/{model}"] = validation_summary(run_dir)
             runs.append(run_dir)
         t_eval = time.perf_counter()
         records = evaluate(
@@ -292,6 +363,7 @@ def study_markdown(summary: dict[str, Any], plots: list[str] | None = None) -> s
                     f"| {arm} | {model} | {summary['parameters'][model]:,} | "
                     f"{summary['train_wall_s'][f'{arm}/{model}'] / 60:.1f} min | {method} | " + " | ".join(vals) + " |"
                 )
+    lines += validation_markdown(summary)
     lines += [
         "",
         "Inference time per sample (direct, seconds):",
@@ -320,6 +392,33 @@ def study_markdown(summary: dict[str, Any], plots: list[str] | None = None) -> s
         lines += [f"![{Path(p).stem}]({p})" for p in plots]
     lines += ["", f"Full records (per-sample statistics, seeds, versions, configs): `{summary['output']}/study.json`."]
     return "\n".join(lines)
+
+
+def validation_markdown(summary: dict[str, Any]) -> list[str]:
+    """Lines of the validation table (best epoch vs last epoch per run); empty without a validation split."""
+    cfg = summary["config"]
+    runs = summary.get("validation") or {}
+    if not cfg.get("n_val") or not runs:
+        return []
+    lines = [
+        "",
+        f"Validation: {cfg['n_val']} samples of the training file right after each arm's training block (seed "
+        f"{cfg['train_seed']}), scored every epoch (learning curves: `val_rel_l2_<grid>` in "
+        f"`{summary['output']}/runs/<arm>/<model>/log.csv`; also in `study.json`); the test file is scored once, "
+        "after the last epoch. The evaluated weights are the last epoch's; the best epoch shows whether a run had "
+        "plateaued (error: mean over the training grids).",
+        "",
+        "| arm | model | best val epoch | best val rel. L2 | last-epoch val rel. L2 | epochs |",
+        "|---|---|---|---|---|---|",
+    ]
+    for key, v in runs.items():
+        arm, model = key.split("/", 1)
+        val_fields = [k for k in v["learning_curve"] if k.startswith("val_rel_l2_")]
+        last = sum(v[f] for f in val_fields) / len(val_fields)
+        lines.append(
+            f"| {arm} | {model} | {v['best_val_epoch']} | {v['best_val_rel_l2']:.4f} | {last:.4f} | {v['epoch']} |"
+        )
+    return lines
 
 
 def study_minutes(summary: dict[str, Any]) -> float:

@@ -43,7 +43,8 @@ def test_indices_for(run, data: str | os.PathLike, n_test: int | None) -> np.nda
 
     When ``data`` holds the same sample sequence as the run's training file (same file, or generated with the
     same seed and parameters), the last ``n_test`` samples are used (default: the run's own ``n_test``) and
-    must lie after the training block. For an independent file, the last ``n_test`` samples (default: all).
+    must lie after the training block and the run's validation block (``n_val`` samples right after it). For an
+    independent file, the last ``n_test`` samples (default: all).
     """
     from mano_pde.data import open_darcy
     from mano_pde.data.io import same_sample_stream
@@ -57,12 +58,16 @@ def test_indices_for(run, data: str | os.PathLike, n_test: int | None) -> np.nda
     except FileNotFoundError:
         same = Path(run.config.data).name == Path(data).name
     n_train = max(run.config.n_train)
+    n_seen = n_train + run.config.n_val  # the validation block follows the training block
     if same:
         n = run.config.n_test if n_test is None else n_test
-        if n_file - n < n_train:
+        if n_file - n < n_seen:
+            seen = f"trained on (its first {n_train})"
+            if run.config.n_val:
+                seen = f"trained and validated on (its first {n_train} + {run.config.n_val})"
             raise ValueError(
-                f"{data} holds the samples {run.name} trained on (its first {n_train}); the last {n} of its "
-                f"{n_file} samples would overlap them. Use --n-test <= {n_file - n_train} or independent test data"
+                f"{data} holds the samples {run.name} {seen}; the last {n} of its "
+                f"{n_file} samples would overlap them. Use --n-test <= {n_file - n_seen} or independent test data"
             )
     else:
         n = n_file if n_test is None else n_test

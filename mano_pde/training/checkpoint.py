@@ -10,7 +10,10 @@ A run directory holds
 ``model_config.json``        registry name and constructor keywords (:func:`mano_pde.models.save_model`)
 ``model_metadata.pkl``       neuraloperator's constructor record (``Model.from_checkpoint(dir, "model")``)
 ``train_state.pt``           optimizer, scheduler and epoch, for ``--resume``
-``log.csv``                  per-epoch train loss, held-out relative L2 per training grid, learning rate, time
+``log.csv``                  per-epoch train loss, held-out relative L2 per training grid (``test_rel_l2_{r}``,
+                             or ``val_rel_l2_{r}`` with a validation split), learning rate, time
+``final_metrics.json``       with a validation split only (``n_val > 0``): the test error of the last epoch's
+                             weights (scored once), ``best_val_epoch`` and ``best_val_rel_l2``
 ===========================  ==========================================================================
 
 The JSON files and ``train_state.pt`` are written to a temporary name and renamed; the resume state is

@@ -30,8 +30,16 @@ class TrainConfig:
         Training samples per resolution (one value applies to every resolution). Samples are the first
         ``n_train`` of the file, so all resolutions draw on the same leading block.
     n_test : int
-        Held-out samples for the per-epoch error: the **last** ``n_test`` samples of ``test_data`` (default:
-        of ``data``). Never overlapping the training block; checked.
+        Held-out test samples: the **last** ``n_test`` samples of ``test_data`` (default: of ``data``). Never
+        overlapping the training (or validation) block; checked. Scored every epoch when ``n_val == 0``, once
+        after the last epoch otherwise.
+    n_val : int
+        Validation samples held out from the **training** file, right after the training block: indices
+        ``[max(n_train), max(n_train) + n_val)``. With ``n_val > 0`` the per-epoch log (``log.csv``) holds the
+        validation error per training grid (``val_rel_l2_{r}``) instead of the test error, the test file is
+        scored only once, after the last epoch, and the result is written to ``final_metrics.json`` together
+        with ``best_val_epoch`` / ``best_val_rel_l2``. The saved weights are always the last epoch's (no early
+        stopping). ``0`` (default): no validation split, the test error is logged every epoch.
     test_data : str, optional
         A separate held-out file.
     epochs, batch_size, lr, weight_decay : training hyperparameters (Adam).
@@ -55,6 +63,7 @@ class TrainConfig:
     n_train: list[int]
     epochs: int = 20
     n_test: int = 32
+    n_val: int = 0
     test_data: str | None = None
     batch_size: int = 8
     lr: float = 1e-3
@@ -71,6 +80,7 @@ class TrainConfig:
     def __post_init__(self) -> None:
         self.resolutions = [int(r) for r in self.resolutions]
         self.n_train = [int(n) for n in self.n_train]
+        self.n_val = int(self.n_val)
         if not self.resolutions:
             raise ValueError("give at least one training resolution")
         if len(set(self.resolutions)) != len(self.resolutions):
@@ -85,6 +95,8 @@ class TrainConfig:
             raise ValueError(f"n_train must be positive, got {self.n_train}")
         if self.n_test < 1:
             raise ValueError(f"n_test must be >= 1 (the held-out error is logged every epoch), got {self.n_test}")
+        if self.n_val < 0:
+            raise ValueError(f"n_val must be >= 0 (0: no validation split), got {self.n_val}")
         if self.epochs < 1 or self.batch_size < 1:
             raise ValueError(f"epochs and batch_size must be >= 1, got {self.epochs} and {self.batch_size}")
         if self.loss not in LOSSES:

@@ -18,6 +18,13 @@ share of every batch, and the gradients equal the single-process ones (see
 reduction order. Dropout of process ``r`` is seeded from ``(seed, epoch, r)``. Only rank 0 logs and writes the
 run directory; the held-out error is computed on shares of the held-out set and summed. A run may be resumed
 with another number of processes (the batch sequence does not depend on it).
+
+Held-out data: without a validation split (``n_val == 0``) the test error is logged every epoch
+(``test_rel_l2_{r}`` in ``log.csv``). With ``n_val > 0`` the samples right after the training block of the
+training file are the validation split: ``log.csv`` holds ``val_rel_l2_{r}`` every epoch and the test file is
+scored once, after the last epoch, in ``final_metrics.json`` (with ``best_val_epoch`` / ``best_val_rel_l2``;
+the weights stay the last epoch's). A final test score kept apart from the per-epoch log keeps every log row
+of the same kind and makes "was the test file looked at during training?" answerable from the files.
 """
 
 from __future__ import annotations
@@ -42,7 +49,15 @@ from .checkpoint import (
 from .config import TrainConfig
 from .distributed import DistContext, setup_distributed
 
-__all__ = ["train", "make_loss", "split_indices", "LOG_FIELDS"]
+__all__ = [
+    "train",
+    "make_loss",
+    "split_indices",
+    "split_train_val_test",
+    "best_validation",
+    "LOG_FIELDS",
+    "FINAL_METRICS",
+]
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +96,85 @@ def split_indices(n_file: int, n_train: int, n_test: int, same_file: bool) -> tu
     return train, test
 
 
+def split_train_val_test(
+    n_file: int, n_test_file: int, n_train: int, n_val: int, n_test: int, same_stream: bool
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Training, validation and test indices of a run.
+
+    Training: the first ``n_train`` samples of the training file; validation: the next ``n_val`` of the
+    same file, ``[n_train, n_train + n_val)``; test: the last ``n_test`` samples of the test file. When the
+    two files hold the same sample sequence (``same_stream``: the same file, or files generated with the
+    same seed and parameters) the test block must lie after the validation block.
+
+    Parameters
+    ----------
+    n_file, n_test_file : int
+        Samples in the training and in the test file.
+    n_train, n_val, n_test : int
+        Block sizes (``n_train``: the largest per-resolution count; ``n_val`` may be 0).
+    same_stream : bool
+        Whether sample ``i`` is the same in both files.
+
+    Returns
+    -------
+    tuple of numpy.ndarray
+        ``(train, val, test)`` indices; ``val`` is empty for ``n_val == 0``.
+
+    Raises
+    ------
+    ValueError
+        If a file is too small for its blocks or the blocks would overlap; the message names the numbers
+        and the fix.
+    """
+    if n_val < 0:
+        raise ValueError(f"--n-val must be >= 0, got {n_val}")
+    train, _ = split_indices(n_file, n_train, 0, False)
+    if not n_val:  # no validation split: exactly the checks (and messages) of runs without one
+        _, test = split_indices(n_test_file, n_train if same_stream else 0, n_test, same_stream)
+        return train, np.arange(0), test
+    if n_train + n_val > n_file:
+        raise ValueError(
+            f"--n-train {n_train} + --n-val {n_val} = {n_train + n_val} samples, but the training file holds only "
+            f"{n_file} (validation samples are the {n_val} right after the training block); lower --n-val or "
+            f"--n-train, or generate a training file with at least {n_train + n_val} samples"
+        )
+    if n_test > n_test_file:
+        raise ValueError(f"--n-test {n_test} but the held-out file holds only {n_test_file} samples; lower --n-test")
+    if same_stream and n_train + n_val + n_test > n_test_file:
+        raise ValueError(
+            f"training on the first {n_train}, validating on the next {n_val} (samples {n_train}-"
+            f"{n_train + n_val - 1}) and testing on the last {n_test} of {n_test_file} samples of the same sample "
+            f"sequence would overlap; lower --n-train/--n-val/--n-test (n_train + n_val + n_test <= "
+            f"{n_test_file}) or use held-out data generated with another seed (--test-data)"
+        )
+    return train, np.arange(n_train, n_train + n_val), np.arange(n_test_file - n_test, n_test_file)
+
+
+def best_validation(rows: list[dict], fields: list[str]) -> tuple[int, float]:
+    """Epoch (1-based) and value of the lowest validation error in a log.
+
+    The selection criterion is the mean of ``fields`` (``val_rel_l2_{r}`` for every training grid ``r``;
+    with one grid, its error); ties go to the earliest epoch.
+
+    Parameters
+    ----------
+    rows : list of dict
+        Log rows with ``epoch`` and the ``fields``.
+    fields : list of str
+        Validation columns.
+
+    Returns
+    -------
+    tuple
+        ``(best_val_epoch, best_val_rel_l2)``.
+    """
+    if not rows:
+        raise ValueError("no logged epochs")
+    scores = [(float(np.mean([r[f] for f in fields])), int(r["epoch"])) for r in rows]
+    value, epoch = min(scores, key=lambda t: (t[0], t[1]))
+    return epoch, value
+
+
 def _batches(sizes: list[int], batch_size: int, generator: torch.Generator) -> list[tuple[int, torch.Tensor]]:
     """Shuffled batches ``(dataset index, sample indices)``, each within one dataset (one grid)."""
     batches = []
@@ -100,6 +194,8 @@ def _scheduler(optimizer: torch.optim.Optimizer, config: TrainConfig):
 
 
 LOG_FIELDS = ("epoch", "train_loss", "lr", "epoch_time_s")
+#: Written after the last epoch of a run with a validation split (``n_val > 0``).
+FINAL_METRICS = "final_metrics.json"
 
 
 @torch.no_grad()
@@ -202,9 +298,11 @@ def _train(config: TrainConfig, out: Path, resume: bool, progress: bool, ctx: Di
     with open_darcy(test_path) as ds:
         n_test_file = int(ds.sizes["sample"])
         same_stream = same_sample_stream(train_attrs, ds.attrs)
-    train_idx, _ = split_indices(n_file, max(config.n_train), 0, False)
-    # Held out: the last n_test samples; when both files hold the same sample sequence they must not overlap.
-    _, test_idx = split_indices(n_test_file, max(config.n_train) if same_stream else 0, config.n_test, same_stream)
+    # Training: the first n_train; validation: the next n_val of the training file; test: the last n_test of the
+    # test file. When both files hold the same sample sequence the blocks must not overlap.
+    train_idx, val_idx, test_idx = split_train_val_test(
+        n_file, n_test_file, max(config.n_train), config.n_val, config.n_test, same_stream
+    )
     data_attrs = {k: train_attrs.get(k) for k in ("seed", "n_samples", "resolution", "mano_pde_schema")}
 
     train_sets = [
@@ -212,6 +310,7 @@ def _train(config: TrainConfig, out: Path, resume: bool, progress: bool, ctx: Di
         for r, n in zip(config.resolutions, config.n_train, strict=True)
     ]
     test_sets = [DarcyTorchDataset(test_path, r, test_idx) for r in config.resolutions]
+    val_sets = [DarcyTorchDataset(config.data, r, val_idx) for r in config.resolutions] if config.n_val else []
 
     torch.manual_seed(config.seed)
     model_kwargs = {"in_channels": 1, "out_channels": 1, **config.model_kwargs}
@@ -278,6 +377,9 @@ def _train(config: TrainConfig, out: Path, resume: bool, progress: bool, ctx: Di
     loss_fn = make_loss(config.loss)
     use_amp = config.amp_bf16 and device.type == "cuda"
     test_fields = [f"test_rel_l2_{r}" for r in config.resolutions]
+    val_fields = [f"val_rel_l2_{r}" for r in config.resolutions]
+    # The per-epoch held-out error: validation with a validation split (the test file waits for the end), else test.
+    epoch_fields, epoch_sets = (val_fields, val_sets) if config.n_val else (test_fields, test_sets)
     n_batches = sum(math.ceil(len(d) / config.batch_size) for d in train_sets)
     bar = tqdm(
         total=(config.epochs - start_epoch) * n_batches,
@@ -319,15 +421,16 @@ def _train(config: TrainConfig, out: Path, resume: bool, progress: bool, ctx: Di
             "lr": optimizer.param_groups[0]["lr"],
             "epoch_time_s": time.perf_counter() - t0,
         }
-        for field, ts in zip(test_fields, test_sets, strict=True):
+        for field, ts in zip(epoch_fields, epoch_sets, strict=True):
             row[field] = _held_out(model, in_norm, out_norm, ts, device, config.batch_size, ctx)
         rows.append(row)
         if not ctx.is_main:
             continue
-        bar.set_postfix(loss=f"{row['train_loss']:.4f}", test=f"{row[test_fields[0]]:.4f}")
+        held_out = {("val" if config.n_val else "test"): f"{row[epoch_fields[0]]:.4f}"}
+        bar.set_postfix(loss=f"{row['train_loss']:.4f}", **held_out)
         # model first, then the resume state: a crash in between re-runs this epoch from the previous state
         save_model(model, out)
-        atomic_write_text(out / "log.csv", _format_log(rows, LOG_FIELDS + tuple(test_fields)))
+        atomic_write_text(out / "log.csv", _format_log(rows, LOG_FIELDS + tuple(epoch_fields)))
         atomic_torch_save(
             {
                 "epoch": epoch + 1,
@@ -339,8 +442,52 @@ def _train(config: TrainConfig, out: Path, resume: bool, progress: bool, ctx: Di
         )
         log.info("epoch %d/%d %s", epoch + 1, config.epochs, {k: round(v, 6) for k, v in row.items()})
     bar.close()
+    if config.n_val:
+        # The test file is scored once, with the last epoch's weights (also when resuming a run whose epochs are
+        # all done but whose final metrics were not written yet).
+        test = {
+            f: _held_out(model, in_norm, out_norm, ts, device, config.batch_size, ctx)
+            for f, ts in zip(test_fields, test_sets, strict=True)
+        }
+        if ctx.is_main:
+            metrics = _final_metrics(config, rows, val_fields, test, val_idx, test_idx, test_path)
+            atomic_write_text(out / FINAL_METRICS, json.dumps(metrics, indent=2) + "\n")
+            log.info(
+                "final test error (last epoch's weights) %s; %s",
+                test,
+                {k: metrics[k] for k in ("best_val_epoch", "best_val_rel_l2")},
+            )
     ctx.barrier()  # every process returns once rank 0 has written the run directory
     return out
+
+
+def _final_metrics(
+    config: TrainConfig,
+    rows: list[dict],
+    val_fields: list[str],
+    test: dict[str, float],
+    val_idx: np.ndarray,
+    test_idx: np.ndarray,
+    test_path: str,
+) -> dict:
+    """Contents of ``final_metrics.json``: the one test score and the validation summary of a run."""
+    best_epoch, best_value = best_validation(rows, val_fields)
+    last = rows[-1]
+    return {
+        "epoch": int(last["epoch"]),
+        **test,
+        **{f: float(last[f]) for f in val_fields},
+        "best_val_epoch": best_epoch,
+        "best_val_rel_l2": best_value,
+        "best_val_criterion": "mean of " + ", ".join(val_fields) + " (lowest; earliest epoch on ties)",
+        "weights": "last epoch",
+        "n_val": len(val_idx),
+        "val_samples": [int(val_idx[0]), int(val_idx[-1]) + 1],
+        "val_data": config.data,
+        "n_test": len(test_idx),
+        "test_samples": [int(test_idx[0]), int(test_idx[-1]) + 1],
+        "test_data": test_path,
+    }
 
 
 def _held_out(model, in_norm, out_norm, ts, device, batch_size: int, ctx: DistContext) -> float:
