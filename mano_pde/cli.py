@@ -10,13 +10,34 @@ import logging
 import sys
 from collections.abc import Callable, Sequence
 
-__all__ = ["main", "build_parser"]
+from .errors import UserInputError
+
+__all__ = ["main", "build_parser", "USER_ERRORS"]
 
 log = logging.getLogger("mano_pde")
 
 
-class CLIError(Exception):
+class CLIError(UserInputError):
     """An error to report to the user in one line (exit status 2)."""
+
+
+#: Exceptions that ``main`` reports as one line ``mano-pde COMMAND: error: MESSAGE`` with exit status 2.
+#: Everything else is a bug (or an unexpected environment failure) and keeps its traceback.
+#:
+#: - ``UserInputError`` (with ``CLIError`` and ``mano_pde.data.DarcyDataError``): raised by the package's
+#:   boundary checks, with a message naming the problem and the fix.
+#: - ``FileNotFoundError`` / ``FileExistsError``: the package raises them, with such messages, for paths the
+#:   user gave (a missing data file or run, an existing output without ``--overwrite``).
+#: - ``PermissionError``: the operating system refused a path the user gave (e.g. a read-only output
+#:   folder); its message names the path, and no traceback would help.
+#:
+#: Plain ``ValueError``/``TypeError`` are deliberately not listed: they hide internal bugs as "user errors".
+USER_ERRORS: tuple[type[BaseException], ...] = (UserInputError, FileNotFoundError, FileExistsError, PermissionError)
+#: TRANSITIONAL (issue 10): commands whose back ends (training, models, evaluation, benchmarks) still signal
+#: user mistakes with plain ``ValueError``. For these only, a plain ``ValueError`` is still reported in one
+#: line (its traceback is logged at ``-vv``). Remove a command from this set once its back end raises
+#: ``UserInputError``; ``generate``, ``info`` and ``import`` already follow the strict policy.
+_LEGACY_VALUE_ERROR_COMMANDS = frozenset({"train", "evaluate", "demo", "benchmark"})
 
 
 # --------------------------------------------------------------------------------------------- generate
@@ -423,15 +444,25 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=(logging.WARNING, logging.INFO, logging.DEBUG)[min(args.verbose + 1, 2)],
         format="%(levelname)s %(name)s: %(message)s",
     )
-    from .data.schema import DarcyDataError
-
     try:
         return int(args.func(args) or 0)
     except KeyboardInterrupt:
-        print("interrupted: rerun the same command to resume", file=sys.stderr)
+        again = (
+            "rerun the same command without --overwrite"
+            if getattr(args, "overwrite", False)
+            else "rerun the same command"
+        )
+        print(f"interrupted: {again} to resume", file=sys.stderr)
         return 130
-    except (CLIError, DarcyDataError, FileNotFoundError, FileExistsError, ValueError) as exc:
-        print(f"mano-pde {args.command}: error: {exc}", file=sys.stderr)
+    except USER_ERRORS as exc:
+        message = " ".join(str(exc).split())  # one line, whatever the message
+        print(f"mano-pde {args.command}: error: {message}", file=sys.stderr)
+        return 2
+    except ValueError as exc:
+        if args.command not in _LEGACY_VALUE_ERROR_COMMANDS:
+            raise
+        log.debug("plain ValueError from %s (transitional one-line report)", args.command, exc_info=True)
+        print(f"mano-pde {args.command}: error: {' '.join(str(exc).split())}", file=sys.stderr)
         return 2
 
 

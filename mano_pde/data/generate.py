@@ -41,6 +41,8 @@ import numpy as np
 
 from solvers import DEFAULT_PERMC_SPEC, lognormal_map, piecewise_constant_map, sample_grf, solve_darcy
 
+from ..errors import UserInputError
+from ._output import check_output_file, output_lock
 from .presets import DarcyConfig
 from .schema import SCHEMA, DarcyDataError, DarcyWriter
 
@@ -64,14 +66,24 @@ def sample_rng(seed: int, index: int) -> np.random.Generator:
 
 
 def generate_sample(config: DarcyConfig, index: int) -> tuple[np.ndarray, np.ndarray]:
-    """Permeability and pressure ``[s, s]`` (float64) of sample ``index``."""
+    """Permeability and pressure ``[s, s]`` (float64) of sample ``index``.
+
+    Raises
+    ------
+    UserInputError
+        If the configuration gives a permeability the solver refuses (e.g. a contrast or scale beyond its
+        range, see :func:`solvers.solve_darcy`): the solver's message, naming the sample.
+    """
     rng = sample_rng(config.seed, index)
     field = sample_grf(config.resolution, rng, alpha=config.alpha, tau=config.tau)
     if config.permeability_map == "piecewise":
         a = piecewise_constant_map(field, config.high, config.low)
     else:
         a = lognormal_map(field, config.sigma)
-    u = solve_darcy(a, config.forcing, face=config.face_average)
+    try:
+        u = solve_darcy(a, config.forcing, face=config.face_average)
+    except ValueError as exc:  # the solver's input checks: here they are caused by the user's parameters
+        raise UserInputError(f"sample {index}: {exc}") from exc
     return a, u
 
 
@@ -187,7 +199,7 @@ def _prepare_parts(parts: Path, manifest: dict, overwrite: bool) -> int:
         return int(old["chunk_size"])
     parts.mkdir(parents=True)
     tmp = mpath.with_name(".manifest.json.tmp")
-    tmp.write_text(json.dumps(manifest, indent=2))
+    tmp.write_text(json.dumps(manifest, indent=2, allow_nan=False))  # strict JSON: never NaN/Infinity
     os.replace(tmp, mpath)
     return int(manifest["chunk_size"])
 
@@ -241,6 +253,12 @@ def generate_darcy(
 
     Raises
     ------
+    UserInputError
+        Invalid arguments (checked before anything is written), an output that is a folder or lies in a
+        folder that is not writable, or another process generating the same output (the lock
+        ``path + ".lock"`` is held for the whole run).
+    FileExistsError
+        ``path`` exists and ``overwrite`` is false.
     ImportError
         ``scheduler`` or ``dask_workers`` given but ``dask.distributed`` is not installed.
     mano_pde.data.dask_backend.DaskGenerationError
@@ -248,23 +266,60 @@ def generate_darcy(
         saved so far are kept: rerun to resume).
     """
     path = Path(path)
+    if not isinstance(config, DarcyConfig):
+        raise TypeError(f"config must be a DarcyConfig, got {type(config).__name__}")
     if dtype not in ("float32", "float64"):
-        raise ValueError(f"dtype must be 'float32' or 'float64', got {dtype!r}")
-    workers = int(workers)
-    if workers < 1:
-        raise ValueError(f"workers must be >= 1, got {workers}")
+        raise UserInputError(f"dtype must be 'float32' or 'float64', got {dtype!r}")
+    workers = _positive_int(workers, "workers")
     use_dask = scheduler is not None or dask_workers is not None
     if scheduler is not None and dask_workers is not None:
-        raise ValueError("give either --scheduler (an existing dask cluster) or --dask-workers (a local one), not both")
-    if dask_workers is not None and int(dask_workers) < 1:
-        raise ValueError(f"dask_workers must be >= 1, got {dask_workers}")
+        raise UserInputError(
+            "give either --scheduler (an existing dask cluster) or --dask-workers (a local one), not both"
+        )
+    if dask_workers is not None:
+        _positive_int(dask_workers, "dask_workers")
     if use_dask and workers != 1:
-        raise ValueError(
+        raise UserInputError(
             "--workers sets the local process pool; with --scheduler/--dask-workers the dask workers compute, "
             "so drop --workers"
         )
-    if path.exists() and not overwrite:
-        raise FileExistsError(f"{path} already exists; pass --overwrite (overwrite=True) or choose another output")
+    if chunk_size is not None:
+        chunk_size = _positive_int(chunk_size, "chunk_size (--chunk-size)")
+    check_output_file(path, overwrite)
+    with output_lock(path, "generate"):
+        if path.exists() and not overwrite:  # finished by another run while we checked
+            raise FileExistsError(f"{path} already exists; pass --overwrite (overwrite=True) or choose another output")
+        return _generate_locked(
+            config, path, workers, dtype, chunk_size, overwrite, progress, complevel, scheduler, dask_workers
+        )
+
+
+def _positive_int(value: Any, name: str) -> int:
+    """``value`` as an int >= 1 (integral floats accepted), else :class:`UserInputError`."""
+    try:
+        n = int(value)
+        ok = n == value and not isinstance(value, bool)
+    except (TypeError, ValueError, OverflowError):
+        ok = False
+    if not ok or n < 1:
+        raise UserInputError(f"{name} must be >= 1 (a positive integer), got {value!r}")
+    return n
+
+
+def _generate_locked(
+    config: DarcyConfig,
+    path: Path,
+    workers: int,
+    dtype: str,
+    chunk_size: int | None,
+    overwrite: bool,
+    progress: bool,
+    complevel: int,
+    scheduler: str | Any | None,
+    dask_workers: int | None,
+) -> Path:
+    """The body of :func:`generate_darcy`, run with the output's lock held and the arguments checked."""
+    use_dask = scheduler is not None or dask_workers is not None
     cluster: contextlib.AbstractContextManager = contextlib.nullcontext()
     if use_dask:
         from .dask_backend import dask_client
@@ -273,6 +328,7 @@ def generate_darcy(
         cluster = dask_client(scheduler, dask_workers, env=_single_threaded_children)
     with cluster as client:
         parts = path.with_name(path.name + ".parts")
+        fresh = overwrite or not parts.exists()
         chunk = _prepare_parts(
             parts, _manifest(config, dtype, int(chunk_size or default_chunk_size(config.resolution))), overwrite
         )
@@ -302,6 +358,10 @@ def generate_darcy(
                     bar.update(stop - start)
             else:
                 _run_process_pool(config, todo, dtype, parts, workers, bar)
+        except UserInputError:
+            if fresh:  # these parameters can never give a complete file: leave nothing that blocks the next run
+                shutil.rmtree(parts, ignore_errors=True)
+            raise
         finally:
             bar.close()
         elapsed = time.perf_counter() - t0

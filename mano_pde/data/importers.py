@@ -54,6 +54,8 @@ from typing import Any
 
 import numpy as np
 
+from ..errors import UserInputError
+from ._output import check_output_file, output_lock
 from .schema import DarcyDataError, DarcyWriter
 
 __all__ = ["FORMATS", "detect_format", "import_darcy"]
@@ -664,8 +666,9 @@ def import_darcy(
     DarcyDataError
         If the source is of an unknown format, truncated, lacks its variables, has mismatched or non-square
         shapes, non-finite values or non-positive permeability, or if ``out`` is the source itself.
-    ValueError
-        For an invalid ``dtype``, ``high``/``low`` or ``chunk_size``.
+    UserInputError
+        For an invalid ``dtype``, ``high``/``low`` or ``chunk_size``, an output that is a folder or lies in a
+        folder that is not writable, or another process writing the same output.
 
     Notes
     -----
@@ -674,17 +677,33 @@ def import_darcy(
     """
     src, out = Path(src), Path(out)
     if dtype not in ("float32", "float64"):
-        raise ValueError(f"dtype must be 'float32' or 'float64', got {dtype!r}")
+        raise UserInputError(f"dtype must be 'float32' or 'float64', got {dtype!r}")
     high, low = float(high), float(low)
     if not (np.isfinite(high) and np.isfinite(low) and high > 0 and low > 0):
-        raise ValueError(f"high and low must be positive permeability values, got high={high}, low={low}")
+        raise UserInputError(f"high and low must be positive permeability values, got high={high}, low={low}")
     if chunk_size is not None and int(chunk_size) < 1:
-        raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
+        raise UserInputError(f"chunk_size must be >= 1, got {chunk_size}")
     fmt = detect_format(src)  # FileNotFoundError / DarcyDataError first: they are about the input
     if out.exists() and out.resolve() == src.resolve():
         raise DarcyDataError(f"the output {out} is the source file itself; choose another output name")
-    if out.exists() and not overwrite:
-        raise FileExistsError(f"{out} already exists; pass --overwrite (overwrite=True) or choose another output")
+    check_output_file(out, overwrite)  # a folder, an existing file without overwrite, a read-only folder
+    with output_lock(out, "import"):
+        return _import_locked(src, out, fmt, dtype, high, low, progress, chunk_size, complevel, checksum)
+
+
+def _import_locked(
+    src: Path,
+    out: Path,
+    fmt: str,
+    dtype: str,
+    high: float,
+    low: float,
+    progress: bool,
+    chunk_size: int | None,
+    complevel: int,
+    checksum: bool,
+) -> Path:
+    """The body of :func:`import_darcy`, run with the output's lock held and the arguments checked."""
     log.info("importing %s (%s) into %s", src, fmt, out)
 
     from tqdm.auto import tqdm

@@ -8,6 +8,7 @@ values are used.
 
 from __future__ import annotations
 
+import numbers
 import os
 from pathlib import Path
 
@@ -16,7 +17,21 @@ import xarray as xr
 
 from .schema import COMPLETE_ATTR, SCHEMA, DarcyDataError
 
-__all__ = ["open_darcy", "load_arrays", "same_sample_stream", "reachable_resolutions", "subsample_factor", "describe"]
+#: Schema ids this version reads.
+KNOWN_SCHEMAS = (SCHEMA,)
+#: Values read at once by the finiteness / positivity scan of :func:`open_darcy`.
+_SCAN_VALUES = 8_000_000
+#: Files already scanned in this process: (resolved path, inode, size, mtime) -> None.
+_SCANNED: dict[tuple, None] = {}
+
+__all__ = [
+    "open_darcy",
+    "load_arrays",
+    "same_sample_stream",
+    "reachable_resolutions",
+    "subsample_factor",
+    "describe",
+]
 
 _VARS = ("a", "u")
 
@@ -33,26 +48,50 @@ def reachable_resolutions(resolution: int, min_resolution: int = 3) -> list[int]
     return [n // r + 1 for r in range(1, n + 1) if n % r == 0 and n // r + 1 >= min_resolution]
 
 
+def _as_int(value: object, what: str) -> int:
+    """``value`` as an int; integral floats pass, ``33.5``, booleans and strings raise DarcyDataError."""
+    n: int | None = None
+    if isinstance(value, numbers.Integral) and not isinstance(value, (bool, np.bool_)):
+        n = int(value)
+    elif isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_)):
+        x = float(value)
+        n = int(x) if np.isfinite(x) and x.is_integer() else None
+    if n is None:
+        raise DarcyDataError(f"{what} must be an integer number of grid points, got {value!r}")
+    return n
+
+
 def subsample_factor(resolution: int, target: int) -> int:
     """The stride ``r`` with ``(resolution - 1)/r + 1 == target``.
 
     Raises
     ------
     DarcyDataError
-        If ``target`` is not reachable; the message lists the reachable grids.
+        If ``target`` is not an integer >= 3 or not reachable; the message lists the reachable grids.
     """
-    target = int(target)
-    if target >= 2 and target <= resolution and (resolution - 1) % (target - 1) == 0:
+    target = _as_int(target, "resolution")  # integers only; small grids get the list below
+    if target >= 3 and target <= resolution and (resolution - 1) % (target - 1) == 0:
         return (resolution - 1) // (target - 1)
     reach = reachable_resolutions(resolution)
+    if target < 3:
+        raise DarcyDataError(
+            f"resolution {target} is not a grid: at least 3 points are needed (the boundary and one interior node); "
+            f"a {resolution}x{resolution} file serves one of {reach}"
+        )
     raise DarcyDataError(
         f"resolution {target} is not reachable from a {resolution}x{resolution} file: subsampling gives "
         f"s_c = (s - 1)/r + 1, i.e. one of {reach}. Choose one of these, or generate data at a resolution "
-        f"s with (s - 1) divisible by {target - 1 if target > 1 else 'the target minus one'}"
+        f"s with (s - 1) divisible by {target - 1}"
     )
 
 
-def open_darcy(path: str | os.PathLike, resolution: int | None = None, *, chunks: dict | None = None) -> xr.Dataset:
+def open_darcy(
+    path: str | os.PathLike,
+    resolution: int | None = None,
+    *,
+    chunks: dict | None = None,
+    check_values: bool = True,
+) -> xr.Dataset:
     """Open a mano_pde Darcy file, optionally viewed at a coarser reachable resolution.
 
     Parameters
@@ -64,6 +103,10 @@ def open_darcy(path: str | os.PathLike, resolution: int | None = None, *, chunks
         :func:`reachable_resolutions`.
     chunks : dict, optional
         Passed to :func:`xarray.open_dataset` (dask-backed arrays).
+    check_values : bool
+        Scan the file once, a block of samples at a time (bounded memory), for NaN/inf in ``a`` and ``u``
+        and for ``a <= 0``. The cost is one read of the file; a file that passed is not scanned again by
+        this process while it is unchanged (same inode, size and modification time).
 
     Returns
     -------
@@ -76,9 +119,13 @@ def open_darcy(path: str | os.PathLike, resolution: int | None = None, *, chunks
     FileNotFoundError
         If the file does not exist.
     DarcyDataError
-        If the file is truncated, not netCDF, lacks ``a``/``u``, is incomplete, or the resolution is unreachable.
+        If the file is truncated, not netCDF, lacks ``a``/``u``, is incomplete, has an unknown schema
+        version, holds no samples, has attributes that contradict its arrays, holds non-finite values or
+        non-positive permeability, or if the resolution is not an integer >= 3 or not reachable.
     """
     path = Path(path)
+    if resolution is not None:  # integers only; grids below 3 fail as unreachable, with the reachable list
+        resolution = _as_int(resolution, "resolution")
     if not path.exists():
         hint = ""
         partial = path.with_name(path.name + ".parts")
@@ -94,6 +141,8 @@ def open_darcy(path: str | os.PathLike, resolution: int | None = None, *, chunks
         ) from exc
     try:
         _validate(ds, path)
+        if check_values:
+            _scan_values(ds, path)
     except Exception:
         ds.close()
         raise
@@ -141,7 +190,9 @@ def load_arrays(
     dict
         ``{name: array [n, s_c, s_c]}``.
     """
-    with open_darcy(path) as ds:
+    if resolution is not None:
+        resolution = _as_int(resolution, "resolution")
+    with open_darcy(path, check_values=False) as ds:  # the blocks read below are checked instead
         native = int(ds.sizes["x"])
         n_total = int(ds.sizes["sample"])
         if resolution is not None and int(resolution) != native:
@@ -164,6 +215,7 @@ def load_arrays(
                     chunk = np.asarray(var[lo:hi].values)[sel - lo]
                 else:
                     chunk = np.stack([np.asarray(var[int(i)].values) for i in sel])
+                _check_block(path, v, chunk, sel)
                 out[v][k : k + sel.size] = chunk[:, ::r, ::r]
     return out
 
@@ -224,9 +276,75 @@ def _validate(ds: xr.Dataset, path: Path) -> None:
             f"{path} is incomplete (no `{COMPLETE_ATTR}` attribute): it was not finished by mano_pde. "
             "Rerun the command that made it"
         )
-    schema = ds.attrs.get("mano_pde_schema", "")
-    if not str(schema).startswith(SCHEMA.split("/")[0]):
+    schema = str(ds.attrs.get("mano_pde_schema", ""))
+    if schema not in KNOWN_SCHEMAS:
+        family = SCHEMA.split("/")[0] + "/"
+        if schema.startswith(family):
+            raise DarcyDataError(
+                f"{path} has schema version {schema!r}, which this mano_pde version does not know (it reads "
+                f"{', '.join(KNOWN_SCHEMAS)}); upgrade mano_pde, or regenerate the file with this version"
+            )
         raise DarcyDataError(f"{path}: unknown schema {schema!r}, expected {SCHEMA!r}")
+    n, s = int(ds.sizes["sample"]), int(ds.sizes["x"])
+    if n == 0:
+        raise DarcyDataError(f"{path} holds no samples (sample dimension of length 0); regenerate it")
+    for key, actual in (("resolution", s), ("n_samples", n)):
+        if key not in ds.attrs:
+            raise DarcyDataError(f"{path}: attribute {key!r} is missing; the file was not written by mano_pde")
+        recorded = ds.attrs[key]
+        if not (np.ndim(recorded) == 0 and isinstance(recorded, numbers.Real) and recorded == actual):
+            shown = repr(recorded) if isinstance(recorded, str) else recorded
+            raise DarcyDataError(
+                f"{path}: attribute {key} = {shown} contradicts the arrays ({actual} "
+                f"{'points per direction' if key == 'resolution' else 'samples'}): the file was edited or "
+                "written by a faulty tool; regenerate or re-import it"
+            )
+    if str(ds.attrs.get("grid", "node")).startswith("node"):
+        nodes = np.linspace(0.0, 1.0, s)
+        for name in ("x", "y"):
+            if name in ds.coords and not np.allclose(np.asarray(ds[name].values, dtype="f8"), nodes, atol=1e-9):
+                raise DarcyDataError(
+                    f"{path}: coordinate {name} is not the node grid linspace(0, 1, {s}) that its `grid` attribute "
+                    "declares; regenerate or re-import the file"
+                )
+
+
+def _check_block(path: Path | str, name: str, block: np.ndarray, samples: np.ndarray) -> None:
+    """Refuse NaN/inf in a block of samples of ``a`` or ``u``, and ``a <= 0`` (``samples``: their indices)."""
+    flat = block.reshape(len(block), -1)
+    bad = ~np.isfinite(flat).all(axis=1)
+    if bad.any():
+        i = int(samples[np.flatnonzero(bad)[0]])
+        raise DarcyDataError(
+            f"{path}: variable {name} holds NaN or infinite values (first in sample {i}, {int(bad.sum())} "
+            "sample(s) of this block): the file is corrupted or holds failed solves; regenerate or re-import it"
+        )
+    if name == "a":
+        bad = (flat <= 0).any(axis=1)
+        if bad.any():
+            k = int(np.flatnonzero(bad)[0])
+            raise DarcyDataError(
+                f"{path}: permeability a must be > 0, but sample {int(samples[k])} holds {float(flat[k].min()):g}: "
+                "the file is corrupted or was written by a faulty tool; regenerate or re-import it"
+            )
+
+
+def _scan_values(ds: xr.Dataset, path: Path) -> None:
+    """Check every sample of ``a`` and ``u`` (:func:`_check_block`), a block at a time, once per file state."""
+    st = path.stat()
+    key = (str(path.resolve()), st.st_ino, st.st_size, st.st_mtime_ns)
+    if key in _SCANNED:
+        return
+    n, s = int(ds.sizes["sample"]), int(ds.sizes["x"])
+    step = max(1, _SCAN_VALUES // (s * s))
+    for v in _VARS:
+        var = ds[v].variable
+        for lo in range(0, n, step):
+            hi = min(lo + step, n)
+            _check_block(path, v, np.asarray(var[lo:hi].values), np.arange(lo, hi))
+    if len(_SCANNED) > 256:
+        _SCANNED.clear()
+    _SCANNED[key] = None
 
 
 def describe(ds: xr.Dataset) -> str:

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import dataclasses
+import math
+import numbers
 from dataclasses import dataclass
 from typing import Any
 
 from solvers import FACE_AVERAGES, PERMEABILITY_MAPS
+
+from ..errors import UserInputError
 
 __all__ = ["DarcyConfig", "PRESETS", "get_preset", "DEFAULT_PRESET"]
 
@@ -53,20 +57,27 @@ class DarcyConfig:
     face_average: str = "harmonic"
 
     def __post_init__(self) -> None:
+        """Refuse invalid parameters with :class:`~mano_pde.errors.UserInputError` (before any work is done)."""
         if int(self.n_samples) != self.n_samples or self.n_samples < 1:
-            raise ValueError(f"n_samples must be a positive integer, got {self.n_samples}")
+            raise UserInputError(f"n_samples must be a positive integer, got {self.n_samples}")
         if int(self.resolution) != self.resolution or self.resolution < 3:
-            raise ValueError(f"resolution must be an integer >= 3, got {self.resolution}")
+            raise UserInputError(f"resolution must be an integer >= 3, got {self.resolution}")
         if int(self.seed) != self.seed or self.seed < 0:
-            raise ValueError(f"seed must be a non-negative integer, got {self.seed}")
+            raise UserInputError(f"seed must be a non-negative integer, got {self.seed}")
         if self.permeability_map not in PERMEABILITY_MAPS:
-            raise ValueError(f"unknown permeability map {self.permeability_map!r}; choose one of {PERMEABILITY_MAPS}")
+            raise UserInputError(
+                f"unknown permeability map {self.permeability_map!r}; choose one of {PERMEABILITY_MAPS}"
+            )
         if self.face_average not in FACE_AVERAGES:
-            raise ValueError(f"unknown face average {self.face_average!r}; choose one of {FACE_AVERAGES}")
+            raise UserInputError(f"unknown face average {self.face_average!r}; choose one of {FACE_AVERAGES}")
         for name in ("alpha", "tau", "high", "low"):
             v = getattr(self, name)
             if not v > 0 or v != v or v == float("inf"):
-                raise ValueError(f"{name} must be positive and finite, got {v}")
+                raise UserInputError(f"{name} must be positive and finite, got {v}")
+        for name in ("sigma", "forcing"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, numbers.Real) or not math.isfinite(v):
+                raise UserInputError(f"{name} must be a finite number, got {v!r}")
 
     def replace(self, **changes: Any) -> DarcyConfig:
         """A copy with some fields changed (``None`` values are ignored)."""
@@ -106,4 +117,4 @@ def get_preset(name: str) -> DarcyConfig:
     try:
         return PRESETS[name]
     except KeyError:
-        raise ValueError(f"unknown preset {name!r}; available presets: {', '.join(PRESETS)}") from None
+        raise UserInputError(f"unknown preset {name!r}; available presets: {', '.join(PRESETS)}") from None

@@ -25,6 +25,8 @@ from typing import Any
 
 import numpy as np
 
+from ..errors import UserInputError
+
 __all__ = [
     "SCHEMA",
     "COMPLETE_ATTR",
@@ -52,8 +54,11 @@ _COORD_ATTRS = {
 }
 
 
-class DarcyDataError(ValueError):
-    """A Darcy data file or request is invalid (missing, truncated, foreign, or an unreachable grid)."""
+class DarcyDataError(UserInputError):
+    """A Darcy data file or request is invalid (missing, truncated, foreign, or an unreachable grid).
+
+    A :class:`~mano_pde.errors.UserInputError` (so also a ``ValueError``): the CLI reports it in one line.
+    """
 
 
 def utc_now() -> str:
@@ -237,9 +242,13 @@ class DarcyWriter:
         self._ds.setncattr(COMPLETE_ATTR, "yes")
         self._ds.close()
         self._ds = None
-        with open(self._tmp, "rb+") as fh:
-            os.fsync(fh.fileno())
-        os.replace(self._tmp, self.path)
+        try:
+            with open(self._tmp, "rb+") as fh:
+                os.fsync(fh.fileno())
+            os.replace(self._tmp, self.path)
+        except OSError:  # e.g. the target became a folder: leave no hidden temporary file behind
+            self._tmp.unlink(missing_ok=True)
+            raise
         log.info("wrote %s (%d samples at %d^2)", self.path, self.n_samples, self.resolution)
         return self.path
 

@@ -1,0 +1,292 @@
+"""Issue 10: bad inputs give one clear line (exit 2) or a clear exception, never a silent wrong result.
+
+Each case is one item of the hostile-input sweep. CLI cases run ``mano_pde.cli.main`` in-process; the
+concurrency case runs two real ``generate`` processes on one path.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import xarray as xr
+
+from mano_pde.cli import main
+from mano_pde.data import DarcyConfig, DarcyDataError, generate_darcy, load_arrays, open_darcy
+from mano_pde.errors import UserInputError
+from solvers import solve_darcy
+
+N, S = 3, 9
+GEN = ["generate", "--n-samples", str(N), "--resolution", str(S), "--no-progress"]
+
+
+@pytest.fixture(scope="module")
+def good(tmp_path_factory) -> Path:
+    """3 samples at 9x9."""
+    path = tmp_path_factory.mktemp("bad_inputs") / "good.nc"
+    return generate_darcy(DarcyConfig(n_samples=N, resolution=S, seed=1), path, progress=False)
+
+
+def _variant(good: Path, out: Path, change) -> Path:
+    """A copy of ``good`` with ``change(ds)`` applied (arrays or attributes), still marked complete."""
+    with xr.open_dataset(good) as ds:
+        ds = ds.load()
+    ds = change(ds) or ds
+    ds.to_netcdf(out, engine="netcdf4")
+    return out
+
+
+def _set(name, index, value):
+    def change(ds):
+        ds[name].values[index] = value
+
+    return change
+
+
+def _attr(key, value):
+    def change(ds):
+        ds.attrs[key] = value
+
+    return change
+
+
+def _zero_samples(ds):
+    ds = ds.isel(sample=slice(0, 0))
+    for v in ds.variables.values():
+        v.encoding = {}  # the (1, s, s) chunking of the original is invalid for an empty dimension
+    return ds
+
+
+BROKEN_FILES = {
+    "nan-in-u": (_set("u", (1, 4, 4), np.nan), "variable u holds NaN or infinite values (first in sample 1"),
+    "inf-in-a": (_set("a", (2, 0, 0), np.inf), "variable a holds NaN or infinite values (first in sample 2"),
+    "negative-a": (_set("a", (0, 3, 3), -3.0), "permeability a must be > 0, but sample 0 holds -3"),
+    "attrs-resolution-65": (_attr("resolution", 65), "attribute resolution = 65 contradicts the arrays (9"),
+    "attrs-n-samples": (_attr("n_samples", 7), "attribute n_samples = 7 contradicts the arrays (3"),
+    "schema-99": (_attr("mano_pde_schema", "mano_pde.darcy/99"), "schema version 'mano_pde.darcy/99'"),
+    "zero-samples": (_zero_samples, "holds no samples"),
+}
+
+
+def _one_error_line(capsys, phrase: str, command: str) -> None:
+    err = capsys.readouterr().err.strip()
+    assert phrase in err, err
+    assert err.startswith(f"mano-pde {command}: error: ") and len(err.splitlines()) == 1, err
+    assert "Traceback" not in err
+
+
+# ------------------------------------------------------------------ items 2 and 6: files that lie or hold junk
+@pytest.mark.parametrize("case", list(BROKEN_FILES))
+def test_info_refuses_broken_files(case, good, tmp_path, capsys):
+    change, phrase = BROKEN_FILES[case]
+    path = _variant(good, tmp_path / f"{case}.nc", change)
+    assert main(["info", str(path)]) == 2
+    _one_error_line(capsys, phrase, "info")
+    with pytest.raises(DarcyDataError, match="contradicts|NaN|> 0|schema|no samples"):
+        open_darcy(path)
+
+
+@pytest.mark.parametrize("case", ["nan-in-u", "negative-a"])
+def test_load_arrays_checks_the_blocks_it_reads(case, good, tmp_path):
+    change, phrase = BROKEN_FILES[case]
+    path = _variant(good, tmp_path / f"{case}.nc", change)
+    with pytest.raises(DarcyDataError, match=phrase.split(" (")[0].replace("(", r"\(")):
+        load_arrays(path)
+
+
+# ------------------------------------------------------------------ item 7: resolutions
+@pytest.mark.parametrize(
+    ("resolution", "phrase"),
+    [(2, "resolution 2 is not a grid"), (33.5, "must be an integer"), (True, "must be an integer")],
+)
+def test_resolution_must_be_an_integer_grid(resolution, phrase, good):
+    with pytest.raises(DarcyDataError, match=phrase):
+        open_darcy(good, resolution=resolution)
+    with pytest.raises(DarcyDataError, match=phrase):
+        load_arrays(good, resolution=resolution)
+
+
+def test_info_resolution_2_is_an_error(good, capsys):
+    assert main(["info", str(good), "--resolution", "2"]) == 2
+    _one_error_line(capsys, "resolution 2 is not a grid", "info")
+
+
+# ------------------------------------------------------------------ generate: options, checked before any write
+@pytest.mark.parametrize(
+    ("extra", "phrase"),
+    [
+        (["--chunk-size", "-5"], "chunk_size (--chunk-size) must be >= 1"),
+        (["--chunk-size", "0"], "chunk_size (--chunk-size) must be >= 1"),
+        (["--forcing", "nan"], "forcing must be a finite number, got nan"),
+        (["--map", "lognormal", "--sigma", "inf"], "sigma must be a finite number, got inf"),
+        (["--map", "lognormal", "--sigma", "40"], "above the solver's limit"),  # fails in the solver, sample 0
+        (["--high", "1e13", "--low", "1"], "above the solver's limit"),
+    ],
+)
+def test_generate_refuses_bad_options_and_leaves_nothing(extra, phrase, tmp_path, capsys):
+    out = tmp_path / "x.nc"
+    assert main([*GEN, *extra, "-o", str(out)]) == 2
+    _one_error_line(capsys, phrase, "generate")
+    assert sorted(os.listdir(tmp_path)) == []  # no manifest (with NaN or not) blocks the next valid run
+    assert main([*GEN, "-o", str(out)]) == 0
+    assert open_darcy(out).sizes["sample"] == N
+
+
+def test_config_refuses_non_finite_values_so_manifests_stay_json():
+    for field in ("forcing", "sigma"):
+        for bad in (float("nan"), float("inf"), -float("inf")):
+            with pytest.raises(UserInputError, match=f"{field} must be a finite number"):
+                DarcyConfig(**{field: bad})
+
+
+# ------------------------------------------------------------------ output paths
+def _mat_source(good: Path, path: Path) -> Path:
+    import scipy.io
+
+    with open_darcy(good) as ds:
+        scipy.io.savemat(path, {"coeff": ds["a"].values, "sol": ds["u"].values})
+    return path
+
+
+@pytest.mark.parametrize("command", ["generate", "import"])
+def test_output_that_is_a_folder_is_refused_untouched(command, good, tmp_path, capsys):
+    folder = tmp_path / "out"
+    folder.mkdir()
+    (folder / "keep.txt").write_bytes(b"user data")
+    if command == "generate":
+        argv = [*GEN, "--overwrite", "-o", str(folder)]
+    else:
+        argv = ["import", str(_mat_source(good, tmp_path / "src.mat")), "--overwrite", "--no-progress"]
+        argv += ["-o", str(folder)]
+    before = sorted(os.listdir(tmp_path))
+    assert main(argv) == 2
+    _one_error_line(capsys, f"the output {folder} is an existing folder, not a file", command)
+    assert sorted(os.listdir(tmp_path)) == before  # no hidden .tmp, no .parts, no lock
+    assert os.listdir(folder) == ["keep.txt"] and (folder / "keep.txt").read_bytes() == b"user data"
+
+
+@pytest.mark.parametrize("command", ["generate", "import"])
+def test_read_only_output_folder_is_one_line(command, good, tmp_path, monkeypatch, capsys):
+    src = _mat_source(good, tmp_path / "src.mat")
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    real_access = os.access
+    # the tests may run as root, for whom chmod 0o555 does not stop writes: emulate the permission check
+    monkeypatch.setattr(os, "access", lambda p, mode: False if Path(p) == ro else real_access(p, mode))
+    out = ro / "sub" / "x.nc"
+    argv = [*GEN, "-o", str(out)] if command == "generate" else ["import", str(src), "--no-progress", "-o", str(out)]
+    assert main(argv) == 2
+    _one_error_line(capsys, f"the folder {ro} is not writable", command)
+    assert os.listdir(ro) == []
+
+
+def test_permission_error_from_the_os_is_one_line(good, tmp_path, monkeypatch, capsys):
+    from mano_pde.data import _output
+
+    def refuse(*args, **kwargs):
+        raise PermissionError(13, "Permission denied", str(tmp_path / "x.nc.lock"))
+
+    monkeypatch.setattr(_output.os, "open", refuse)
+    assert main([*GEN, "-o", str(tmp_path / "x.nc")]) == 2
+    _one_error_line(capsys, "Permission denied", "generate")
+
+
+# ------------------------------------------------------------------ item 9 and the solver's range
+@pytest.mark.parametrize(
+    ("kwargs", "exc", "phrase"),
+    [
+        ({"a": np.ma.masked_array(np.ones((S, S)), mask=np.eye(S, dtype=bool))}, TypeError, "masked array"),
+        ({"a": np.ones((S, S)), "f": np.ma.masked_array(np.ones((S, S)))}, TypeError, "masked array"),
+        ({"a": np.full((S, S), 1e-300)}, ValueError, "out of the solver's range"),
+        ({"a": np.full((S, S), 1e300)}, ValueError, "out of the solver's range"),
+        ({"a": np.ones((S, S)), "permc_spec": "BOGUS"}, ValueError, "unknown permc_spec 'BOGUS'"),
+    ],
+)
+def test_solver_refuses_inputs_it_cannot_honour(kwargs, exc, phrase):
+    with pytest.raises(exc, match=phrase):
+        solve_darcy(**kwargs)
+
+
+# ------------------------------------------------------------------ the CLI's exception policy
+def test_internal_value_error_keeps_its_traceback(good, monkeypatch):
+    import mano_pde.data
+
+    def bug(ds):
+        raise ValueError("an internal bug, not the user's fault")
+
+    monkeypatch.setattr(mano_pde.data, "describe", bug)
+    with pytest.raises(ValueError, match="internal bug"):
+        main(["info", str(good)])
+
+
+def test_user_input_error_is_one_line(good, monkeypatch, capsys):
+    import mano_pde.data
+
+    def user_error(ds):
+        raise UserInputError("first line\nsecond line")
+
+    monkeypatch.setattr(mano_pde.data, "describe", user_error)
+    assert main(["info", str(good)]) == 2
+    _one_error_line(capsys, "first line second line", "info")
+
+
+def test_interrupted_overwrite_run_names_the_right_way_to_resume(tmp_path, monkeypatch, capsys):
+    import mano_pde.data
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(mano_pde.data, "generate_darcy", interrupted)
+    assert main([*GEN, "--overwrite", "-o", str(tmp_path / "x.nc")]) == 130
+    assert "rerun the same command without --overwrite to resume" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------ item 3: two generate runs on one path
+def _lock_holder(lock: Path) -> int | None:
+    try:
+        text = lock.read_text().split()
+    except FileNotFoundError:
+        return None
+    return int(text[0]) if text else None
+
+
+def test_concurrent_generate_runs_on_one_path(tmp_path):
+    cmd = [sys.executable, "-m", "mano_pde.cli", "generate", "--resolution", "33", "--no-progress", "--overwrite"]
+    out = tmp_path / "OUT.nc"
+    lock = tmp_path / "OUT.nc.lock"
+    for n in (64, 256, 1024):  # the first run must still hold the lock when we freeze it
+        out.unlink(missing_ok=True)
+        first = subprocess.Popen([*cmd, "--n-samples", str(n), "--seed", "1", "-o", str(out)], stderr=subprocess.PIPE)
+        deadline = time.monotonic() + 60
+        while _lock_holder(lock) != first.pid and first.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.002)
+        os.kill(first.pid, signal.SIGSTOP)
+        if _lock_holder(lock) == first.pid:
+            break
+        os.kill(first.pid, signal.SIGCONT)
+        first.wait()
+    else:
+        pytest.fail("the first generate run never held its lock long enough to be frozen")
+    try:
+        second = subprocess.run(
+            [*cmd, "--n-samples", "4", "--seed", "2", "-o", str(out)], capture_output=True, text=True, timeout=120
+        )
+    finally:
+        os.kill(first.pid, signal.SIGCONT)
+    _, first_err = first.communicate(timeout=300)
+    assert second.returncode == 2, second.stderr
+    assert f"another mano-pde generate is writing {out} (pid {first.pid})" in second.stderr
+    assert "Traceback" not in second.stderr and len(second.stderr.strip().splitlines()) == 1
+    assert first.returncode == 0, first_err.decode()
+    with open_darcy(out) as ds:  # the winner's file is complete and holds only its own seed's samples
+        assert ds.sizes["sample"] == n and ds.attrs["seed"] == 1
+        expected = generate_darcy(DarcyConfig(n_samples=2, resolution=33, seed=1), tmp_path / "ref.nc", progress=False)
+        with open_darcy(expected) as ref:
+            np.testing.assert_array_equal(ds["a"].values[:2], ref["a"].values)
+    assert not lock.exists() and not (tmp_path / "OUT.nc.parts").exists()
