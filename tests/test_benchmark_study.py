@@ -36,6 +36,15 @@ TINY = StudyConfig(
     n_val=4,
     models={
         "mano": {"hidden_channels": 8, "n_layers": 1, "window_size": 4, "n_heads": 2},
+        # a second MANO run with other options, labelled by its key (the registry model is named inside)
+        "mano-bias": {
+            "model": "mano",
+            "hidden_channels": 8,
+            "n_layers": 1,
+            "window_size": 4,
+            "n_heads": 2,
+            "position_bias": True,
+        },
         "fno": {"hidden_channels": 8, "n_modes": [4, 4], "n_layers": 1},
     },
     multi_models=["mano"],
@@ -45,8 +54,12 @@ TINY = StudyConfig(
 def test_tiny_study_end_to_end(tmp_path):
     summary = run_study(TINY, tmp_path / "study", workers=1, progress=False)
     recs = summary["records"]
-    counts = Counter((r["arm"], r["model"], r["method"]) for r in recs)
+    counts = Counter((r["arm"], r["run"], r["method"]) for r in recs)
+    assert {r["model"] for r in recs if r["run"] == "mano-bias"} == {"mano"}
     assert counts == {
+        ("single", "mano-bias", "direct"): 3,
+        ("single", "mano-bias", "resample"): 2,
+        ("single", "mano-bias", "ref-grid"): 2,
         ("single", "mano", "direct"): 3,
         ("single", "mano", "resample"): 2,  # 17², 33²
         ("single", "mano", "ref-grid"): 2,  # above the training grid only
@@ -64,14 +77,16 @@ def test_tiny_study_end_to_end(tmp_path):
     assert "![single-error_vs_resolution](docs/darcy-study/single-error_vs_resolution.png)" in md
     assert "Wall time of the whole study" in md
     assert "| single | mano |" in md and "| ref-grid |" in md and "| multi | fno |" not in md
-    assert "MANO (paper layer, direct) error at 33² (4×)" in md and "MANO (reference-grid mode) 4× error" in md
+    assert "`mano` error at 9² ≤ FNO's" in md and "`mano-bias` ref-grid error at 33² ≤ 1.2 × its 9² error" in md
+    assert "| single | mano-bias |" in md
+    assert (tmp_path / "study" / "results" / "learning_curves.png").stat().st_size > 0
     # train and test sets come from different files with different seeds
     assert summary["data"]["train"] != summary["data"]["test"]
 
     # validation split: samples 12-15 of the training file; learning curves in every run's log.csv
     with open_darcy(summary["data"]["train"]) as ds:
         assert ds.sizes["sample"] == train_file_samples(TINY) == 12 + 4
-    assert set(summary["validation"]) == {"single/mano", "single/fno", "multi/mano"}
+    assert set(summary["validation"]) == {"single/mano", "single/mano-bias", "single/fno", "multi/mano"}
     for key, v in summary["validation"].items():
         run_dir = tmp_path / "study" / "runs" / key
         with open(run_dir / "log.csv", newline="") as fh:
@@ -110,3 +125,21 @@ def test_tiny_study_end_to_end(tmp_path):
 
 def test_study_configs_hold_out_validation_data():
     assert CPU_STUDY.n_val == 32 and train_file_samples(CPU_STUDY) == 256 + 32
+
+
+def test_tuning_compares_variants_on_validation_only(tmp_path):
+    from mano_pde.benchmarks.darcy import run_tuning
+
+    small = {"hidden_channels": 8, "n_layers": 1, "window_size": 4, "n_heads": 2}
+    cfg = dataclasses.replace(
+        TINY,
+        tuning={"t-a": {"model": "mano", **small}, "t-b": {"model": "mano", **small, "level_rule": "window"}},
+        tuning_epochs=1,
+    )
+    summary = run_tuning(cfg, tmp_path / "tune", workers=1, progress=False)
+    assert set(summary["validation"]) == {"tune/t-a", "tune/t-b"}
+    md = (tmp_path / "tune" / "tuning.md").read_text()
+    assert "| t-b |" in md and "best val epoch" in md and "test_rel_l2" not in md
+    assert (tmp_path / "tune" / "results" / "tuning_curves.png").stat().st_size > 0
+    with pytest.raises(ValueError, match="own keys"):
+        run_tuning(dataclasses.replace(cfg, tuning={"mano": small}), tmp_path / "x", workers=1, progress=False)

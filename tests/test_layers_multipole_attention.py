@@ -1,4 +1,5 @@
-"""Behaviour of the attention layers: shapes, levels, receptive field, exactness of padding, errors."""
+"""Behaviour of the attention layers: shapes, levels, receptive field, exactness of padding, errors, and the
+multipole layer against an independent loop implementation of the MANO authors' layer."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from mano_pde.layers import (
     WindowedMultiheadAttention,
     multipole_level_shapes,
 )
+from mano_pde.layers.multipole_attention import log_levels
 
 C = 8  # channels used throughout: small and fast
 
@@ -73,36 +75,46 @@ def test_gradients_reach_every_parameter():
     assert x.grad is not None and x.grad.abs().sum() > 0
 
 
-def test_level_count_grows_with_input_and_is_decided_at_call_time():
-    layer = _layer(window_size=8)
-    assert [layer.num_levels(n, n) for n in (8, 16, 32, 64, 128, 256)] == [1, 2, 3, 4, 5, 6]
+def test_level_rules():
+    """The authors' floor(log_r N) levels (fixed by image_size, else per input) and our 'fits one window' rule."""
+    assert [log_levels(n, 2) for n in (1, 2, 3, 8, 33, 64, 127, 128)] == [1, 1, 1, 3, 5, 6, 6, 7]
+    assert [log_levels(n, 4) for n in (15, 16, 64)] == [1, 2, 3]
+    authors = _layer(window_size=8)
+    assert [authors.num_levels(n, n) for n in (8, 33, 64, 129)] == [3, 5, 6, 7]
+    assert authors.num_levels(40, 96) == 5  # N = min(H, W)
+    fixed = _layer(window_size=8, image_size=33)
+    assert [fixed.num_levels(n, n) for n in (33, 65, 129)] == [5, 5, 5]
+    assert fixed.level_shapes(129, 129) == [(129, 129), (65, 65), (33, 33), (17, 17), (9, 9)]
+    ours = _layer(window_size=8, level_rule="window")
+    assert [ours.num_levels(n, n) for n in (8, 16, 32, 64, 128, 256)] == [1, 2, 3, 4, 5, 6]
     assert multipole_level_shapes(64, 96, 8, 2) == [(64, 96), (32, 48), (16, 24), (8, 12), (4, 6)]
     assert multipole_level_shapes(85, 85, 8, 2)[-1] == (6, 6)
 
     calls = []
-    attend = layer.attention._attend
+    attend = authors.attention._attend
 
     def spy(x, *args, **kwargs):  # every level's attention goes through _attend
         calls.append(tuple(x.shape[1:3]))
         return attend(x, *args, **kwargs)
 
-    layer.attention._attend = spy
-    for n in (16, 64, 256):  # the same weights at growing resolution: more levels
+    authors.attention._attend = spy
+    for n in (16, 33, 64):
         calls.clear()
-        layer(torch.randn(1, C, n, n))
-        assert len(calls) == layer.num_levels(n, n)
-        assert max(calls[0]) <= 8  # the coarsest level (evaluated first) fits in one window
+        authors(torch.randn(1, C, n, n))
+        assert len(calls) == authors.num_levels(n, n)
+        assert calls[0] == authors.level_shapes(n, n)[-1]  # the coarsest level is evaluated first
 
 
 @pytest.mark.parametrize("shape", [(64, 64), (85, 85), (40, 96)])
 def test_receptive_field_is_global_after_one_layer(shape):
-    layer = _layer(window_size=8).eval()
-    x = torch.randn(1, C, *shape)
+    layer = _layer(window_size=8).double().eval()  # float64: the far field's share is small at init
+    x = torch.randn(1, C, *shape, dtype=torch.float64)
     x2 = x.clone()
     x2[:, :, 0, 0] += 1.0  # perturb one corner pixel
     with torch.no_grad():
         d = (layer(x2) - layer(x)).abs()
-    assert d[:, :, -1, -1].max() > 1e-6  # the opposite corner sees it
+    assert d[:, :, -1, -1].max() > 1e-12  # the opposite corner sees it
+    x, x2 = x.float(), x2.float()
 
     # contrast: plain window attention is local, the opposite corner does not see the change
     local = WindowAttention(C, n_heads=2, window_size=8).eval()
@@ -133,7 +145,7 @@ def _reference_attention(
 
 @pytest.mark.parametrize("shape", [(8, 8), (6, 7), (1, 5)])
 def test_single_level_equals_plain_attention(shape):
-    layer = _layer(window_size=8).eval()
+    layer = _layer(window_size=8, level_rule="window", level_norm=False).eval()
     assert layer.num_levels(*shape) == 1
     x = torch.randn(2, C, *shape)
     with torch.no_grad():
@@ -142,7 +154,7 @@ def test_single_level_equals_plain_attention(shape):
         ref = _reference_attention(layer.attention, tokens).view(2, *shape, C).permute(0, 3, 1, 2)
     torch.testing.assert_close(y, ref, rtol=1e-5, atol=1e-5)
 
-    glob = GlobalAttention(C, n_heads=2).eval()
+    glob = GlobalAttention(C, n_heads=2, qkv_bias=False).eval()
     glob.attention.load_state_dict(layer.attention.state_dict())
     with torch.no_grad():
         torch.testing.assert_close(glob(x), ref, rtol=1e-5, atol=1e-5)
@@ -194,34 +206,112 @@ def test_position_bias_starts_as_plain_attention():
         assert not torch.allclose(biased(x), plain(x))
 
 
-@pytest.mark.parametrize("shift", [0, 3])
-def test_v_cycle_combination_formula(shift):
-    """res_l = out_l + up(res_{l+1}) / (l + 1), checked against an explicit three-level evaluation
-    (with ``shift``, every level's windows are offset by it)."""
-    layer = _layer(window_size=8, shift=shift, downsample="avg", upsample="nearest").eval()
-    x = torch.randn(1, C, 32, 32)
-    att = layer.attention
+def _loop_local_attention(layer: MultipoleAttention, x: torch.Tensor) -> torch.Tensor:
+    """The authors' LocalAttention2D written out: k x k windows every s points (capped at the grid; windows
+    cut by the grid edge keep their real points only), LayerNorm of the window tokens, the attention's own
+    LayerNorm, softmax attention, and the mean over the windows holding each point."""
+    b, c, h, w = x.shape
+    k, s = layer.window_size, layer.window_stride
+    kh, kw = min(k, h), min(k, w)
+    sh, sw = (s if h > k else kh), (s if w > k else kw)
+    total = torch.zeros(b, layer.out_channels, h, w)
+    count = torch.zeros(1, 1, h, w)
+    r0 = 0
+    while True:
+        c0 = 0
+        while True:
+            rows, cols = slice(r0, min(r0 + kh, h)), slice(c0, min(c0 + kw, w))
+            block = x[:, :, rows, cols]
+            n_r, n_c = block.shape[2], block.shape[3]
+            tokens = block.permute(0, 2, 3, 1).reshape(b, n_r * n_c, c)
+            if layer.level_norm:
+                tokens = F.layer_norm(tokens, (c,), layer.norm.weight, layer.norm.bias)
+                tokens = F.layer_norm(tokens, (c,), layer.attention_norm.weight, layer.attention_norm.bias)
+            out = _reference_attention(layer.attention, tokens).view(b, n_r, n_c, -1).permute(0, 3, 1, 2)
+            total[:, :, rows, cols] += out
+            count[:, :, rows, cols] += 1
+            if c0 + kw >= w:
+                break
+            c0 += sw
+        if r0 + kh >= h:
+            break
+        r0 += sh
+    return total / count
+
+
+def _loop_multipole(layer: MultipoleAttention, x: torch.Tensor) -> torch.Tensor:
+    """The authors' Multipole_Attention2D written out level by level, from the issue's description."""
+    r = layer.factor
+    size = min(layer.image_size) if layer.image_size is not None else min(x.shape[2:])
+    n_levels = 0
+    while r ** (n_levels + 1) <= size:  # floor(log_r N)
+        n_levels += 1
+    n_levels = max(n_levels, 1)
+    inputs = [x]
+    for _ in range(n_levels - 1):
+        prev = inputs[-1]
+        ph, pw = (-prev.shape[2]) % r, (-prev.shape[3]) % r
+        prev = F.pad(prev, (0, pw, 0, ph), mode="replicate")
+        inputs.append(F.conv2d(prev, layer.down.weight, stride=r))
+    outs = [_loop_local_attention(layer, t) for t in inputs]
+    res = outs[-1]
+    for i, level in enumerate(range(n_levels - 2, -1, -1)):
+        h, w = outs[level].shape[2:]
+        up = F.conv_transpose2d(res, layer.up.weight, stride=r)[:, :, :h, :w]
+        res = outs[level] + (1.0 / (i + 1)) * up
+    return res
+
+
+@pytest.mark.parametrize(
+    "shape,window,stride",
+    [
+        ((32, 32), 8, None),  # square, every level divides
+        ((32, 32), 4, 2),  # square, overlapping windows
+        ((33, 33), 8, None),  # odd: padded windows and replicate-padded coarsening
+        ((17, 17), 4, 3),  # odd, overlapping, windows not covering the grid exactly
+        ((20, 28), 8, None),  # non-square
+        ((21, 30), 6, 4),  # non-square, odd, overlapping
+    ],
+)
+def test_fast_layer_equals_loop_reference_of_the_authors_layer(shape, window, stride):
+    layer = _layer(window_size=window, window_stride=stride).eval()
+    with torch.no_grad():  # random affine LayerNorm weights, so both LayerNorms are exercised
+        for norm in (layer.norm, layer.attention_norm):
+            norm.weight.normal_(1.0, 0.3)
+            norm.bias.normal_(0.0, 0.3)
+    x = torch.randn(2, C, *shape)
     with torch.no_grad():
-        xs = [x, F.avg_pool2d(x, 2), F.avg_pool2d(x, 4)]
-        outs = [att(t.permute(0, 2, 3, 1), window=(8, 8), shift=(shift, shift)).permute(0, 3, 1, 2) for t in xs]
-        up = lambda t: F.interpolate(t, scale_factor=2, mode="nearest")  # noqa: E731
-        res = outs[2]
-        res = outs[1] + up(res) / 2
-        res = outs[0] + up(res) / 1
-        torch.testing.assert_close(layer(x), res, rtol=1e-5, atol=1e-5)
+        fast = layer(x)
+        slow = _loop_multipole(layer, x)
+    assert layer.num_levels(*shape) >= 4
+    torch.testing.assert_close(fast, slow, rtol=1e-5, atol=1e-5)
 
 
-def test_learned_resampling_starts_as_pooling_and_nearest():
-    conv = _layer(window_size=8).eval()
+def test_v_cycle_weights_count_from_the_coarse_end():
+    """Four levels: res = o_2 + Up(o_3); res = o_1 + Up(res) / 2; res = o_0 + Up(res) / 3 (identity attention
+    is not available, so the weights are read off a layer whose attention output is a known constant)."""
+    layer = _layer(window_size=8, downsample="avg", upsample="nearest", level_norm=False).eval()
+    assert layer.num_levels(16, 16) == 4  # 16, 8, 4, 2
+    with torch.no_grad():  # attention output = proj bias (zero value projection): o_l = b on every level
+        layer.attention.qkv.weight.zero_()
+        layer.attention.proj.weight.zero_()
+        layer.attention.proj.bias.fill_(1.0)
+        y = layer(torch.randn(1, C, 16, 16))
+    # o = 1 everywhere: res = 1 + 1 = 2; res = 1 + 2 / 2 = 2; res = 1 + 2 / 3
+    torch.testing.assert_close(y, torch.full_like(y, 1.0 + 2.0 / 3.0))
+
+
+def test_average_resampling_init_starts_as_pooling_and_nearest():
+    conv = _layer(window_size=8, resample_init="average").eval()
     ref = _layer(window_size=8, downsample="avg", upsample="nearest").eval()
-    ref.attention.load_state_dict(conv.attention.state_dict())
+    ref.load_state_dict({k: v for k, v in conv.state_dict().items() if not k.startswith(("down", "up"))})
     x = torch.randn(1, C, 40, 24)
     with torch.no_grad():
         torch.testing.assert_close(conv(x), ref(x), rtol=1e-5, atol=1e-5)
 
 
 def test_non_divisible_grid_keeps_constant_field_constant_on_coarse_levels():
-    layer = _layer(window_size=4)
+    layer = _layer(window_size=4, downsample="avg")
     x = torch.full((1, 7, 7, C), 3.0)
     coarse = layer._down(x)
     assert coarse.shape == (1, 4, 4, C)
@@ -294,18 +384,56 @@ def test_reference_grid_mode_is_the_paper_layer_on_and_below_the_reference(shape
 
 
 def test_reference_grid_mode_formula():
-    """Near field with physically sized windows on the fine grid + far field computed at the reference grid."""
-    layer = _layer(window_size=8, downsample="avg", upsample="nearest", reference_grid=16).eval()
-    x = torch.randn(1, C, 31, 31)
-    att = layer.attention
+    """Near field with physically sized windows on the fine grid + far field of the node-injected input at the
+    reference grid, weighted 1 / (L - 1) from the coarse end and interpolated back through the nodes."""
+    layer = _layer(window_size=4, downsample="avg", upsample="nearest", reference_grid=16).eval()
+    assert layer.num_levels(16, 16) == 4  # 16, 8, 4, 2
+    x = torch.randn(1, C, 31, 31)  # (31 - 1) / (16 - 1) = 2: node injection x[::2, ::2]
     cl = lambda t: t.permute(0, 2, 3, 1)  # noqa: E731
+    cf = lambda t: t.permute(0, 3, 1, 2)  # noqa: E731
+    up = lambda t: F.interpolate(t, scale_factor=2, mode="nearest")  # noqa: E731
     with torch.no_grad():
-        x_ref = F.adaptive_avg_pool2d(x, (16, 16))
-        far = att(cl(F.avg_pool2d(x_ref, 2)), window=(8, 8)).permute(0, 3, 1, 2)  # level 1 (8 x 8): one window
-        far = F.interpolate(far, scale_factor=2, mode="nearest")  # up to the 16 x 16 reference grid
-        far = F.interpolate(far, size=(31, 31), mode="bilinear", align_corners=True)
-        near = att(cl(x), window=(16, 16)).permute(0, 3, 1, 2)  # window 8 * (31 - 1) / (16 - 1) = 16
+        a = lambda t, win=(4, 4): cf(layer.attention(layer.attention_norm(layer.norm(cl(t))), window=win))  # noqa: E731
+        x_ref = x[..., ::2, ::2]
+        x1 = F.avg_pool2d(x_ref, 2)
+        x2, x3 = F.avg_pool2d(x1, 2), F.avg_pool2d(x1, 4)
+        far = a(x2) + up(a(x3)) / 1
+        far = a(x1) + up(far) / 2
+        far = F.interpolate(up(far) / 3, size=(31, 31), mode="bilinear", align_corners=True)
+        near = a(x, (8, 8))  # window 4 * (31 - 1) / (16 - 1) = 8
         torch.testing.assert_close(layer(x), near + far, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("fine,coarse", [((129, 129), (33, 33)), ((65, 97), (33, 49))])
+def test_reference_grid_far_field_receives_the_training_grid_levels(fine, coarse, monkeypatch):
+    """A node-aligned fine input whose node subsample is a training-grid input: the far field of the first
+    MANO layer is fed exactly the level inputs that training saw (node embedding + pointwise lifting keep
+    the subsample; the far field restricts by node injection)."""
+    from mano_pde.models import MANO
+
+    model = MANO(in_channels=1, out_channels=1, hidden_channels=C, n_layers=1, n_heads=2, image_size=coarse).eval()
+    mixer = model.blocks[0].mixer
+    seen = []
+    levels = mixer._levels
+
+    def spy(x, n):
+        out = levels(x, n)
+        seen.append(list(out))  # a copy: the V-cycle pops the levels as it uses them
+        return out
+
+    monkeypatch.setattr(mixer, "_levels", spy)
+    t = (fine[0] - 1) // (coarse[0] - 1), (fine[1] - 1) // (coarse[1] - 1)
+    a_fine = torch.rand(1, 1, *fine)
+    with torch.no_grad():
+        model(a_fine[..., :: t[0], :: t[1]])
+        trained = seen.pop()
+        model.set_reference_grid(coarse)
+        model(a_fine)
+        far = seen.pop()
+    assert not seen and len(far) == len(trained) == mixer.num_levels(*coarse)
+    for level, (got, want) in enumerate(zip(far, trained, strict=True)):
+        assert got.shape == want.shape, level
+        assert torch.equal(got, want), level
 
 
 @pytest.mark.parametrize("position_bias,shift", [(False, 0), (True, 0), (True, 2)])
@@ -324,8 +452,10 @@ def test_reference_grid_mode_is_consistent_across_discretisations(seed, position
         anchored = layer(_smooth_field(65))[..., ::4, ::4]
     err_paper = ((paper - coarse).norm() / coarse.norm()).item()
     err_anchored = ((anchored - coarse).norm() / coarse.norm()).item()
-    assert err_anchored < 0.1
-    assert err_anchored < err_paper / 4
+    # measured (seeds 0/1, no bias): 0.63/0.84 for the plain layer, 0.12/0.14 in reference-grid mode (0.26
+    # with a random position bias)
+    assert err_anchored < 0.3
+    assert err_anchored < err_paper / 3
 
 
 @pytest.mark.parametrize("bad", [1, (33,), (33, 1), "33", (32.5, 32), True])

@@ -17,7 +17,7 @@ def test_measure_config_in_process(mode):
     rec = scaling.measure_config("mano", 16, mode, repeats=2, threads=1, device="cpu", model_kwargs=TINY_MANO)
     assert rec["status"] == "ok"
     assert rec["time_s"] > 0 and rec["cpu_time_s"] > 0 and rec["peak_mem_mb"] >= 0
-    assert rec["levels"] == 3 and rec["params"] > 0 and rec["threads"] == 1
+    assert rec["levels"] == 4 and rec["params"] > 0  # the authors' rule: floor(log2 16) = 4 and rec["threads"] == 1
     assert len(rec["times_s"]) == 2
 
 

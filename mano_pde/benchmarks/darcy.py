@@ -42,6 +42,7 @@ __all__ = [
     "CPU_STUDY",
     "FULL_STUDY",
     "run_study",
+    "run_tuning",
     "study_markdown",
     "learning_curve",
     "validation_summary",
@@ -60,6 +61,16 @@ FINAL_METRICS = "final_metrics.json"
 
 _ATTENTION_CPU = {"hidden_channels": 32, "n_layers": 4, "n_heads": 4, "mlp_ratio": 4.0, "position_bias": True}
 _ATTENTION_FULL = {"hidden_channels": 64, "n_layers": 4, "n_heads": 4, "mlp_ratio": 4.0, "position_bias": True}
+#: MANO as the authors built it (their layer and head; node coordinates as input, like every model here).
+_MANO_CPU = {**_ATTENTION_CPU, "window_size": 8, "position_bias": False}
+_MANO_FULL = {**_ATTENTION_FULL, "window_size": 8, "position_bias": False}
+
+
+def study_model(cfg: StudyConfig, key: str) -> tuple[str, dict]:
+    """Registry name and constructor keywords of the study's run ``key`` (an entry may name its registry model
+    with ``"model"``, so one model can appear with several option sets, e.g. ``mano`` and ``mano-bias``)."""
+    kwargs = dict(cfg.models[key] if key in cfg.models else cfg.tuning[key])
+    return kwargs.pop("model", key), kwargs
 
 
 @dataclass
@@ -91,12 +102,17 @@ class StudyConfig:
     arms: list[str] = field(default_factory=lambda: ["single", "multi"])
     #: Models trained in the ``multi`` arm (``None``: all).
     multi_models: list[str] | None = None
+    #: Variants trained by ``--tune`` (arm ``tune``: the training grid, ``tuning_epochs`` each) and compared on
+    #: the validation split only; the chosen variant is then entered in ``models`` (keys distinct from ``models``).
+    tuning: dict[str, dict] = field(default_factory=dict)
+    tuning_epochs: int = 20
 
 
-#: Fits the 90-minute budget on 2 CPU cores (measured run time in BENCHMARKS.md). Parameter counts are matched
-#: to about 60-100 k. The local/multiscale attention models share one block design (MLP ratio 4, relative-position
-#: bias); global attention costs O(N^2): it has 2 blocks without the bias and is trained in the ``single`` arm only
-#: (one epoch at 65² would cost ~16 at 33²).
+#: Fits about 90 minutes on 2 CPU cores (measured run time in BENCHMARKS.md). Parameter counts are matched
+#: to about 60-100 k. ``mano`` is the authors' layer and head; ``mano-bias`` adds this package's relative-position
+#: bias (the option that helped most in the earlier tuning), the two compared on validation data. Window attention
+#: keeps its block design (MLP ratio 4, relative-position bias); global attention costs O(N^2): it has 2 blocks
+#: without the bias and is trained in the ``single`` arm only (one epoch at 65² would cost ~16 at 33²).
 #: Batch 4 and the block design were chosen by 20-epoch MANO runs at 33² (BENCHMARKS.md, "MANO tuning").
 CPU_STUDY = StudyConfig(
     name="cpu",
@@ -113,7 +129,8 @@ CPU_STUDY = StudyConfig(
     scheduler="cosine",
     n_val=32,  # samples 256-287 of the training file (generated with 256 + 32 samples)
     models={
-        "mano": {**_ATTENTION_CPU, "window_size": 8},
+        "mano": _MANO_CPU,
+        "mano-bias": {"model": "mano", **_MANO_CPU, "position_bias": True},
         "fno": {"hidden_channels": 12, "n_modes": [12, 12]},
         "tfno": {"hidden_channels": 32, "n_modes": [12, 12]},
         "window-attention": {**_ATTENTION_CPU, "window_size": 8},
@@ -121,7 +138,15 @@ CPU_STUDY = StudyConfig(
         # without the bias and with 2 blocks global attention fits the budget
         "global-attention": {**_ATTENTION_CPU, "n_layers": 2, "position_bias": False},
     },
-    multi_models=["mano", "fno", "tfno", "window-attention"],
+    multi_models=["mano", "mano-bias", "fno", "tfno", "window-attention"],
+    # `mano-pde benchmark darcy --tune`: this package's options on top of the authors' layer, 20 epochs each
+    tuning={
+        "tune-authors": {"model": "mano", **_MANO_CPU},
+        "tune-bias": {"model": "mano", **_MANO_CPU, "position_bias": True},
+        "tune-window-levels": {"model": "mano", **_MANO_CPU, "level_rule": "window"},
+        "tune-no-level-norm": {"model": "mano", **_MANO_CPU, "level_norm": False},
+        "tune-bias-average-init": {"model": "mano", **_MANO_CPU, "position_bias": True, "resample_init": "average"},
+    },
 )
 
 #: The FNO paper's protocol (GPU).
@@ -142,7 +167,8 @@ FULL_STUDY = StudyConfig(
     gamma=0.5,
     n_val=100,  # extra samples 1000-1099 of the training file; training and test sets stay the paper's
     models={
-        "mano": {**_ATTENTION_FULL, "window_size": 8},
+        "mano": _MANO_FULL,
+        "mano-bias": {"model": "mano", **_MANO_FULL, "position_bias": True},
         "fno": {},
         "tfno": {},
         "window-attention": {**_ATTENTION_FULL, "window_size": 8},
@@ -190,17 +216,19 @@ def _train_one(
 
     from mano_pde.training import TrainConfig, train
 
-    resolutions = [cfg.train_resolution] if arm == "single" else cfg.multi_resolutions
-    n_train = [cfg.n_train] if arm == "single" else cfg.multi_n_train
+    resolutions = cfg.multi_resolutions if arm == "multi" else [cfg.train_resolution]
+    n_train = cfg.multi_n_train if arm == "multi" else [cfg.n_train]
+    epochs = cfg.tuning_epochs if arm == "tune" else cfg.epochs
+    registry_name, model_kwargs = study_model(cfg, model)
     tc = TrainConfig(
-        model=model,
+        model=registry_name,
         data=str(train_file),
         test_data=str(test_file),
         resolutions=resolutions,
         n_train=n_train,
         n_test=min(cfg.n_test, 32),
         n_val=cfg.n_val,
-        epochs=cfg.epochs,
+        epochs=epochs,
         batch_size=cfg.batch_size,
         lr=cfg.lr,
         scheduler=cfg.scheduler,
@@ -208,7 +236,7 @@ def _train_one(
         gamma=cfg.gamma,
         seed=cfg.model_seed,
         device=device,
-        model_kwargs=dict(cfg.models[model]),
+        model_kwargs=model_kwargs,
     )
     run_dir = out / "runs" / arm / model
     log_csv = run_dir / "log.csv"
@@ -216,7 +244,7 @@ def _train_one(
     if log_csv.exists():
         with open(log_csv, newline="") as fh:
             done = sum(1 for _ in csv.DictReader(fh))
-    if done < cfg.epochs or (cfg.n_val and not (run_dir / FINAL_METRICS).exists()):
+    if done < epochs or (cfg.n_val and not (run_dir / FINAL_METRICS).exists()):
         train(tc, run_dir, resume=(run_dir / "config.json").exists(), progress=progress)
     with open(log_csv, newline="") as fh:
         wall = sum(float(r["epoch_time_s"]) for r in csv.DictReader(fh))
@@ -264,8 +292,6 @@ def run_study(
 ) -> dict[str, Any]:
     """Run the study (resumable) and return its summary (also written to ``OUT/study.json``/``study.md``)."""
     from mano_pde.evaluation import evaluate
-    from mano_pde.models import count_parameters, create_model
-    from mano_pde.training.checkpoint import resolve_device, run_versions
 
     out = Path(output)
     out.mkdir(parents=True, exist_ok=True)
@@ -277,13 +303,8 @@ def run_study(
     train_file, test_file, t_data = _data(cfg, out, workers, progress)
 
     summary: dict[str, Any] = {
-        "config": asdict(cfg),
-        "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
-        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-        "versions": run_versions(resolve_device(device)),
+        **_provenance(cfg, out, device, names),
         "data": {"train": str(train_file), "test": str(test_file), "generation_s": t_data},
-        "parameters": {m: count_parameters(create_model(m, **cfg.models[m])) for m in names},
-        "output": str(out),
         "train_wall_s": {},
         "validation": {},
         "eval_wall_s": 0.0,
@@ -306,10 +327,79 @@ def run_study(
         for r in records:
             r["arm"] = arm
         summary["records"].extend(records)
+    if summary["validation"]:
+        plot_learning_curves(summary["validation"], out / "results" / "learning_curves.png")
     summary["total_wall_s"] = time.perf_counter() - t_start
     (out / "study.json").write_text(json.dumps(summary, indent=2) + "\n")
     (out / "study.md").write_text(study_markdown(summary) + "\n")
     return summary
+
+
+def run_tuning(
+    cfg: StudyConfig, output: str | Path, *, workers: int = 2, device: str = "auto", progress: bool = True
+) -> dict[str, Any]:
+    """Train the ``tuning`` variants (arm ``tune``) and compare them on the validation split only.
+
+    Writes ``OUT/tuning.json`` and ``OUT/tuning.md`` (validation table, configuration, versions) and the
+    learning curves ``OUT/results/tuning_curves.png``. The runs' ``final_metrics.json`` also hold their test
+    error (the trainer scores the test file once at the end); the tuning report does not read it.
+    """
+    if not cfg.n_val:
+        raise ValueError("tuning compares runs on the validation split: set n_val > 0 in the study configuration")
+    clash = sorted(set(cfg.tuning) & set(cfg.models))
+    if clash:
+        raise ValueError(f"tuning keys {clash} also name study models; give the variants their own keys")
+    out = Path(output)
+    out.mkdir(parents=True, exist_ok=True)
+    train_file, test_file, _ = _data(cfg, out, workers, progress)
+    summary: dict[str, Any] = {
+        **_provenance(cfg, out, device, list(cfg.tuning)),
+        "train_wall_s": {},
+        "validation": {},
+    }
+    for key in cfg.tuning:
+        run_dir, wall = _train_one(cfg, "tune", key, train_file, test_file, out, device, progress)
+        summary["train_wall_s"][f"tune/{key}"] = wall
+        summary["validation"][f"tune/{key}"] = validation_summary(run_dir)
+    plot_learning_curves(summary["validation"], out / "results" / "tuning_curves.png")
+    (out / "tuning.json").write_text(json.dumps(summary, indent=2) + "\n")
+    lines = [
+        f"Command: `{summary['command']}` — {summary['date']}. {cfg.tuning_epochs} epochs per variant at "
+        f"{cfg.train_resolution}², {cfg.n_train} training samples; compared on the validation split only.",
+        "",
+        "| variant | options | parameters | train time |",
+        "|---|---|---|---|",
+    ]
+    for key, kwargs in cfg.tuning.items():
+        lines.append(
+            f"| {key} | `{json.dumps(kwargs)}` | {summary['parameters'][key]:,} | "
+            f"{summary['train_wall_s'][f'tune/{key}'] / 60:.1f} min |"
+        )
+    lines += validation_markdown(summary)
+    (out / "tuning.md").write_text("\n".join(lines) + "\n")
+    return summary
+
+
+def _provenance(cfg: StudyConfig, out: Path, device: str, keys: list[str]) -> dict[str, Any]:
+    """The record every study and tuning summary starts with: configuration, command, date, versions, sizes."""
+    from mano_pde.training.checkpoint import resolve_device, run_versions
+
+    return {
+        "config": asdict(cfg),
+        "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "versions": run_versions(resolve_device(device)),
+        "parameters": {m: count_parameters_of(cfg, m) for m in keys},
+        "output": str(out),
+    }
+
+
+def count_parameters_of(cfg: StudyConfig, key: str) -> int:
+    """Parameters of the study's run ``key`` (built once on the CPU)."""
+    from mano_pde.models import count_parameters, create_model
+
+    name, kwargs = study_model(cfg, key)
+    return count_parameters(create_model(name, **kwargs))
 
 
 def study_markdown(summary: dict[str, Any], plots: list[str] | None = None) -> str:
@@ -349,7 +439,7 @@ def study_markdown(summary: dict[str, Any], plots: list[str] | None = None) -> s
                 cells = {
                     r["test_resolution"]: r
                     for r in recs
-                    if r["arm"] == arm and r["model"] == model and r["method"] == method
+                    if r["arm"] == arm and r["run"] == model and r["method"] == method
                 }
                 if not cells:
                     continue
@@ -376,7 +466,7 @@ def study_markdown(summary: dict[str, Any], plots: list[str] | None = None) -> s
             cells = {
                 r["test_resolution"]: r
                 for r in recs
-                if r["arm"] == cfg["arms"][0] and r["model"] == model and r["method"] == method
+                if r["arm"] == cfg["arms"][0] and r["run"] == model and r["method"] == method
             }
             if not cells:
                 continue
@@ -392,6 +482,34 @@ def study_markdown(summary: dict[str, Any], plots: list[str] | None = None) -> s
         lines += [f"![{Path(p).stem}]({p})" for p in plots]
     lines += ["", f"Full records (per-sample statistics, seeds, versions, configs): `{summary['output']}/study.json`."]
     return "\n".join(lines)
+
+
+def plot_learning_curves(runs: dict[str, dict], path: Path) -> Path:
+    """One plot of every run's validation error per epoch (mean over its training grids); ``multi`` dashed."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7.5, 4.5))
+    colors = {}
+    for key, v in runs.items():
+        arm, model = key.split("/", 1)
+        curve = v["learning_curve"]
+        fields = [k for k in curve if k.startswith("val_rel_l2_")]
+        ys = [sum(vals) / len(fields) for vals in zip(*(curve[f] for f in fields), strict=True)]
+        color = colors.setdefault(model, f"C{len(colors)}")
+        ax.plot(curve["epoch"], ys, "--" if arm == "multi" else "-", color=color, label=f"{model} ({arm})")
+    ax.set_yscale("log")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("validation relative L2 (mean over training grids)")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
 
 
 def validation_markdown(summary: dict[str, Any]) -> list[str]:
@@ -427,37 +545,44 @@ def study_minutes(summary: dict[str, Any]) -> float:
 
 
 def targets(summary: dict[str, Any]) -> list[str]:
-    """The issue's targets, checked against this run's numbers (arm ``single``)."""
+    """The MANO targets of the study, checked against this run's numbers (arm ``single``), for every MANO run."""
     cfg = summary["config"]
     recs = summary["records"]
     tr = cfg["train_resolution"]
     four = tr * 4 - 3 if (tr * 4 - 3) in cfg["test_resolutions"] else max(cfg["test_resolutions"])
 
-    def err(model: str, res: int, method: str = "direct") -> float | None:
+    def err(run: str, res: int, method: str = "direct") -> float | None:
         for r in recs:
-            if r["arm"] == "single" and r["model"] == model and r["method"] == method and r["test_resolution"] == res:
+            if r["arm"] == "single" and r["run"] == run and r["method"] == method and r["test_resolution"] == res:
                 return r["rel_l2_mean"]
         return None
 
-    m0, f0, f4 = err("mano", tr), err("fno", tr), err("fno", four)
-    if None in (m0, f0, f4):
+    manos = [m for m in summary["parameters"] if study_model_name(cfg, m) == "mano"]
+    f0, f4, w0 = err("fno", tr), err("fno", four), err("window-attention", tr)
+    if not manos or None in (f0, f4):
         return ["Targets: not checked (MANO or FNO missing from this run)."]
     lines = ["Targets (arm `single`; FNO applied directly):", ""]
-    for method, label in (("direct", "MANO (paper layer, direct)"), ("ref-grid", "MANO (reference-grid mode)")):
-        m4 = err("mano", four, method)
-        if m4 is None:
-            continue
-        checks = [
-            (f"{label} error at {tr}² ≤ FNO's", m0 <= f0, f"{m0:.4f} vs {f0:.4f}"),
-            (f"{label} error at {four}² (4×) < FNO's", m4 < f4, f"{m4:.4f} vs {f4:.4f}"),
-            (
-                f"{label} 4× error ≤ 1.2 × its {tr}² error",
-                m4 <= 1.2 * m0,
-                f"{m4:.4f} vs 1.2 × {m0:.4f} = {1.2 * m0:.4f}",
-            ),
-        ]
+    for m in manos:
+        m0, m4 = err(m, tr), err(m, four, "ref-grid")
+        checks = [(f"`{m}` error at {tr}² ≤ FNO's", m0 <= f0, f"{m0:.4f} vs {f0:.4f}")]
+        if w0 is not None:
+            checks.append((f"`{m}` error at {tr}² ≤ window attention's", m0 <= w0, f"{m0:.4f} vs {w0:.4f}"))
+        if m4 is not None:
+            checks += [
+                (f"`{m}` ref-grid error at {four}² ≤ FNO's direct", m4 <= f4, f"{m4:.4f} vs {f4:.4f}"),
+                (
+                    f"`{m}` ref-grid error at {four}² ≤ 1.2 × its {tr}² error",
+                    m4 <= 1.2 * m0,
+                    f"{m4:.4f} vs {1.2 * m0:.4f}",
+                ),
+            ]
         lines += [f"- {'met' if ok else '**missed**'}: {name} ({detail})" for name, ok, detail in checks]
     return lines
+
+
+def study_model_name(cfg: dict[str, Any], key: str) -> str:
+    """Registry model of a study run key, from the config as stored in ``study.json``."""
+    return cfg["models"][key].get("model", key)
 
 
 def update_benchmarks(path: Path, section: str) -> None:
@@ -481,6 +606,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--workers", type=int, default=2, help="data-generation processes")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--update-benchmarks", metavar="FILE", help="write the results into this BENCHMARKS.md")
+    parser.add_argument(
+        "--tune",
+        action="store_true",
+        help="train the configuration's tuning variants instead and compare them on the validation split only",
+    )
     parser.add_argument("--no-progress", action="store_true")
 
 
@@ -493,6 +623,10 @@ def run(args: argparse.Namespace) -> int:
     if args.arms:
         cfg.arms = list(args.arms)
     out = Path(args.output or f"runs/darcy-study-{cfg.name}")
+    if args.tune:
+        run_tuning(cfg, out, workers=args.workers, device=args.device, progress=not args.no_progress)
+        print((out / "tuning.md").read_text())
+        return 0
     summary = run_study(
         cfg, out, workers=args.workers, device=args.device, progress=not args.no_progress, models=args.models
     )
@@ -513,6 +647,10 @@ def copy_plots(out: Path, dest_root: Path, arms: list[str]) -> list[str]:
     dest = dest_root / "docs" / "darcy-study"
     dest.mkdir(parents=True, exist_ok=True)
     copied = []
+    curves = out / "results" / "learning_curves.png"
+    if curves.exists():
+        shutil.copyfile(curves, dest / "learning_curves.png")
+        copied.append("docs/darcy-study/learning_curves.png")
     for arm in arms:
         for name in ("error_vs_resolution.png", "predictions.png"):
             src = out / "results" / arm / name

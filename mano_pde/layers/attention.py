@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .grid_mixer import GridTokenMixer
-from .windowing import axis_padding, effective_window, padding_key_mask
+from .windowing import axis_padding, effective_window, overlap_padding, padding_key_mask
 
 __all__ = ["GlobalAttention", "WindowedMultiheadAttention"]
 
@@ -120,6 +120,7 @@ class WindowedMultiheadAttention(nn.Module):
         x: torch.Tensor,
         window: Sequence[int] | None = None,
         shift: Sequence[int] = (0, 0),
+        stride: Sequence[int] | None = None,
     ) -> torch.Tensor:
         """Attend within windows.
 
@@ -132,13 +133,19 @@ class WindowedMultiheadAttention(nn.Module):
             whole grid (global attention).
         shift : (int, int), optional
             Offset of the window grid (Swin's shifted windows); ignored along axes that fit one window.
+        stride : (int, int), optional
+            Step between window starts. ``None`` or equal to the window: non-overlapping windows. Smaller:
+            overlapping windows (the unfold/fold windows of the MANO authors' layer), starting at
+            ``0, stride, ...``; each point's output is the mean of its outputs in the windows that contain it.
+            The axis is zero-padded behind so that the windows cover it, and padded keys are masked. Cannot be
+            combined with ``shift``.
 
         Returns
         -------
         torch.Tensor
             ``[B, H, W, C_out]``.
         """
-        out, geo = self._attend(x, window, shift)
+        out, geo = self._attend(x, window, shift, stride)
         return self._merge(out, geo)
 
     def forward_add(
@@ -147,17 +154,18 @@ class WindowedMultiheadAttention(nn.Module):
         base: torch.Tensor,
         window: Sequence[int] | None = None,
         shift: Sequence[int] = (0, 0),
+        stride: Sequence[int] | None = None,
     ) -> torch.Tensor:
-        """``base + forward(x, window, shift)`` with the window merge fused into the addition.
+        """``base + forward(x, window, shift, stride)`` with the window merge fused into the addition.
 
-        When the grid tiles exactly into windows and ``base`` is a contiguous ``[B, H, W, C_out]``
-        tensor, the window-layout attention output is added through a permuted view, which saves one
-        full-size copy (and its allocation) per call.
+        When the grid tiles exactly into non-overlapping windows and ``base`` is a contiguous
+        ``[B, H, W, C_out]`` tensor, the window-layout attention output is added through a permuted view,
+        which saves one full-size copy (and its allocation) per call.
         """
-        out, geo = self._attend(x, window, shift)
+        out, geo = self._attend(x, window, shift, stride)
         b, h, w, nh, nw, wh, ww, padded = geo[:8]
         c = out.shape[-1]
-        if padded or not base.is_contiguous() or tuple(base.shape) != (b, h, w, c):
+        if padded or geo[-1] is not None or not base.is_contiguous() or tuple(base.shape) != (b, h, w, c):
             return base + self._merge(out, geo)
         if nh == 1 and nw == 1:
             return base + out.view(b, h, w, c)
@@ -165,7 +173,9 @@ class WindowedMultiheadAttention(nn.Module):
         # the sum follows the layout of its first operand (contiguous grid order): the reshape is a view
         return (base.view(b, nh, wh, nw, ww, c) + out6).reshape(b, h, w, c)
 
-    def _attend(self, x: torch.Tensor, window: Sequence[int] | None, shift: Sequence[int]):
+    def _attend(
+        self, x: torch.Tensor, window: Sequence[int] | None, shift: Sequence[int], stride: Sequence[int] | None = None
+    ):
         """Window-layout attention: returns ``out [B * n_windows, wh * ww, C_out]`` and the geometry.
 
         Data flow (one copy in, none out): the input is partitioned into windows (one copy of ``C_in``
@@ -178,22 +188,45 @@ class WindowedMultiheadAttention(nn.Module):
             wh, ww = h, w
         else:
             wh, ww = effective_window(h, int(window[0])), effective_window(w, int(window[1]))
-        sh = int(shift[0]) % wh if h > wh else 0
-        sw = int(shift[1]) % ww if w > ww else 0
-        top, bottom, nh = axis_padding(h, wh, sh)
-        left, right, nw = axis_padding(w, ww, sw)
+        steps = None
+        if stride is not None:
+            th = min(int(stride[0]), wh) if h > wh else wh
+            tw = min(int(stride[1]), ww) if w > ww else ww
+            if th < 1 or tw < 1:
+                raise ValueError(f"window stride must be >= 1, got {tuple(stride)}")
+            if (th, tw) != (wh, ww):
+                steps = (th, tw)
+        if steps is not None:
+            if any(int(t) for t in shift):
+                raise ValueError("overlapping windows (stride < window) cannot be combined with a window shift")
+            top = left = 0
+            bottom, nh = overlap_padding(h, wh, steps[0])
+            right, nw = overlap_padding(w, ww, steps[1])
+        else:
+            sh = int(shift[0]) % wh if h > wh else 0
+            sw = int(shift[1]) % ww if w > ww else 0
+            top, bottom, nh = axis_padding(h, wh, sh)
+            left, right, nw = axis_padding(w, ww, sw)
         padded = bool(top or bottom or left or right)
         mask = None
         if padded:
             x = F.pad(x, (0, 0, left, right, top, bottom))
-            mask = padding_key_mask(h, w, (top, bottom, left, right), (wh, ww), b, x.device)
         hp, wp = h + top + bottom, w + left + right
         nwin, length, heads, d = b * nh * nw, wh * ww, self.n_heads, self.head_dim
-
-        if nh == 1 and nw == 1:
-            xw = x.reshape(b, length, c)
-        else:  # window partition [B, nh, wh, nw, ww, C] -> [B * nh * nw, wh * ww, C]
-            xw = x.reshape(b, nh, wh, nw, ww, c).permute(0, 1, 3, 2, 4, 5).reshape(nwin, length, c)
+        if steps is not None:  # overlapping windows: [B, nh, nw, C, wh, ww] strided view -> one copy
+            xw = x.unfold(1, wh, steps[0]).unfold(2, ww, steps[1]).permute(0, 1, 2, 4, 5, 3).reshape(nwin, length, c)
+            if padded:
+                valid = torch.zeros(hp, wp, dtype=torch.bool, device=x.device)
+                valid[:h, :w] = True
+                valid = valid.unfold(0, wh, steps[0]).unfold(1, ww, steps[1]).reshape(1, nh * nw, length)
+                mask = valid.expand(b, -1, -1).reshape(nwin, 1, 1, length)
+        else:
+            if padded:
+                mask = padding_key_mask(h, w, (top, bottom, left, right), (wh, ww), b, x.device)
+            if nh == 1 and nw == 1:
+                xw = x.reshape(b, length, c)
+            else:  # window partition [B, nh, wh, nw, ww, C] -> [B * nh * nw, wh * ww, C]
+                xw = x.reshape(b, nh, wh, nw, ww, c).permute(0, 1, 3, 2, 4, 5).reshape(nwin, length, c)
         # q, k, v: [B', heads, L, d] strided views of the projection (memory order [B', L, heads, d]);
         # chunk() keeps the backward a cheap cat along channels (unbind() of a permuted [3, ...] view
         # would make autograd stack and transpose the gradients: two slow full-size copies)
@@ -223,13 +256,23 @@ class WindowedMultiheadAttention(nn.Module):
         del q, k, v
         o = o.transpose(1, 2).reshape(nwin, length, heads * d)
         out = self.proj_drop(self.proj(o))
-        return out, (b, h, w, nh, nw, wh, ww, padded, hp, wp, top, left)
+        return out, (b, h, w, nh, nw, wh, ww, padded, hp, wp, top, left, steps)
 
     @staticmethod
     def _merge(out: torch.Tensor, geo: tuple) -> torch.Tensor:
-        """Window layout ``[B * nh * nw, wh * ww, C]`` -> grid ``[B, H, W, C]`` (padding cropped)."""
-        b, h, w, nh, nw, wh, ww, padded, hp, wp, top, left = geo
+        """Window layout ``[B * nh * nw, wh * ww, C]`` -> grid ``[B, H, W, C]`` (padding cropped).
+
+        Overlapping windows are summed back onto the grid (:func:`torch.nn.functional.fold`) and divided
+        by the number of windows that hold each point.
+        """
+        b, h, w, nh, nw, wh, ww, padded, hp, wp, top, left, steps = geo
         c = out.shape[-1]
+        if steps is not None:
+            cols = out.reshape(b, nh * nw, wh, ww, c).permute(0, 4, 2, 3, 1).reshape(b, c * wh * ww, nh * nw)
+            summed = F.fold(cols, (hp, wp), (wh, ww), stride=steps)[:, :, :h, :w]
+            ones = torch.ones(1, wh * ww, nh * nw, dtype=out.dtype, device=out.device)
+            count = F.fold(ones, (hp, wp), (wh, ww), stride=steps)[:, :, :h, :w]
+            return (summed / count).permute(0, 2, 3, 1)
         if nh == 1 and nw == 1:
             grid = out.view(b, hp, wp, c)
         else:

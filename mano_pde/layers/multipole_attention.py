@@ -3,49 +3,72 @@
 Attention is read as an n-body interaction between grid points and evaluated the way the fast multipole
 method evaluates one: near-field interactions at full resolution, far-field interactions on coarser grids.
 
-Algorithm (one layer, input ``x_0`` on an ``H x W`` grid, window ``w``, factor ``r``)::
+The authors' layer (the default)
+--------------------------------
+This is the layer of the authors' released model file (class ``Multipole_Attention2D`` with its
+``LocalAttention2D``; read to learn its semantics, checked against an independent loop implementation in
+``tests/test_layers_multipole_attention.py``). For an input ``x_0`` on an ``H x W`` grid, window span ``k``,
+window stride ``s`` and factor ``r``::
 
-    levels:   x_{l+1} = Down(x_l)        grid ceil(H_l / r) x ceil(W_l / r), until H_L, W_L <= w
-    attend:   out_l   = W-MSA(x_l)       windows of w x w on every level, ONE shared attention module
-    combine:  res_L   = out_L
-              res_l   = out_l + up(res_{l+1}) / (l + 1)       (coarse to fine; crop up() to H_l x W_l)
-    output:   res_0
+    levels:   L = floor(log_r(N)),  N = min(image_size) (or min(H, W) at call time if no image_size)
+              x_{l+1} = Down(x_l)                          l = 0 .. L-2
+    attend:   o_l = A(x_l)                                 ONE shared module A on every level:
+              A(x) = fold(Attn(LN_a(LN_w(unfold_{k,s}(x))))) / count
+    combine:  res = o_{L-1};  for i = 0, 1, ..:  res = o_{L-2-i} + Up(res) / (i + 1)
+    output:   res (on the finest level)
 
-* ``Down`` is one learned strided convolution (kernel ``r``, stride ``r``; option: average pooling)
-  and ``up`` one learned transposed convolution (kernel ``r``, stride ``r``; options: nearest,
-  bilinear), the same operator at every level (the V-cycle of the paper's Fig. 1). The learned
-  operators are initialised to average pooling and nearest-neighbour interpolation.
-* The coarsest level fits in one window, so every head sees the whole domain after one layer.
-* **The number of levels is computed from the input grid at call time**: weights trained at 32 x 32
-  (3 levels with ``w = 8``) run unchanged at 256 x 256 (6 levels).
-* Cost: level ``l`` has ``N / r^(2l)`` points, each attending to ``w^2`` keys, so time and memory are
-  ``O(N w^2 (1 + 1/r^2 + ...)) = O(N)`` in the number of grid points ``N = H W``.
+* ``unfold_{k,s}`` cuts ``k x k`` windows every ``s`` points (``s = k``: non-overlapping; ``s < k``:
+  overlapping, and ``fold`` averages each point's outputs over the windows that hold it, ``count``).
+* ``LN_w`` is a LayerNorm of the window tokens, ``LN_a`` the attention's own pre-norm (two LayerNorms, as
+  the authors wrote it), ``Attn`` multi-head softmax attention with a bias-free Q/K/V projection and a
+  biased output projection.
+* ``Down`` is one strided convolution (kernel ``r``, stride ``r``, no bias) and ``Up`` one transposed
+  convolution (kernel ``r``, stride ``r``, no bias) shared by all levels, with PyTorch's default
+  initialisation; the authors' ``avg_pool`` option is average pooling down and nearest up.
+* The V-cycle weights count from the **coarse** end: for 4 levels
+  ``res = o_2 + Up(o_3)``, ``res = o_1 + Up(res) / 2``, ``res = o_0 + Up(res) / 3``.
+* Cost: level ``l`` has ``N / r^(2l)`` points, each attending to ``k^2 (k/s)^2`` keys in all, so time and
+  memory are linear in the number of grid points.
 
-Arbitrary grids (85 x 85, 141 x 141, 421 x 421, non-square): on every level a grid that does not tile
-into windows is zero-padded at the bottom/right and the padded keys are masked out of the softmax
-(exact: results on real points equal attention over each window's real points); before each
-down-sampling a grid not divisible by ``r`` is padded by edge replication ("replicate" mode, so a
-constant field stays constant on coarse levels); the up-sampled field is cropped back to the finer grid.
-The output always has the input's ``H x W``.
+Where sizes do not divide (what we do, where the authors' code stops)
+--------------------------------------------------------------------
+The authors' code needs ``H = W = image_size``, grids divisible by ``r`` on every level and
+``(H_l - k) % s == 0`` (otherwise ``fold`` leaves points uncovered or the up-sampled field does not match
+the finer level: a shape error). This layer takes any ``H x W``: windows larger than a level's grid are
+capped at the grid; a grid the windows do not cover is zero-padded at the bottom/right and the padded keys
+are masked out of the softmax (exact: results on real points equal attention over each window's real
+points); before each down-sampling a grid not divisible by ``r`` is padded by edge replication (coarse
+level ``ceil(H_l / r)``); the up-sampled field is cropped back to the finer grid. On grids where the
+authors' code runs, the two agree.
+
+Departures of this package (named options, never the default)
+--------------------------------------------------------------
+* ``level_rule="window"``: levels until the coarsest grid fits in one window, counted at call time (the
+  rule of this package's first MANO).
+* ``level_norm=False``: no LayerNorm inside the layer (the surrounding pre-norm block normalises level 0
+  only; coarse levels see conv-pooled features unnormalised).
+* ``position_bias=True``: a learned continuous relative-position bias in the attention logits.
+* ``shift > 0``: Swin-style shifted windows on every level (non-overlapping windows only).
+* ``resample_init="average"``: Down starts as average pooling and Up as nearest-neighbour interpolation.
+* ``reference_grid=(H_r, W_r)``: reference-grid mode, below.
 
 Reference-grid mode (an option of this package, not in the paper)
 ------------------------------------------------------------------
-Windows are counted in grid points, so on a grid ``k`` times finer than the training grid the paper's
-layer sees a ``k``-times smaller physical neighbourhood at level 0 and adds ``log2 k`` coarse levels
-that never existed in training: weights trained at one grid do not transfer zero-shot (measured in
-``BENCHMARKS.md``). With ``reference_grid=(H_r, W_r)`` (the training grid) an input finer than the
-reference is processed at the reference *physical* scales::
+Windows are counted in grid points, so on a grid ``k`` times finer than the training grid the authors'
+layer sees a ``k``-times smaller physical neighbourhood at level 0. With ``reference_grid=(H_r, W_r)`` (the
+training grid) an input finer than the reference is processed at the reference *physical* scales, on
+vertex-centred node grids (node ``i`` of ``H`` at ``i / (H - 1)``)::
 
-    s_h = (H - 1) / (H_r - 1)                         (vertex-centred grids: 33 -> 129 gives s = 4)
-    near:  out_0 = W-MSA(x_0) with windows round(s_h w) x round(s_w w)   on the fine grid
-    far:   x_r   = area average of x_0 onto H_r x W_r; res_1 = V-cycle of Down(x_r) (levels 1, 2, ...)
-    output res_0 = out_0 + bilinear(up(res_1), H x W)  (align_corners: grid nodes stay on grid nodes)
+    t_h = (H - 1) / (H_r - 1)                            (33 -> 129 gives t = 4)
+    near:  o_0  = A(x_0) with windows round(t_h k) x round(t_w k) (stride scaled alike) on the fine grid
+    far:   x_r  = R(x_0): node injection x_0[::t_h, ::t_w] when t is an integer, else bilinear
+                  interpolation through the nodes (align_corners); levels 1 .. L-1 of the reference grid
+                  are built from x_r exactly as in training and combined as above into res_1
+    output res_0 = o_0 + P(Up(res_1)) / (L - 1),  P = bilinear through the nodes (align_corners)
 
-Softmax attention over a window is a quadrature of the kernel integral ``∫ softmax(q·k) v dy`` over the
-window's physical area; keeping the area fixed and sampling it more densely is the discretisation-
-consistent reading of the same layer (Kovachki et al., 2023, Sec. 5). At the reference grid and on
-coarser grids the two modes are identical. The cost stays linear in ``H W`` for fixed ``s`` (level 0
-costs ``s^2`` times more per point).
+``R`` and ``P`` are consistent: both treat the grids as nodes of the same square, so on a fine input whose
+node subsample equals a training input the far field receives exactly the training-grid level inputs
+(tested). At the reference grid and on coarser grids the mode is the plain layer.
 
 References
 ----------
@@ -68,26 +91,52 @@ from torch import nn
 from .attention import WindowedMultiheadAttention
 from .grid_mixer import GridTokenMixer
 
-__all__ = ["MultipoleAttention", "multipole_level_shapes", "reference_window"]
+__all__ = ["LEVEL_RULES", "MultipoleAttention", "log_levels", "multipole_level_shapes", "reference_window"]
 
 _DOWNSAMPLE = ("conv", "avg")
 _UPSAMPLE = ("conv", "nearest", "bilinear")
+_RESAMPLE_INIT = ("default", "average")
+#: How the number of levels is chosen: the authors' ``floor(log_r N)`` or this package's "fits one window".
+LEVEL_RULES = ("log", "window")
 
 
-def multipole_level_shapes(height: int, width: int, window_size: int, factor: int) -> list[tuple[int, int]]:
+def log_levels(size: int, factor: int) -> int:
+    """The authors' level count ``floor(log_r(size))`` (at least 1), in exact integer arithmetic.
+
+    The authors compute ``int(math.log(image_size, r))``; the integer loop gives the same value without
+    floating-point rounding at exact powers.
+
+    >>> log_levels(64, 2), log_levels(33, 2), log_levels(64, 4), log_levels(3, 4)
+    (6, 5, 3, 1)
+    """
+    if size < 1 or factor < 2:
+        raise ValueError(f"need size >= 1 and factor >= 2, got size={size}, factor={factor}")
+    levels, power = 0, factor
+    while power <= size:
+        levels, power = levels + 1, power * factor
+    return max(1, levels)
+
+
+def multipole_level_shapes(
+    height: int, width: int, window_size: int, factor: int, n_levels: int | None = None
+) -> list[tuple[int, int]]:
     """Grid sizes of the multipole hierarchy for an ``height x width`` input.
 
-    Level 0 is the input grid; level ``l + 1`` is ``ceil(H_l / r) x ceil(W_l / r)``; the hierarchy stops
-    at the first level that fits in one ``window_size x window_size`` window.
+    Level 0 is the input grid; level ``l + 1`` is ``ceil(H_l / r) x ceil(W_l / r)``. With ``n_levels``
+    the hierarchy has that many levels (the authors' rule gives ``n_levels = floor(log_r N)``, see
+    :func:`log_levels`); without it, it stops at the first level that fits in one
+    ``window_size x window_size`` window (``level_rule="window"``, this package's departure).
 
     Parameters
     ----------
     height, width : int
         Input grid size.
     window_size : int
-        Window side ``w``.
+        Window side ``k``.
     factor : int
         Down-sampling factor ``r >= 2``.
+    n_levels : int, optional
+        Number of levels (>= 1).
 
     Returns
     -------
@@ -98,13 +147,17 @@ def multipole_level_shapes(height: int, width: int, window_size: int, factor: in
     --------
     >>> multipole_level_shapes(64, 96, 8, 2)
     [(64, 96), (32, 48), (16, 24), (8, 12), (4, 6)]
+    >>> multipole_level_shapes(33, 33, 8, 2, n_levels=log_levels(33, 2))
+    [(33, 33), (17, 17), (9, 9), (5, 5), (3, 3)]
     """
     if height < 1 or width < 1:
         raise ValueError(f"grid must be at least 1 x 1, got {height} x {width}")
     if factor < 2:
         raise ValueError(f"factor must be >= 2, got {factor}")
+    if n_levels is not None and n_levels < 1:
+        raise ValueError(f"n_levels must be >= 1, got {n_levels}")
     shapes = [(height, width)]
-    while height > window_size or width > window_size:
+    while (len(shapes) < n_levels) if n_levels is not None else (height > window_size or width > window_size):
         height, width = -(-height // factor), -(-width // factor)
         shapes.append((height, width))
     return shapes
@@ -114,9 +167,9 @@ class MultipoleAttention(GridTokenMixer):
     """Multipole attention (MANO): windowed attention on a hierarchy of grids, linear in ``H * W``.
 
     Input and output are ``[B, C, H, W]`` (neuraloperator's channel-first convention); see the module
-    docstring for the algorithm, the padding mode and references. The class also satisfies neuralop's
-    ``conv_module`` contract (constructor ``(in_channels, out_channels, n_modes, **kwargs)``,
-    ``forward(x, output_shape=None)``, ``transform``, settable ``n_modes``), so
+    docstring for the algorithm, what is the authors' layer and what is ours, and references. The class
+    also satisfies neuralop's ``conv_module`` contract (constructor ``(in_channels, out_channels, n_modes,
+    **kwargs)``, ``forward(x, output_shape=None)``, ``transform``, settable ``n_modes``), so
     ``neuralop.models.FNO(..., conv_module=MultipoleAttention)`` replaces each spectral convolution by
     multipole attention; use :func:`functools.partial` to set the options below in that case.
 
@@ -133,27 +186,44 @@ class MultipoleAttention(GridTokenMixer):
     head_dim : int, optional
         Channels per head; defaults to ``in_channels // n_heads``.
     window_size : int, optional
-        Window side ``w`` on every level. Default 8.
-    shift : int, optional
-        Offset of the window grid on every level, ``0 <= shift < window_size`` (Swin's shifted windows,
-        ``w // 2`` in every other block; not in the paper). Default 0.
+        Window span ``k`` on every level (the authors' ``local_attention_kernel_size``). Default 8.
+    window_stride : int, optional
+        Step ``s`` between windows (the authors' ``local_attention_stride``); ``s < k`` gives overlapping
+        windows whose outputs are averaged. Default ``None``: ``s = k`` (non-overlapping).
     factor : int, optional
-        Down-sampling factor ``r`` between levels. Default 2.
+        Down-sampling factor ``r`` between levels (the authors' ``sampling_rate``). Default 2.
     downsample : {"conv", "avg"}, optional
-        Learned strided convolution (default) or average pooling.
+        Strided convolution (default) or average pooling (the authors' ``"avg_pool"``).
     upsample : {"conv", "nearest", "bilinear"}, optional
-        Learned transposed convolution (default), nearest-neighbour or bilinear interpolation.
+        Transposed convolution (default), nearest-neighbour (the authors' ``"avg_pool"`` up-sampling) or
+        bilinear interpolation (ours).
+    level_rule : {"log", "window"}, optional
+        ``"log"`` (the authors'): ``floor(log_r(N))`` levels with ``N = min(image_size)``, or
+        ``N = min(H, W)`` of each input when ``image_size`` is None. ``"window"`` (ours): levels until the
+        coarsest grid fits one window, counted at call time. Default ``"log"``.
+    image_size : int or (int, int), optional
+        Grid the levels are counted for (the authors' ``image_size``; the training grid). Fixed levels:
+        a model trained at 33 x 33 keeps its 5 levels at 129 x 129, as the authors' layer does.
+    level_norm : bool, optional
+        The authors' LayerNorms of every level's tokens inside the shared attention (default True).
+        False (ours): no normalisation inside the layer.
+    qkv_bias : bool, optional
+        Bias of the Q/K/V projection. Default False (the authors').
+    resample_init : {"default", "average"}, optional
+        Initial Down/Up convolutions: PyTorch's default (the authors') or average pooling /
+        nearest-neighbour interpolation (ours). Default ``"default"``.
+    shift : int, optional
+        Offset of the window grid on every level, ``0 <= shift < window_size`` (Swin's shifted windows;
+        ours, non-overlapping windows only). Default 0.
     dropout : float, optional
         Attention and projection dropout (training only). Default 0.
-    qkv_bias : bool, optional
-        Bias of the Q/K/V projection. Default True.
     position_bias : bool, optional
-        Learned relative-position bias in the attention logits, shared by all levels (see
+        Learned relative-position bias in the attention logits, shared by all levels (ours; see
         :class:`~mano_pde.layers.attention.WindowedMultiheadAttention`). Default False.
     reference_grid : (int, int), optional
-        Grid the weights were trained on; inputs finer than it run in reference-grid mode (module
-        docstring). ``None`` (default): the paper's layer at every grid. Settable after construction
-        with :meth:`set_reference_grid`.
+        Grid the weights were trained on; inputs finer than it run in reference-grid mode (ours; module
+        docstring). ``None`` (default): the plain layer at every grid. Settable with
+        :meth:`set_reference_grid`.
     resolution_scaling_factor : float or sequence of float, optional
         See :class:`~mano_pde.layers.grid_mixer.GridTokenMixer`.
     **neuralop_kwargs
@@ -166,7 +236,9 @@ class MultipoleAttention(GridTokenMixer):
     >>> layer(torch.randn(2, 32, 85, 85)).shape
     torch.Size([2, 32, 85, 85])
     >>> layer.num_levels(85, 85), layer.num_levels(256, 256)
-    (5, 6)
+    (6, 8)
+    >>> MultipoleAttention(32, image_size=33).num_levels(129, 129)
+    5
     """
 
     def __init__(
@@ -178,72 +250,103 @@ class MultipoleAttention(GridTokenMixer):
         n_heads: int = 4,
         head_dim: int | None = None,
         window_size: int = 8,
-        shift: int = 0,
+        window_stride: int | None = None,
         factor: int = 2,
         downsample: str = "conv",
         upsample: str = "conv",
+        level_rule: str = "log",
+        image_size: int | Sequence[int] | None = None,
+        level_norm: bool = True,
+        qkv_bias: bool = False,
+        resample_init: str = "default",
+        shift: int = 0,
         dropout: float = 0.0,
-        qkv_bias: bool = True,
         position_bias: bool = False,
         reference_grid: Sequence[int] | None = None,
         resolution_scaling_factor: float | Sequence[float] | None = None,
         **neuralop_kwargs,
     ) -> None:
         super().__init__(in_channels, out_channels, n_modes, resolution_scaling_factor, **neuralop_kwargs)
-        if window_size < 1:
-            raise ValueError(f"window_size must be >= 1, got {window_size}")
+        if not isinstance(window_size, int) or window_size < 1:
+            raise ValueError(f"window_size must be an int >= 1, got {window_size!r}")
+        stride = window_size if window_stride is None else window_stride
+        if not isinstance(stride, int) or not 1 <= stride <= window_size:
+            raise ValueError(
+                f"window_stride must be an int with 1 <= window_stride <= window_size = {window_size} "
+                f"(None: non-overlapping windows), got {window_stride!r}"
+            )
         if not 0 <= shift < window_size:
             raise ValueError(f"shift must satisfy 0 <= shift < window_size = {window_size}, got {shift}")
+        if shift and stride != window_size:
+            raise ValueError("shift (shifted windows) needs non-overlapping windows: drop window_stride or shift")
         if not isinstance(factor, int) or factor < 2:
             raise ValueError(f"factor (down-sampling ratio between levels) must be an int >= 2, got {factor}")
-        if downsample not in _DOWNSAMPLE:
-            raise ValueError(f"downsample must be one of {_DOWNSAMPLE}, got {downsample!r}")
-        if upsample not in _UPSAMPLE:
-            raise ValueError(f"upsample must be one of {_UPSAMPLE}, got {upsample!r}")
+        for name, value, allowed in (
+            ("downsample", downsample, _DOWNSAMPLE),
+            ("upsample", upsample, _UPSAMPLE),
+            ("level_rule", level_rule, LEVEL_RULES),
+            ("resample_init", resample_init, _RESAMPLE_INIT),
+        ):
+            if value not in allowed:
+                raise ValueError(f"{name} must be one of {allowed}, got {value!r}")
         self.window_size = int(window_size)
+        self.window_stride = int(stride)
         self.shift = int(shift)
         self.factor = factor
         self.downsample = downsample
         self.upsample = upsample
-        # one attention module (one set of Q/K/V/output weights) shared by every level
-        self.attention = WindowedMultiheadAttention(
-            self.in_channels, self.out_channels, n_heads, head_dim, dropout, qkv_bias, position_bias
-        )
+        self.level_rule = level_rule
+        self.image_size = check_reference_grid(image_size, "image_size")
+        self.level_norm = bool(level_norm)
+        self.resample_init = resample_init
         c_in, c_out, r = self.in_channels, self.out_channels, factor
-        self.down = nn.Conv2d(c_in, c_in, kernel_size=r, stride=r) if downsample == "conv" else None
-        self.up = nn.ConvTranspose2d(c_out, c_out, kernel_size=r, stride=r) if upsample == "conv" else None
-        self._init_resampling()
+        # the authors' LocalAttention2D: LayerNorm of the window tokens, then the attention's own pre-norm
+        self.norm = nn.LayerNorm(c_in) if level_norm else None
+        self.attention_norm = nn.LayerNorm(c_in) if level_norm else None
+        # one attention module (one set of Q/K/V/output weights) shared by every level
+        self.attention = WindowedMultiheadAttention(c_in, c_out, n_heads, head_dim, dropout, qkv_bias, position_bias)
+        self.down = nn.Conv2d(c_in, c_in, kernel_size=r, stride=r, bias=False) if downsample == "conv" else None
+        self.up = nn.ConvTranspose2d(c_out, c_out, kernel_size=r, stride=r, bias=False) if upsample == "conv" else None
+        if resample_init == "average":
+            self._init_average_resampling()
         self.reference_grid: tuple[int, int] | None = None
         self.set_reference_grid(reference_grid)
+
+    #: The layer normalises its input on every level (the authors' layer): a block around it needs no pre-norm.
+    @property
+    def normalizes_input(self) -> bool:
+        return self.level_norm
 
     def set_reference_grid(self, grid: Sequence[int] | int | None) -> None:
         """Switch reference-grid mode on (``grid``: the training grid, ``s`` or ``(H, W)``) or off (``None``)."""
         self.reference_grid = check_reference_grid(grid)
 
     @torch.no_grad()
-    def _init_resampling(self) -> None:
-        """Initialise Down as average pooling and up as nearest-neighbour interpolation (then learned)."""
+    def _init_average_resampling(self) -> None:
+        """``resample_init="average"``: Down starts as average pooling and Up as nearest interpolation."""
         r = self.factor
         if self.down is not None:
             self.down.weight.zero_()
             idx = torch.arange(self.in_channels)
             self.down.weight[idx, idx] = 1.0 / (r * r)
-            self.down.bias.zero_()
         if self.up is not None:
             self.up.weight.zero_()
             idx = torch.arange(self.out_channels)
             self.up.weight[idx, idx] = 1.0
-            self.up.bias.zero_()
 
     def level_shapes(self, height: int, width: int) -> list[tuple[int, int]]:
         """Grid sizes of the hierarchy for an ``height x width`` input (see :func:`multipole_level_shapes`)."""
-        return multipole_level_shapes(height, width, self.window_size, self.factor)
+        n_levels = None
+        if self.level_rule == "log":
+            size = self.image_size if self.image_size is not None else (height, width)
+            n_levels = log_levels(min(size), self.factor)
+        return multipole_level_shapes(height, width, self.window_size, self.factor, n_levels)
 
     def num_levels(self, height: int, width: int) -> int:
-        """Number of levels used for an ``height x width`` input (grows like ``log_r(max(H, W) / w)``)."""
+        """Number of levels used for an ``height x width`` input."""
         return len(self.level_shapes(height, width))
 
-    # -- resampling between levels (channels-last tensors; the convs run on channels_last NCHW views) --
+    # -- pieces of the V-cycle (channels-last tensors; the convs run on channels_last NCHW views) ------
     def _down(self, x: torch.Tensor) -> torch.Tensor:
         r = self.factor
         _, h, w, _ = x.shape
@@ -255,13 +358,11 @@ class MultipoleAttention(GridTokenMixer):
         return y.permute(0, 2, 3, 1).contiguous()
 
     def _up(self, x: torch.Tensor, size: tuple[int, int], scale: float = 1.0) -> torch.Tensor:
-        """``scale * up(x)`` cropped to ``size``; the scale is folded into the (tiny) kernel and bias."""
+        """``scale * Up(x)`` cropped to ``size``; the scale is folded into the (tiny) kernel."""
         xn = x.permute(0, 3, 1, 2)
         if self.up is not None:
-            weight, bias = self.up.weight, self.up.bias
-            if scale != 1.0:
-                weight, bias = weight * scale, bias * scale
-            y = F.conv_transpose2d(xn, weight, bias, stride=self.factor)
+            weight = self.up.weight if scale == 1.0 else self.up.weight * scale
+            y = F.conv_transpose2d(xn, weight, None, stride=self.factor)
         else:
             if scale != 1.0:
                 xn = xn * scale  # on the coarse grid: r^2 times cheaper than after interpolation
@@ -274,54 +375,89 @@ class MultipoleAttention(GridTokenMixer):
             y = y[:, : size[0], : size[1]]
         return y
 
+    def _levels(self, x: torch.Tensor, n_levels: int) -> list[torch.Tensor]:
+        """Inputs of the levels: ``[x, Down(x), Down(Down(x)), ...]`` (``n_levels`` tensors)."""
+        xs = [x]
+        for _ in range(n_levels - 1):
+            xs.append(self._down(xs[-1]))
+        return xs
+
+    def _attend(
+        self, x: torch.Tensor, base: torch.Tensor | None = None, window: tuple[int, int] | None = None
+    ) -> torch.Tensor:
+        """The shared attention ``A`` of one level (plus ``base``), windows of ``window`` (default ``k x k``)."""
+        if self.norm is not None:
+            x = self.attention_norm(self.norm(x))
+        k = self.window_size
+        window = (k, k) if window is None else window
+        stride = None
+        if self.window_stride != k:
+            stride = tuple(max(1, round(self.window_stride * wi / k)) for wi in window)
+        shift = tuple(round(self.shift * wi / k) for wi in window)
+        if base is None:
+            return self.attention(x, window=window, shift=shift, stride=stride)
+        return self.attention.forward_add(x, base, window=window, shift=shift, stride=stride)
+
     def forward_channels_last(self, x: torch.Tensor) -> torch.Tensor:
         """``[B, H, W, C_in] -> [B, H, W, C_out]``: the V-cycle of the module docstring."""
         h, w = x.shape[1], x.shape[2]
         ref = self.reference_grid
         if ref is None or (h <= ref[0] and w <= ref[1]):
-            return self._cycle(x, self.level_shapes(h, w))
+            return self._cycle(self._levels(x, len(self.level_shapes(h, w))))
         return self._reference_cycle(x, ref)
 
-    def _cycle(self, x: torch.Tensor, shapes: list[tuple[int, int]], first_level: int = 0) -> torch.Tensor:
-        """V-cycle over ``shapes`` (``x`` on ``shapes[0]``, which is level ``first_level`` of the hierarchy)."""
-        window, shift = (self.window_size, self.window_size), (self.shift, self.shift)
-        xs = [x]
-        for _ in shapes[1:]:
-            xs.append(self._down(xs[-1]))
-        del x
-        res = self.attention(xs.pop(), window=window, shift=shift)
-        for i in range(len(shapes) - 2, -1, -1):
-            # res_l = out_l + up(res_{l+1}) / (l + 1), the window merge of out_l fused into the sum
-            up = self._up(res, shapes[i], scale=1.0 / (first_level + i + 1))
-            res = self.attention.forward_add(xs.pop(), up, window=window, shift=shift)  # pop: free levels once used
-            del up
+    def _cycle(self, xs: list[torch.Tensor]) -> torch.Tensor:
+        """Attend on every level of ``xs`` (fine to coarse) and combine coarse to fine, weights from the coarse end."""
+        res = self._attend(xs.pop())
+        for i in range(len(xs)):
+            x = xs.pop()  # pop: free each level's input once used
+            # res = o + Up(res) / (i + 1), the window merge of o fused into the sum
+            res = self._attend(x, self._up(res, (x.shape[1], x.shape[2]), scale=1.0 / (i + 1)))
         return res
 
     def _reference_cycle(self, x: torch.Tensor, ref: tuple[int, int]) -> torch.Tensor:
         """Reference-grid mode (module docstring): near field on the fine grid, far field at the reference."""
         h, w = x.shape[1], x.shape[2]
         rh, rw = min(ref[0], h), min(ref[1], w)
-        window = (reference_window(self.window_size, h, rh), reference_window(self.window_size, w, rw))
-        shift = (round(self.shift * window[0] / self.window_size), round(self.shift * window[1] / self.window_size))
-        shapes = self.level_shapes(rh, rw)
-        if len(shapes) == 1:  # the reference grid fits one window: level 0 was global attention there
-            return self.attention(x, window=window, shift=shift)
-        x_ref = F.adaptive_avg_pool2d(x.permute(0, 3, 1, 2), (rh, rw)).permute(0, 2, 3, 1).contiguous()
-        far = self._cycle(self._down(x_ref), shapes[1:], first_level=1)
-        del x_ref
-        far = self._up(far, shapes[0]).permute(0, 3, 1, 2)
+        k = self.window_size
+        window = (reference_window(k, h, rh), reference_window(k, w, rw))
+        n_levels = len(self.level_shapes(rh, rw))
+        if n_levels == 1:  # one level at the reference grid: level 0 alone
+            return self._attend(x, window=window)
+        x_ref = restrict_to_nodes(x, (rh, rw))
+        far = self._cycle(self._levels(x_ref, n_levels)[1:])
+        far = self._up(far, (rh, rw), scale=1.0 / (n_levels - 1)).permute(0, 3, 1, 2)
         far = F.interpolate(far, size=(h, w), mode="bilinear", align_corners=True).permute(0, 2, 3, 1)
-        return self.attention.forward_add(x, far.contiguous(), window=window, shift=shift)
+        return self._attend(x, far.contiguous(), window=window)
 
     def extra_repr(self) -> str:
         return (
-            f"window_size={self.window_size}, shift={self.shift}, factor={self.factor}, "
-            f"downsample={self.downsample!r}, upsample={self.upsample!r}, reference_grid={self.reference_grid}"
+            f"window_size={self.window_size}, window_stride={self.window_stride}, factor={self.factor}, "
+            f"level_rule={self.level_rule!r}, image_size={self.image_size}, level_norm={self.level_norm}, "
+            f"shift={self.shift}, downsample={self.downsample!r}, upsample={self.upsample!r}, "
+            f"reference_grid={self.reference_grid}"
         )
 
 
-def check_reference_grid(grid: Sequence[int] | int | None) -> tuple[int, int] | None:
-    """Validate a reference grid (``None``, ``s`` or ``(H, W)``, each >= 2) and return it as ``(H, W)``."""
+def restrict_to_nodes(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Restrict a channels-last node grid ``[B, H, W, C]`` to ``size`` nodes of the same square.
+
+    Node injection ``x[:, ::t_h, ::t_w]`` where ``(H - 1) / (size - 1)`` is an integer on both axes (the
+    coarse nodes are fine nodes), bilinear interpolation through the nodes (``align_corners=True``, the
+    prolongation's convention) otherwise.
+    """
+    h, w = x.shape[1], x.shape[2]
+    if (h, w) == tuple(size):
+        return x
+    th, tw = (h - 1) // max(size[0] - 1, 1), (w - 1) // max(size[1] - 1, 1)
+    if (size[0] - 1) * th == h - 1 and (size[1] - 1) * tw == w - 1 and th >= 1 and tw >= 1:
+        return x[:, ::th, ::tw].contiguous()
+    y = F.interpolate(x.permute(0, 3, 1, 2), size=tuple(size), mode="bilinear", align_corners=True)
+    return y.permute(0, 2, 3, 1).contiguous()
+
+
+def check_reference_grid(grid: Sequence[int] | int | None, name: str = "reference_grid") -> tuple[int, int] | None:
+    """Validate a grid option (``None``, ``s`` or ``(H, W)``, each >= 2) and return it as ``(H, W)``."""
     if grid is None:
         return None
     if isinstance(grid, int) and not isinstance(grid, bool):
@@ -333,7 +469,7 @@ def check_reference_grid(grid: Sequence[int] | int | None) -> tuple[int, int] | 
         ok = False
     if not ok:
         raise ValueError(
-            f"reference_grid must be None, an int >= 2 or a pair (H, W) of ints >= 2 (the training grid), got {grid!r}"
+            f"{name} must be None, an int >= 2 or a pair (H, W) of ints >= 2 (the training grid), got {grid!r}"
         )
     return pair
 

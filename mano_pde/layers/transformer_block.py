@@ -1,6 +1,8 @@
 """Pre-norm transformer block with a pluggable token mixer, on channels-last grids.
 
-``x <- x + Mixer(Norm(x));  x <- x + MLP(Norm(x))`` (pre-norm residual block of ViT/Swin), where the
+``x <- x + Mixer(Norm(x));  x <- x + MLP(Norm(x))`` (pre-norm residual block of ViT/Swin; a mixer that
+normalises its own input, such as the MANO authors' multipole attention, gets no outer pre-norm:
+``x <- x + Mixer(x)``, as in their ``Multipole_TransformerBlock``), where the
 token mixer is one of ``"global"`` (ViT-like), ``"window"`` (Swin-like, shifted windows in every other
 block) or ``"multipole"`` (MANO). This is the one skeleton behind every attention operator in
 :mod:`mano_pde.models`.
@@ -117,13 +119,20 @@ def make_mixer(
     dropout: float = 0.0,
     reference_grid: Sequence[int] | None = None,
     position_bias: bool = False,
+    qkv_bias: bool | None = None,
+    **multipole_options,
 ) -> GridTokenMixer:
     """Build a token mixer by name: ``"global"``, ``"window"`` or ``"multipole"``.
 
     Options a mixer does not use are ignored (``window_size`` and ``shift`` for global attention,
-    ``reference_grid`` for all but multipole attention, ...).
+    ``reference_grid`` and ``multipole_options`` for all but multipole attention, ...). ``qkv_bias=None``
+    keeps each mixer's default (False for multipole attention, the authors'; True for the others).
+    ``multipole_options`` are further :class:`~mano_pde.layers.MultipoleAttention` keywords
+    (``window_stride``, ``level_rule``, ``image_size``, ``level_norm``, ``resample_init``).
     """
     common = dict(n_heads=n_heads, head_dim=head_dim, dropout=dropout, position_bias=position_bias)
+    if qkv_bias is not None:
+        common["qkv_bias"] = qkv_bias
     if mixer == "global":
         return GlobalAttention(channels, **common)
     if mixer == "window":
@@ -137,6 +146,7 @@ def make_mixer(
             downsample=downsample,
             upsample=upsample,
             reference_grid=reference_grid,
+            **multipole_options,
             **common,
         )
     raise ValueError(f"unknown mixer {mixer!r}; expected one of {MIXERS}")
@@ -172,7 +182,8 @@ class TransformerBlock(nn.Module):
     ) -> None:
         super().__init__()
         hidden = max(1, round(channels * mlp_ratio))
-        self.norm1 = ChannelsLastNorm(norm, channels)
+        # a mixer that normalises its own input (the MANO authors' layer) gets no outer pre-norm
+        self.norm1 = ChannelsLastNorm(None if getattr(mixer, "normalizes_input", False) else norm, channels)
         self.mixer = mixer
         self.norm2 = ChannelsLastNorm(norm, channels)
         self.fc1 = nn.Linear(channels, hidden)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["axis_padding", "effective_window", "padding_key_mask"]
+__all__ = ["axis_padding", "effective_window", "overlap_padding", "padding_key_mask"]
 
 
 def effective_window(size: int, window: int) -> int:
@@ -55,6 +55,36 @@ def axis_padding(size: int, window: int, shift: int = 0) -> tuple[int, int, int]
     before = (window - shift) % window
     after = (-(size + before)) % window
     return before, after, (size + before + after) // window
+
+
+def overlap_padding(size: int, window: int, stride: int) -> tuple[int, int]:
+    """Padding behind one axis so that windows of ``window`` points every ``stride`` points cover it.
+
+    Windows start at ``0, stride, 2 stride, ...``; the axis is padded behind by ``after < stride`` points
+    so that the last window ends on the padded end (``size + after = (n - 1) stride + window``). With
+    ``stride < window`` the windows overlap (the unfold/fold windows of the MANO authors' layer, which
+    needs ``(size - window) % stride == 0`` and has no padding).
+
+    Parameters
+    ----------
+    size : int
+        Number of grid points along the axis.
+    window : int
+        Window size along the axis (``<= size``).
+    stride : int
+        Step between window starts, ``1 <= stride <= window``.
+
+    Returns
+    -------
+    after, n_windows : tuple of int
+
+    Examples
+    --------
+    >>> overlap_padding(9, 4, 2), overlap_padding(10, 4, 2), overlap_padding(8, 8, 8)
+    ((1, 4), (0, 4), (0, 1))
+    """
+    n = -(-(size - window) // stride) + 1
+    return (n - 1) * stride + window - size, n
 
 
 def padding_key_mask(

@@ -16,7 +16,7 @@ from .attention_operators import GlobalAttentionOperator, WindowAttentionOperato
 from .checkpoint import load_model, model_config, save_model
 from .fourier import FNO_PAPER_N_MODES, fno_darcy, tfno_darcy
 from .mano import MANO
-from .registry import count_parameters, create_model, list_models, model_builder
+from .registry import count_parameters, create_model, list_models, model_builder, model_signature
 from .transformer_operator import TransformerOperator
 
 __all__ = [
@@ -31,6 +31,7 @@ __all__ = [
     "list_models",
     "load_model",
     "model_builder",
+    "model_signature",
     "model_config",
     "save_model",
     "tfno_darcy",

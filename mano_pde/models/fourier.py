@@ -27,6 +27,7 @@ from collections.abc import Callable, Sequence
 
 from neuralop.models import FNO, TFNO
 
+from ..layers.embeddings import make_positional_embedding
 from ..layers.transformer_block import resolve_non_linearity
 
 __all__ = ["FNO_PAPER_N_MODES", "fno_darcy", "tfno_darcy"]
@@ -55,7 +56,7 @@ def _paper_kwargs(
         out_channels=out_channels,
         hidden_channels=hidden_channels,
         n_layers=n_layers,
-        positional_embedding=positional_embedding,
+        positional_embedding=make_positional_embedding(positional_embedding, in_channels),
         non_linearity=resolve_non_linearity(non_linearity),
         norm=norm,
         lifting_channel_ratio=lifting_channel_ratio,
@@ -71,7 +72,7 @@ def fno_darcy(
     hidden_channels: int = 32,
     n_layers: int = 4,
     n_modes: Sequence[int] = FNO_PAPER_N_MODES,
-    positional_embedding: str | None = "grid",
+    positional_embedding: str | None = "node",
     non_linearity: str | Callable = "gelu",
     norm: str | None = None,
     lifting_channel_ratio: float = 0,
@@ -83,7 +84,10 @@ def fno_darcy(
 
     Li, Z. et al. "Fourier Neural Operator for Parametric Partial Differential Equations" (2021), ICLR,
     arXiv 2010.08895, Sec. 5.2: 4 Fourier layers, width 32, 12 modes per direction (``n_modes=(24, 22)``
-    in neuralop's counting, see the module docstring), GELU, inputs ``(a(x), x, y)``, a linear lifting
+    in neuralop's counting, see the module docstring), GELU, inputs ``(a(x), x, y)`` with the node
+    coordinates ``x_i = i / (s - 1)`` of the data's grid (``positional_embedding="node"``,
+    :class:`~mano_pde.layers.embeddings.NodeGridEmbedding`; ``"grid"`` is neuralop's periodic ``i / s``,
+    whose coordinates move between resolutions), a linear lifting
     to the width (``lifting_channel_ratio=0``), a 128-wide projection MLP (``projection_channel_ratio=4``),
     a linear (1x1) skip in each Fourier layer and no extra channel MLP (``use_channel_mlp=False``).
     The paper's code additionally pads non-periodic inputs by 9 cells: pass ``domain_padding`` (a
@@ -128,7 +132,7 @@ def tfno_darcy(
     hidden_channels: int = 32,
     n_layers: int = 4,
     n_modes: Sequence[int] = FNO_PAPER_N_MODES,
-    positional_embedding: str | None = "grid",
+    positional_embedding: str | None = "node",
     non_linearity: str | Callable = "gelu",
     norm: str | None = None,
     lifting_channel_ratio: float = 0,

@@ -10,14 +10,27 @@ __all__ = ["MANO"]
 
 
 class MANO(TransformerOperator, name="MANO"):
-    """Multipole Attention Neural Operator: a transformer operator whose token mixer is multipole attention.
+    """Multipole Attention Neural Operator, as the authors built it (with node-grid coordinates as input).
 
-    Every block attends within ``window_size x window_size`` windows on a hierarchy of grids (the input
-    grid, then grids coarsened by ``factor`` until one window covers the domain) with one shared
-    attention module per block, and combines the levels coarse to fine
-    (:class:`~mano_pde.layers.MultipoleAttention`). Each head therefore has a global receptive field
-    after one block, at a cost linear in the number of grid points; the number of levels follows the
-    input grid at call time, so a model trained at 32 x 32 evaluates at 256 x 256 with the same weights.
+    The architecture of the authors' released ``MANO`` model::
+
+        x -> linear lift -> n_layers x [x = MA(x) + x;  x = FF(x) + x] -> LayerNorm
+          -> linear (width -> width) -> tanh -> linear (width -> out_channels)
+
+    where ``MA`` is :class:`~mano_pde.layers.MultipoleAttention` with its defaults (the authors' layer:
+    LayerNorms inside on every level, ``floor(log_r N)`` levels, V-cycle weights from the coarse end,
+    bias-free Q/K/V and resampling convolutions) and ``FF`` the pre-norm MLP ``LN -> Linear -> GELU ->
+    Linear`` (width ``mlp_ratio * hidden_channels``, the authors' ``mlp_dim``).
+
+    One addition, the same for every model of this package: ``positional_embedding="node"`` appends the
+    node coordinates ``(i / (H - 1), j / (W - 1))`` to the input (the authors' model file has no positional
+    embedding; pass ``positional_embedding=None`` for exactly their model). Every option of this package
+    on top of the authors' layer is a named argument documented as a departure in
+    :class:`~mano_pde.layers.MultipoleAttention` (``level_rule="window"``, ``level_norm=False``,
+    ``position_bias=True``, ``shift_multipole=True``, ``resample_init="average"``, ``reference_grid``).
+
+    ``image_size`` is the grid the number of levels is counted for (the authors' constructor argument):
+    ``mano-pde train`` sets it to the training grid; left ``None``, the levels follow each input.
 
     All parameters are those of :class:`~mano_pde.models.TransformerOperator` (``mixer`` is fixed to
     ``"multipole"``). Registered with neuraloperator as ``"mano"``: after ``import mano_pde.models``,
@@ -34,9 +47,14 @@ class MANO(TransformerOperator, name="MANO"):
     --------
     >>> import torch
     >>> from mano_pde.models import MANO
-    >>> model = MANO(in_channels=1, out_channels=1, hidden_channels=32, n_layers=2)
-    >>> model(torch.randn(4, 1, 85, 85)).shape
-    torch.Size([4, 1, 85, 85])
+    >>> model = MANO(in_channels=1, out_channels=1, hidden_channels=32, n_layers=2, image_size=33)
+    >>> model(torch.randn(4, 1, 33, 33)).shape
+    torch.Size([4, 1, 33, 33])
     """
 
     fixed_mixer: ClassVar[str] = "multipole"
+    class_defaults: ClassVar[dict] = {
+        "lifting_channel_ratio": 0,
+        "projection_channel_ratio": 1,
+        "projection_non_linearity": "tanh",
+    }

@@ -35,7 +35,7 @@ from .mano import MANO
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["count_parameters", "create_model", "list_models", "model_builder"]
+__all__ = ["count_parameters", "create_model", "list_models", "model_builder", "model_signature"]
 
 
 @dataclass(frozen=True)
@@ -72,6 +72,15 @@ def model_builder(name: str) -> Callable[..., nn.Module]:
     return _REGISTRY[_canonical(name)].builder
 
 
+def model_signature(name: str) -> set[str]:
+    """Constructor keywords that :func:`create_model` accepts for a registry name."""
+    entry = _REGISTRY[_canonical(name)]
+    accepted = _keywords(entry.builder)
+    if entry.forwards_to is not None:
+        accepted |= _keywords(entry.forwards_to)
+    return accepted
+
+
 def create_model(name: str, **kwargs) -> nn.Module:
     """Build a registered model by name.
 
@@ -100,9 +109,7 @@ def create_model(name: str, **kwargs) -> nn.Module:
     builder = entry.builder
     kwargs.setdefault("in_channels", 1)
     kwargs.setdefault("out_channels", 1)
-    accepted = _keywords(builder)
-    if entry.forwards_to is not None:
-        accepted |= _keywords(entry.forwards_to)
+    accepted = model_signature(key)
     unknown = sorted(set(kwargs) - accepted)
     if unknown:
         raise TypeError(

@@ -1,6 +1,6 @@
 """Transformer neural operator with a pluggable token mixer (the skeleton of every attention model here).
 
-``x -> [grid embedding] -> lifting (ChannelMLP) -> n_layers x TransformerBlock(mixer) -> norm
+``x -> [node-grid embedding] -> lifting (ChannelMLP) -> n_layers x TransformerBlock(mixer) -> norm
 -> [resample to output_shape] -> projection (ChannelMLP)``
 
 The hidden state is channels-last from the lifting to the projection (both ChannelMLPs are evaluated
@@ -8,8 +8,9 @@ channels-last by :func:`channel_mlp_channels_last`, with neuralop's modules hold
 
 The constructor follows the conventions of :class:`neuralop.models.FNO` (``in_channels``,
 ``out_channels``, ``hidden_channels``, ``n_layers``, ``lifting_channel_ratio``,
-``projection_channel_ratio``, ``positional_embedding="grid"``, ``non_linearity``, ``norm``) and reuses
-neuralop's pieces (:class:`~neuralop.layers.embeddings.GridEmbeddingND`,
+``projection_channel_ratio``, ``positional_embedding="node"``, ``non_linearity``, ``norm``) and reuses
+neuralop's pieces (:class:`~neuralop.layers.embeddings.GridEmbeddingND`, subclassed as
+:class:`~mano_pde.layers.embeddings.NodeGridEmbedding`,
 :class:`~neuralop.layers.channel_mlp.ChannelMLP`, :class:`~neuralop.models.base_model.BaseModel`), so the
 models register with ``neuralop.models.get_model`` and save/load with ``save_checkpoint`` /
 ``from_checkpoint``.
@@ -34,6 +35,7 @@ from neuralop.layers.resample import resample
 from neuralop.models.base_model import BaseModel
 from torch import nn
 
+from ..layers.embeddings import make_positional_embedding
 from ..layers.grid_mixer import check_grid_input
 from ..layers.transformer_block import (
     MIXERS,
@@ -72,6 +74,9 @@ class TransformerOperator(BaseModel, name="TransformerOperator"):
         Channels per head; defaults to ``hidden_channels // n_heads``.
     window_size : int, optional
         Window side for the window and multipole mixers. Default 8.
+    window_stride : int, optional
+        Multipole mixer only: step between windows (``< window_size``: overlapping windows, the authors'
+        ``local_attention_stride``). Default ``None`` (non-overlapping).
     factor : int, optional
         Multipole down-sampling factor between levels. Default 2.
     downsample : {"conv", "avg"}, optional
@@ -83,7 +88,13 @@ class TransformerOperator(BaseModel, name="TransformerOperator"):
         Default True.
     shift_multipole : bool, optional
         Multipole mixer only: shift the windows of every level by ``window_size // 2`` in every other block
-        (Swin's shifted windows applied to MANO; not in the paper). Default False (the paper's layer).
+        (Swin's shifted windows applied to MANO; ours, not the authors'). Default False.
+    level_rule, image_size, level_norm, resample_init
+        Multipole mixer only: see :class:`~mano_pde.layers.MultipoleAttention` (defaults: the authors'
+        layer; ``image_size`` is the grid the levels are counted for, normally the training grid).
+    qkv_bias : bool, optional
+        Bias of the Q/K/V projections. Default ``None``: the mixer's default (False for multipole
+        attention, as the authors; True for window and global attention).
     mlp_ratio : float, optional
         Hidden width of each block's MLP relative to ``hidden_channels``. Default 2.
     dropout : float, optional
@@ -93,16 +104,23 @@ class TransformerOperator(BaseModel, name="TransformerOperator"):
         :class:`~mano_pde.layers.attention.WindowedMultiheadAttention`). Default False.
     lifting_channel_ratio : float, optional
         Hidden width of the lifting ChannelMLP relative to ``hidden_channels`` (0: a single linear
-        layer), as in neuralop's FNO. Default 2.
+        layer), as in neuralop's FNO. Default ``None``: the class's default (2; MANO: 0, the authors'
+        linear lifting).
     projection_channel_ratio : float, optional
-        Hidden width of the projection ChannelMLP relative to ``hidden_channels``. Default 2.
-    positional_embedding : {"grid"} or GridEmbeddingND or None, optional
-        ``"grid"`` appends the 2 coordinates of each point on ``[0, 1]^2`` to the input channels
-        (neuralop's :class:`~neuralop.layers.embeddings.GridEmbeddingND`). Default ``"grid"``.
+        Hidden width of the projection ChannelMLP relative to ``hidden_channels``. Default ``None``: the
+        class's default (2; MANO: 1, the authors' ``dim -> dim -> out`` head).
+    positional_embedding : {"node", "grid"} or GridEmbeddingND or None, optional
+        ``"node"`` appends the 2 node coordinates ``(i / (H - 1), j / (W - 1))`` of each point (the same
+        values for the same physical node at every resolution,
+        :class:`~mano_pde.layers.embeddings.NodeGridEmbedding`); ``"grid"`` neuralop's periodic
+        ``i / H`` grid. Default ``"node"``.
     non_linearity : str, optional
         Activation by name (``"gelu"``, ``"relu"``, ``"silu"``, ``"tanh"``, ``"identity"``). A name
         keeps the recorded constructor arguments plain data, so checkpoints reload with
         ``torch.load(..., weights_only=True)``. Default ``"gelu"``.
+    projection_non_linearity : str, optional
+        Activation of the projection MLP. Default ``None``: the class's default (``non_linearity``;
+        MANO: ``"tanh"``, the authors' head).
     norm : {"layer_norm", "group_norm", "instance_norm"} or None, optional
         Pre-norm of each block and final norm. Default ``"layer_norm"``.
     reference_grid : int or (int, int), optional
@@ -118,6 +136,12 @@ class TransformerOperator(BaseModel, name="TransformerOperator"):
 
     #: Mixer fixed by a subclass (``None``: chosen by the ``mixer`` argument).
     fixed_mixer: ClassVar[str | None] = None
+    #: Class defaults of the arguments whose signature default is ``None`` (subclasses override).
+    class_defaults: ClassVar[dict] = {
+        "lifting_channel_ratio": 2,
+        "projection_channel_ratio": 2,
+        "projection_non_linearity": None,
+    }
 
     def __init__(
         self,
@@ -129,17 +153,24 @@ class TransformerOperator(BaseModel, name="TransformerOperator"):
         n_heads: int = 4,
         head_dim: int | None = None,
         window_size: int = 8,
+        window_stride: int | None = None,
         factor: int = 2,
         downsample: str = "conv",
         upsample: str = "conv",
+        level_rule: str = "log",
+        image_size: int | Sequence[int] | None = None,
+        level_norm: bool = True,
+        resample_init: str = "default",
+        qkv_bias: bool | None = None,
         shift_windows: bool = True,
         shift_multipole: bool = False,
         mlp_ratio: float = 2.0,
         dropout: float = 0.0,
-        lifting_channel_ratio: float = 2,
-        projection_channel_ratio: float = 2,
-        positional_embedding: str | GridEmbeddingND | None = "grid",
+        lifting_channel_ratio: float | None = None,
+        projection_channel_ratio: float | None = None,
+        positional_embedding: str | GridEmbeddingND | None = "node",
         non_linearity: str | Callable = "gelu",
+        projection_non_linearity: str | Callable | None = None,
         norm: str | None = "layer_norm",
         reference_grid: int | Sequence[int] | None = None,
         position_bias: bool = False,
@@ -169,18 +200,15 @@ class TransformerOperator(BaseModel, name="TransformerOperator"):
         self.n_layers = n_layers
         self.mixer = mixer
         self.window_size = window_size
+        defaults = type(self).class_defaults
+        if lifting_channel_ratio is None:
+            lifting_channel_ratio = defaults["lifting_channel_ratio"]
+        if projection_channel_ratio is None:
+            projection_channel_ratio = defaults["projection_channel_ratio"]
+        if projection_non_linearity is None:
+            projection_non_linearity = defaults["projection_non_linearity"] or non_linearity
         act = resolve_non_linearity(non_linearity)
-
-        if positional_embedding == "grid":
-            self.positional_embedding = GridEmbeddingND(
-                in_channels=in_channels, dim=2, grid_boundaries=[[0.0, 1.0], [0.0, 1.0]]
-            )
-        elif isinstance(positional_embedding, GridEmbeddingND) or positional_embedding is None:
-            self.positional_embedding = positional_embedding
-        else:
-            raise ValueError(
-                f"positional_embedding must be 'grid', a GridEmbeddingND or None, got {positional_embedding!r}"
-            )
+        self.positional_embedding = make_positional_embedding(positional_embedding, in_channels)
         lifting_in = in_channels + (2 if self.positional_embedding is not None else 0)
 
         lifting_channels = int(lifting_channel_ratio * hidden_channels)
@@ -215,6 +243,12 @@ class TransformerOperator(BaseModel, name="TransformerOperator"):
                 dropout=dropout,
                 reference_grid=reference_grid if mixer == "multipole" else None,
                 position_bias=position_bias,
+                qkv_bias=qkv_bias,
+                window_stride=window_stride,
+                level_rule=level_rule,
+                image_size=image_size,
+                level_norm=level_norm,
+                resample_init=resample_init,
             )
             self.blocks.append(TransformerBlock(hidden_channels, block_mixer, mlp_ratio, non_linearity, norm, dropout))
         self.norm = ChannelsLastNorm(norm, hidden_channels)
@@ -224,7 +258,7 @@ class TransformerOperator(BaseModel, name="TransformerOperator"):
             hidden_channels=int(projection_channel_ratio * hidden_channels),
             n_layers=2,
             n_dim=2,
-            non_linearity=act,
+            non_linearity=resolve_non_linearity(projection_non_linearity),
         )
 
     def forward(self, x: torch.Tensor, output_shape: Sequence[int] | None = None, **kwargs) -> torch.Tensor:

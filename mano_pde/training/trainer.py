@@ -268,7 +268,7 @@ def _train(config: TrainConfig, out: Path, resume: bool, progress: bool, ctx: Di
         normalizer_from_dict,
         normalizer_to_dict,
     )
-    from mano_pde.models import count_parameters, create_model, save_model
+    from mano_pde.models import count_parameters, create_model, model_signature, save_model
 
     state_path = out / "train_state.pt"
     if resume:
@@ -314,6 +314,9 @@ def _train(config: TrainConfig, out: Path, resume: bool, progress: bool, ctx: Di
 
     torch.manual_seed(config.seed)
     model_kwargs = {"in_channels": 1, "out_channels": 1, **config.model_kwargs}
+    if "image_size" in model_signature(config.model) and "image_size" not in model_kwargs:
+        # MANO counts its levels for a fixed grid (the authors' image_size): the finest training grid
+        model_kwargs["image_size"] = max(config.resolutions)
     try:
         model = create_model(config.model, **model_kwargs).to(device)
     except TypeError as exc:  # unknown constructor keyword: create_model names the accepted ones

@@ -1,0 +1,80 @@
+"""Positional embeddings on node grids: the coordinates of the grid nodes, identical at every resolution.
+
+The Darcy data of this package (and of the FNO benchmark) are *node* grids that include the boundary:
+node ``i`` of an ``s``-point axis of the unit interval sits at ``x_i = i / (s - 1)``. neuralop's
+:class:`~neuralop.layers.embeddings.GridEmbeddingND` uses the periodic convention ``x_i = i / s`` instead,
+so the same physical node gets another coordinate on every grid (``0.970`` at 33 points, ``0.992`` at 129),
+which shifts every model's input when it is evaluated zero-shot on a finer grid.
+
+:class:`NodeGridEmbedding` appends the node coordinates: subsampling the embedding of a fine grid
+``[::t, ::t]`` gives exactly the embedding of the coarse grid. It subclasses neuralop's embedding, so it
+plugs into :class:`neuralop.models.FNO` (``positional_embedding=NodeGridEmbedding(...)``) as well as into
+this package's transformer operators.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from neuralop.layers.embeddings import GridEmbeddingND
+
+__all__ = ["POSITIONAL_EMBEDDINGS", "NodeGridEmbedding", "make_positional_embedding"]
+
+#: Positional embeddings selectable by name: ``"node"`` (this module), ``"grid"`` (neuralop's periodic grid).
+POSITIONAL_EMBEDDINGS = ("node", "grid")
+
+
+class NodeGridEmbedding(GridEmbeddingND):
+    """Append the node coordinates ``x_i = a + (b - a) i / (s - 1)`` of each axis as channels.
+
+    Parameters
+    ----------
+    in_channels : int
+        Channels of the input (the output has ``in_channels + dim``).
+    dim : int, optional
+        Number of spatial axes. Default 2.
+    grid_boundaries : sequence of (float, float), optional
+        ``[a, b]`` per axis: the coordinates of the first and last node. Default the unit square.
+
+    Examples
+    --------
+    >>> import torch
+    >>> emb = NodeGridEmbedding(1)
+    >>> fine, coarse = emb(torch.zeros(1, 1, 129, 129)), emb(torch.zeros(1, 1, 33, 33))
+    >>> bool(torch.equal(fine[..., ::4, ::4], coarse))
+    True
+    """
+
+    def __init__(
+        self, in_channels: int, dim: int = 2, grid_boundaries: Sequence[Sequence[float]] = ((0.0, 1.0), (0.0, 1.0))
+    ) -> None:
+        super().__init__(in_channels, dim, [list(b) for b in grid_boundaries])
+
+    def grid(self, spatial_dims: torch.Size, device: str, dtype: torch.dtype) -> list[torch.Tensor]:
+        """Node coordinates ``[1, 1, s_1, ..., s_n]`` per axis (cached for the last grid, like neuralop's)."""
+        dims = tuple(int(s) for s in spatial_dims)
+        cached = self._grid is not None and self._res == dims
+        if not cached or self._grid[0].device != torch.device(device) or self._grid[0].dtype != dtype:
+            axes = []
+            for s, (a, b) in zip(dims, self.grid_boundaries, strict=True):
+                # exact rationals i / (s - 1) in float64, then cast: equal values for equal nodes at any s
+                t = torch.arange(s, dtype=torch.float64) / max(s - 1, 1)
+                axes.append(a + (b - a) * t)
+            mesh = torch.meshgrid(*axes, indexing="ij")
+            self._grid = [m.to(device=device, dtype=dtype)[None, None] for m in mesh]
+            self._res = dims
+        return self._grid
+
+
+def make_positional_embedding(name: str | GridEmbeddingND | None, in_channels: int) -> GridEmbeddingND | None:
+    """Build a positional embedding by name (``"node"``, ``"grid"``), pass a module through, or ``None``."""
+    if name is None or isinstance(name, GridEmbeddingND):
+        return name
+    if name == "node":
+        return NodeGridEmbedding(in_channels)
+    if name == "grid":
+        return GridEmbeddingND(in_channels=in_channels, dim=2, grid_boundaries=[[0.0, 1.0], [0.0, 1.0]])
+    raise ValueError(
+        f"positional_embedding must be one of {POSITIONAL_EMBEDDINGS}, a GridEmbeddingND or None, got {name!r}"
+    )
