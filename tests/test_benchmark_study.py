@@ -46,6 +46,13 @@ TINY = StudyConfig(
             "position_bias": True,
         },
         "fno": {"hidden_channels": 8, "n_modes": [4, 4], "n_layers": 1},
+        "fno-periodic-grid": {
+            "model": "fno",
+            "hidden_channels": 8,
+            "n_modes": [4, 4],
+            "n_layers": 1,
+            "positional_embedding": "grid",
+        },
     },
     multi_models=["mano"],
 )
@@ -65,6 +72,8 @@ def test_tiny_study_end_to_end(tmp_path):
         ("single", "mano", "ref-grid"): 2,  # above the training grid only
         ("single", "fno", "direct"): 3,
         ("single", "fno", "resample"): 2,
+        ("single", "fno-periodic-grid", "direct"): 3,
+        ("single", "fno-periodic-grid", "resample"): 2,
         ("multi", "mano", "direct"): 3,  # fno is not in multi_models
         ("multi", "mano", "resample"): 2,
         ("multi", "mano", "ref-grid"): 1,  # above the finest training grid (17²) only
@@ -79,6 +88,7 @@ def test_tiny_study_end_to_end(tmp_path):
     assert "| single | mano |" in md and "| ref-grid |" in md and "| multi | fno |" not in md
     assert "`mano` error at 9² ≤ FNO's" in md and "`mano-bias` ref-grid error at 33² ≤ 1.2 × its 9² error" in md
     assert "| single | mano-bias |" in md
+    assert "Coordinates: direct error with neuralop's periodic grid embedding" in md and "| fno | " in md
     assert (tmp_path / "study" / "results" / "learning_curves.png").stat().st_size > 0
     # train and test sets come from different files with different seeds
     assert summary["data"]["train"] != summary["data"]["test"]
@@ -86,7 +96,13 @@ def test_tiny_study_end_to_end(tmp_path):
     # validation split: samples 12-15 of the training file; learning curves in every run's log.csv
     with open_darcy(summary["data"]["train"]) as ds:
         assert ds.sizes["sample"] == train_file_samples(TINY) == 12 + 4
-    assert set(summary["validation"]) == {"single/mano", "single/mano-bias", "single/fno", "multi/mano"}
+    assert set(summary["validation"]) == {
+        "single/mano",
+        "single/mano-bias",
+        "single/fno",
+        "single/fno-periodic-grid",
+        "multi/mano",
+    }
     for key, v in summary["validation"].items():
         run_dir = tmp_path / "study" / "runs" / key
         with open(run_dir / "log.csv", newline="") as fh:
