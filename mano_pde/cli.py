@@ -189,17 +189,12 @@ def _cmd_import(args: argparse.Namespace) -> int:
 _MODELS = ("mano", "fno", "tfno", "global-attention", "window-attention")
 
 
-def _model_arg(text: str) -> tuple[str, object]:
-    """``KEY=VALUE`` with VALUE parsed as JSON when possible (numbers, booleans, lists), else a string."""
-    import json
-
+def _model_arg(text: str) -> tuple[str, str]:
+    """``KEY=VALUE`` as strings; the value is converted with the model's annotated type in ``_cmd_train``."""
     if "=" not in text:
         raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
     key, value = text.split("=", 1)
-    try:
-        return key.strip().replace("-", "_"), json.loads(value)
-    except ValueError:
-        return key.strip().replace("-", "_"), value
+    return key.strip().replace("-", "_"), value
 
 
 def _add_train(sub: argparse._SubParsersAction) -> None:
@@ -257,7 +252,8 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="any other constructor keyword, e.g. --model-arg downsample=avg",
+        help="any other constructor keyword, e.g. --model-arg downsample=avg; VALUE is parsed with the keyword's "
+        "annotated type (bool: true/false/1/0/yes/no; none where allowed; lists as 16,16)",
     )
     p.add_argument("-o", "--output", required=True, help="run directory")
     p.add_argument("--resume", action="store_true", help="continue an interrupted run in -o")
@@ -266,6 +262,7 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
+    from .models.arguments import parse_model_args
     from .training import TrainConfig, train
 
     kwargs: dict[str, object] = {}
@@ -274,7 +271,15 @@ def _cmd_train(args: argparse.Namespace) -> int:
             kwargs[key] = getattr(args, key)
     if args.n_modes is not None:
         kwargs["n_modes"] = [args.n_modes, args.n_modes]
-    kwargs.update(dict(args.model_arg))
+    extra = parse_model_args(args.model, args.model_arg)  # typed by the constructor's annotations
+    both = sorted(set(kwargs) & set(extra))
+    if both:
+        raise CLIError(
+            "given twice, as an option and as --model-arg: "
+            + ", ".join(f"--{k.replace('_', '-')} {kwargs[k]} and --model-arg {k}={extra[k]}" for k in both)
+            + "; keep one"
+        )
+    kwargs.update(extra)
     config = TrainConfig(
         model=args.model,
         data=args.data,

@@ -290,3 +290,132 @@ def test_concurrent_generate_runs_on_one_path(tmp_path):
         with open_darcy(expected) as ref:
             np.testing.assert_array_equal(ds["a"].values[:2], ref["a"].values)
     assert not lock.exists() and not (tmp_path / "OUT.nc.parts").exists()
+
+
+# ------------------------------------------------------------------ item 1: --model-arg typed by the constructor
+TRAIN = ["train", "--resolution", str(S), "--n-train", "2", "--n-test", "1", "--epochs", "1", "--no-progress"]
+FNO_TINY = ["--model", "fno", "--hidden-channels", "4", "--n-modes", "4", "--n-layers", "1"]
+
+
+@pytest.fixture
+def captured_train(monkeypatch):
+    """Replace ``train`` by a recorder: the CLI's parsing is tested without training anything."""
+    import mano_pde.training
+
+    seen = {}
+
+    def fake_train(config, output, **kwargs):
+        seen["config"] = config
+        raise KeyboardInterrupt  # stop right after the parsing (exit 130)
+
+    monkeypatch.setattr(mano_pde.training, "train", fake_train)
+    return seen
+
+
+@pytest.mark.parametrize(
+    ("text", "value"),
+    [("False", False), ("false", False), ("NO", False), ("0", False), ("true", True), ("Yes", True), ("1", True)],
+)
+def test_model_arg_bool_is_parsed_not_truthy(text, value, good, tmp_path, captured_train):
+    argv = [*TRAIN, "--model", "mano", "--data", str(good), "--model-arg", f"position_bias={text}"]
+    assert main([*argv, "-o", str(tmp_path / "r")]) == 130
+    assert captured_train["config"].model_kwargs["position_bias"] is value
+
+
+def test_model_arg_values_get_the_annotated_types(good, tmp_path, captured_train):
+    args = ["mlp_ratio=4", "window_size=4", "head_dim=none", "downsample=avg", "image_size=9"]
+    argv = [*TRAIN, "--model", "mano", "--data", str(good)] + [a for x in args for a in ("--model-arg", x)]
+    assert main([*argv, "-o", str(tmp_path / "r")]) == 130
+    kw = captured_train["config"].model_kwargs
+    assert kw == {"mlp_ratio": 4.0, "window_size": 4, "head_dim": None, "downsample": "avg", "image_size": 9}
+    assert isinstance(kw["mlp_ratio"], float)
+
+
+@pytest.mark.parametrize(
+    ("model", "extra", "phrase"),
+    [
+        ("mano", ["--model-arg", "position_bias=maybe"], "position_bias expects a bool (true/false/1/0/yes/no)"),
+        ("mano", ["--model-arg", "window_size=abc"], "window_size='abc': window_size expects an integer"),
+        ("mano", ["--model-arg", "mlp_ratio=nan"], "mlp_ratio expects a finite number"),
+        ("mano", ["--model-arg", "windw_size=4"], "unexpected keyword argument(s) ['windw_size']; accepted: ["),
+        ("fno", ["--model-arg", "n_modes=a,b"], "n_modes expects a list of integers"),
+        (
+            "fno",
+            ["--hidden-channels", "8", "--model-arg", "hidden_channels=16"],
+            "--hidden-channels 8 and --model-arg hidden_channels=16",
+        ),
+        ("fno", ["--n-modes", "8", "--model-arg", "n_modes=4,4"], "given twice"),
+    ],
+)
+def test_model_arg_errors(model, extra, phrase, good, tmp_path, capsys):
+    out = tmp_path / "r"
+    assert main([*TRAIN, "--model", model, "--data", str(good), *extra, "-o", str(out)]) == 2
+    _one_error_line(capsys, phrase, "train")
+    assert not out.exists()
+
+
+def test_create_model_refuses_values_of_the_wrong_type():
+    from mano_pde.models import create_model
+    from mano_pde.models.arguments import ModelArgumentError
+
+    with pytest.raises(ModelArgumentError, match=r"position_bias expects a bool .*got 'False' \(str\)"):
+        create_model("mano", position_bias="False")
+    with pytest.raises(TypeError, match="window_size expects an integer"):  # also a TypeError
+        create_model("window-attention", window_size="8")
+
+
+# ------------------------------------------------------------------ item 4: ranges of model hyperparameters
+@pytest.mark.parametrize(
+    ("model", "kwargs", "phrase"),
+    [
+        ("fno", {"n_modes": [0, 0]}, "n_modes must be two positive ints"),
+        ("fno", {"n_modes": [8, -1]}, "n_modes must be two positive ints"),
+        ("fno", {"hidden_channels": 0}, "hidden_channels must be a positive int, got 0"),
+        ("fno", {"hidden_channels": -4}, "hidden_channels must be a positive int, got -4"),
+        ("tfno", {"n_layers": 0}, "n_layers must be a positive int"),
+        ("fno", {"projection_channel_ratio": 0.01}, "projection_channel_ratio = 0.01 gives the projection MLP 0"),
+        ("fno", {"lifting_channel_ratio": -1}, "lifting_channel_ratio must be a finite number >= 0"),
+        ("mano", {"mlp_ratio": -1}, "mlp_ratio = -1 gives each block's MLP a hidden width of -64 < 1"),
+        ("mano", {"mlp_ratio": 0}, "mlp_ratio = 0 gives"),
+        ("mano", {"mlp_ratio": 0.01}, "mlp_ratio = 0.01 gives each block's MLP a hidden width of 0.64 < 1"),
+        ("mano", {"n_heads": 0}, "n_heads must be a positive int, got 0"),
+        ("mano", {"n_heads": 3}, "hidden_channels = 64 is not divisible by n_heads = 3"),
+        ("mano", {"head_dim": 0}, "head_dim must be a positive int or None"),
+        ("mano", {"window_size": 0}, "window_size must be a positive int"),
+        ("mano", {"window_stride": 9}, "window_stride must be an int in [1, window_size = 8]"),
+        ("mano", {"factor": 1}, "factor (down-sampling ratio between levels) must be an int >= 2"),
+        ("window-attention", {"dropout": 1.5}, "dropout must be in [0, 1)"),
+        ("global-attention", {"hidden_channels": 0}, "hidden_channels must be a positive int, got 0"),
+        ("mano", {"projection_channel_ratio": 0}, "projection_channel_ratio = 0 gives the projection MLP 0"),
+        ("mano", {"downsample": "bogus"}, "create_model('mano'): downsample must be one of"),
+        ("mano-x", {}, "unknown model 'mano-x'"),
+    ],
+)
+def test_model_hyperparameter_ranges(model, kwargs, phrase):
+    from mano_pde.models import create_model
+
+    with pytest.raises(UserInputError) as info:
+        create_model(model, **kwargs)
+    assert phrase in str(info.value), str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("extra", "phrase"),
+    [
+        (["--n-modes", "0"], "n_modes must be two positive ints"),
+        (["--hidden-channels", "0"], "hidden_channels must be a positive int, got 0"),
+        (["--hidden-channels", "-4"], "hidden_channels must be a positive int, got -4"),
+    ],
+)
+def test_train_refuses_degenerate_fno(extra, phrase, good, tmp_path, capsys):
+    out = tmp_path / "r"
+    argv = [*TRAIN, "--data", str(good), "--model", "fno", "--n-layers", "1", *extra, "-o", str(out)]
+    assert main(argv) == 2
+    _one_error_line(capsys, phrase, "train")
+    assert not out.exists()
+
+
+def test_train_refuses_a_one_unit_mlp(good, tmp_path, capsys):
+    argv = [*TRAIN, "--data", str(good), "--model", "mano", "--hidden-channels", "8", "--n-heads", "2"]
+    assert main([*argv, "--model-arg", "mlp_ratio=0.01", "-o", str(tmp_path / "r")]) == 2
+    _one_error_line(capsys, "mlp_ratio = 0.01 gives each block's MLP a hidden width of 0.08 < 1", "train")

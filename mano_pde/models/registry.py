@@ -5,7 +5,8 @@ every model: ``in_channels``, ``out_channels``, ``hidden_channels``, ``n_layers`
 ``positional_embedding``, ``non_linearity`` (a name, e.g. ``"gelu"``), ``norm``,
 ``lifting_channel_ratio``, ``projection_channel_ratio``. Model-specific keywords (``n_modes`` for the
 Fourier models, ``window_size``/``n_heads``/... for the attention models) pass through; an unknown
-keyword raises ``TypeError`` naming the accepted ones.
+keyword (or a value of the wrong type) raises ``ModelArgumentError`` (a ``TypeError``) naming the accepted
+ones; out-of-range hyperparameters raise :class:`~mano_pde.errors.UserInputError`.
 
 ==================  ==================================================  ======================
 name                model                                               built by
@@ -29,6 +30,8 @@ import torch
 from neuralop.models import FNO
 from torch import nn
 
+from ..errors import UserInputError
+from .arguments import check_model_kwargs
 from .attention_operators import GlobalAttentionOperator, WindowAttentionOperator
 from .fourier import fno_darcy, tfno_darcy
 from .mano import MANO
@@ -58,7 +61,7 @@ _REGISTRY: dict[str, _Entry] = {
 def _canonical(name: str) -> str:
     key = str(name).strip().lower().replace("_", "-")
     if key not in _REGISTRY:
-        raise ValueError(f"unknown model {name!r}; available models: {list_models()}")
+        raise UserInputError(f"unknown model {name!r}; available models: {list_models()}")
     return key
 
 
@@ -99,6 +102,14 @@ def create_model(name: str, **kwargs) -> nn.Module:
         ``model.mano_pde_config`` so that :func:`mano_pde.models.save_model` can write a plain-JSON
         config for :func:`mano_pde.models.load_model`.
 
+    Raises
+    ------
+    mano_pde.models.arguments.ModelArgumentError
+        An unknown keyword or a value whose type contradicts the builder's annotation (also a
+        ``TypeError``).
+    mano_pde.errors.UserInputError
+        An unknown model name or a hyperparameter out of range (e.g. ``n_modes`` < 1, ``mlp_ratio`` <= 0).
+
     Examples
     --------
     >>> model = create_model("mano", in_channels=1, out_channels=1, hidden_channels=32)
@@ -109,13 +120,13 @@ def create_model(name: str, **kwargs) -> nn.Module:
     builder = entry.builder
     kwargs.setdefault("in_channels", 1)
     kwargs.setdefault("out_channels", 1)
-    accepted = model_signature(key)
-    unknown = sorted(set(kwargs) - accepted)
-    if unknown:
-        raise TypeError(
-            f"create_model({key!r}) got unexpected keyword argument(s) {unknown}; accepted: {sorted(accepted)}"
-        )
-    model = builder(**kwargs)
+    check_model_kwargs(key, kwargs)  # unknown keywords and wrong types: ModelArgumentError (a TypeError)
+    try:
+        model = builder(**kwargs)
+    except UserInputError:
+        raise
+    except ValueError as exc:  # the layers' own argument checks (e.g. an unknown downsample name)
+        raise UserInputError(f"create_model({key!r}): {exc}") from exc
     model.mano_pde_config = {"model": key, "kwargs": _plain(kwargs)}
     logger.debug("created %s with %d parameters", key, count_parameters(model))
     return model
