@@ -419,3 +419,191 @@ def test_train_refuses_a_one_unit_mlp(good, tmp_path, capsys):
     argv = [*TRAIN, "--data", str(good), "--model", "mano", "--hidden-channels", "8", "--n-heads", "2"]
     assert main([*argv, "--model-arg", "mlp_ratio=0.01", "-o", str(tmp_path / "r")]) == 2
     _one_error_line(capsys, "mlp_ratio = 0.01 gives each block's MLP a hidden width of 0.08 < 1", "train")
+
+
+# ------------------------------------------------------------------ runs: a tiny FNO trained once
+@pytest.fixture(scope="module")
+def tiny_run(good, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("tiny_run") / "fno"
+    assert main([*TRAIN, *FNO_TINY, "--data", str(good), "--batch-size", "1", "-o", str(out)]) == 0
+    return out
+
+
+def _copy_run(run: Path, dest: Path) -> Path:
+    import shutil
+
+    return Path(shutil.copytree(run, dest))
+
+
+def _eval_argv(run: Path, good: Path, out: Path, *extra: str) -> list[str]:
+    return ["evaluate", str(run), "--data", str(good), "--resolutions", str(S), "--no-plots", *extra, "-o", str(out)]
+
+
+# ------------------------------------------------------------------ item 5: degenerate normalisers, zero-norm refs
+@pytest.mark.parametrize("std", [0.0, float("nan"), -1.0])
+def test_degenerate_normaliser_is_refused_at_load(std, tiny_run, good, tmp_path, capsys):
+    import json
+
+    run = _copy_run(tiny_run, tmp_path / "run")
+    norms = json.loads((run / "normalizers.json").read_text())
+    norms["y"]["std"] = [std]
+    (run / "normalizers.json").write_text(json.dumps(norms))  # NaN is written as the JSON extension NaN
+    assert main(_eval_argv(run, good, tmp_path / "res")) == 2
+    _one_error_line(capsys, f"{run / 'normalizers.json'} (y, pressure): degenerate normaliser", "evaluate")
+    assert not (tmp_path / "res").exists()
+
+
+def test_training_on_constant_pressure_is_refused(good, tmp_path, capsys):
+    data = _variant(good, tmp_path / "u0.nc", _set("u", slice(None), 0.0))
+    out = tmp_path / "r"
+    assert main([*TRAIN, *FNO_TINY, "--data", str(data), "-o", str(out)]) == 2
+    _one_error_line(capsys, f"the training pressure u of {data} has mean 0 and standard deviation 0", "train")
+
+
+def test_zero_norm_reference_warns_once_naming_the_samples(tiny_run, good, tmp_path, caplog):
+    data = _variant(good, tmp_path / "u2zero.nc", _set("u", 2, 0.0))  # the held-out sample of tiny_run
+    with caplog.at_level("WARNING"):
+        assert main(["evaluate", str(tiny_run), "--data", str(data), "--resolutions", "5", "9", "--no-plots",
+                     "-o", str(tmp_path / "res")]) == 0  # fmt: skip
+    warnings = [r.getMessage() for r in caplog.records if "zero norm" in r.getMessage()]
+    assert len(warnings) == 1, warnings
+    assert "samples 2)" in warnings[0] and str(data) in warnings[0]
+
+
+# ------------------------------------------------------------------ item 2 (training): the first non-finite loss stops
+def test_train_stops_at_the_first_non_finite_loss(good, tmp_path, monkeypatch, capsys):
+    from mano_pde.training import trainer
+
+    real = trainer.make_loss
+    calls = {"n": 0}
+
+    def nan_on_second_batch(name):
+        loss = real(name)
+
+        def wrapped(pred, y):
+            calls["n"] += 1
+            value = loss(pred, y)
+            return value * float("nan") if calls["n"] == 2 else value
+
+        return wrapped
+
+    monkeypatch.setattr(trainer, "make_loss", nan_on_second_batch)
+    out = tmp_path / "r"
+    assert main([*TRAIN, *FNO_TINY, "--data", str(good), "--batch-size", "1", "--epochs", "2", "-o", str(out)]) == 2
+    _one_error_line(capsys, "the training loss is nan at epoch 1, batch 2 of 2 (grid 9); training stopped", "train")
+    assert not (out / "log.csv").exists()  # no NaN epoch logged, no NaN weights saved
+
+
+# ------------------------------------------------------------------ item 8: inputs of predict / evaluate
+def test_predict_names_non_finite_input_samples(tiny_run):
+    import torch
+
+    from mano_pde.training import load_run
+
+    run = load_run(tiny_run)
+    a = torch.ones(3, 1, S, S)
+    a[1, 0, 4, 4] = float("nan")
+    with pytest.raises(UserInputError, match=r"input sample\(s\) 1 hold NaN or infinite values \(1 of 3\)"):
+        run.predict(a)
+    with pytest.raises(UserInputError, match=r"input sample\(s\) 12 hold NaN"):
+        run.predict(a, sample_ids=[10, 12, 14])
+    with pytest.raises(UserInputError, match="batch_size must be a positive int, got 0"):
+        run.predict(torch.ones(1, 1, S, S), batch_size=0)
+
+
+# ------------------------------------------------------------------ data loss: train -o into a folder of the user's
+@pytest.mark.parametrize("files", [{"log.csv": b"my,own\n1,2\n"}, {"notes.txt": b"x", "sub/keep.bin": b"\0\1"}])
+def test_train_refuses_a_non_empty_folder_that_is_not_a_run(files, good, tmp_path, capsys):
+    out = tmp_path / "mine"
+    for name, content in files.items():
+        (out / name).parent.mkdir(parents=True, exist_ok=True)
+        (out / name).write_bytes(content)
+    before = sorted(p.relative_to(out) for p in out.rglob("*"))
+    assert main([*TRAIN, *FNO_TINY, "--data", str(good), "-o", str(out)]) == 2
+    _one_error_line(capsys, f"the output folder {out} exists and holds files that are not a mano-pde run", "train")
+    assert sorted(p.relative_to(out) for p in out.rglob("*")) == before
+    for name, content in files.items():
+        assert (out / name).read_bytes() == content
+
+
+def test_train_into_an_empty_existing_folder_is_fine(good, tmp_path):
+    out = tmp_path / "empty"
+    out.mkdir()
+    assert main([*TRAIN, *FNO_TINY, "--data", str(good), "-o", str(out)]) == 0
+
+
+# ------------------------------------------------------------------ evaluate / resume: one line, exit 2
+@pytest.mark.parametrize(
+    ("extra", "phrase"),
+    [
+        (["--n-test", "0"], "n_test (--n-test) must be >= 1"),
+        (["--batch-size", "0"], "batch_size (--batch-size) must be >= 1, got 0"),
+        (["--device", "banana"], "device 'banana' is not a torch device; use auto, cpu, cuda or cuda:N"),
+    ],
+)
+def test_evaluate_refuses_bad_options(extra, phrase, tiny_run, good, tmp_path, capsys):
+    assert main(_eval_argv(tiny_run, good, tmp_path / "res", *extra)) == 2
+    _one_error_line(capsys, phrase, "evaluate")
+    assert not (tmp_path / "res").exists()
+
+
+def test_evaluate_read_only_output_folder_is_one_line(tiny_run, good, tmp_path, monkeypatch, capsys):
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    real_access = os.access
+    monkeypatch.setattr(os, "access", lambda p, mode: False if Path(p) == ro else real_access(p, mode))
+    assert main(_eval_argv(tiny_run, good, ro / "res")) == 2
+    _one_error_line(capsys, f"the folder {ro} is not writable", "evaluate")
+    assert os.listdir(ro) == []
+
+
+@pytest.mark.parametrize(
+    ("content", "phrase"),
+    [
+        ("random", "train_state.pt is not the training state of a run (--resume): it is not a file written by"),
+        ("list", "train_state.pt is not the training state of this run (TypeError"),
+    ],
+)
+def test_resume_with_a_broken_train_state(content, phrase, tiny_run, good, tmp_path, capsys):
+    import torch
+
+    run = _copy_run(tiny_run, tmp_path / "run")
+    if content == "random":
+        (run / "train_state.pt").write_bytes(np.random.default_rng(0).bytes(4096))
+    else:
+        torch.save([1, 2, 3], run / "train_state.pt")
+    argv = [*TRAIN, *FNO_TINY, "--data", str(good), "--batch-size", "1", "--resume"]
+    assert main([*argv, "-o", str(run)]) == 2
+    _one_error_line(capsys, phrase, "train")
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "phrase"),
+    [
+        (
+            "model_state_dict.pt",
+            "random",
+            "model_state_dict.pt is not a PyTorch checkpoint: it is not a file written by",
+        ),
+        (
+            "model_state_dict.pt",
+            "truncated",
+            "model_state_dict.pt is not a PyTorch checkpoint: torch.load cannot read it",
+        ),
+        ("config.json", b"{not json", "config.json is not valid JSON"),
+        ("normalizers.json", b"\xff\xfe", "normalizers.json is not valid JSON"),
+        ("model_config.json", b"[1, 2", "model_config.json is not valid JSON"),
+    ],
+)
+def test_evaluate_of_broken_run_files(name, content, phrase, tiny_run, good, tmp_path, capsys):
+    run = _copy_run(tiny_run, tmp_path / "run")
+    path = run / name
+    if content == "random":
+        content = np.random.default_rng(1).bytes(4096)
+    elif content == "truncated":
+        content = path.read_bytes()[:200]
+    path.write_bytes(content)
+    assert main(_eval_argv(run, good, tmp_path / "res")) == 2
+    _one_error_line(capsys, phrase, "evaluate")
+    err = capsys.readouterr().err
+    assert "pickled" not in err

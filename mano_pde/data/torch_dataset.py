@@ -15,9 +15,10 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from ..errors import UserInputError
 from .io import load_arrays
 
-__all__ = ["DarcyTorchDataset", "fit_normalizers", "normalizer_to_dict", "normalizer_from_dict"]
+__all__ = ["DarcyTorchDataset", "fit_normalizers", "load_normalizers", "normalizer_to_dict", "normalizer_from_dict"]
 
 
 class DarcyTorchDataset(Dataset):
@@ -68,10 +69,17 @@ def fit_normalizers(datasets: Sequence[DarcyTorchDataset]):
     from neuralop.data.transforms.normalizers import UnitGaussianNormalizer
 
     out = []
-    for key in ("x", "y"):
+    for key, name in (("x", "permeability a"), ("y", "pressure u")):
         data = torch.cat([getattr(d, key).reshape(-1).double() for d in datasets])
         mean = data.mean().reshape(1, 1, 1, 1).float()
         std = data.std().reshape(1, 1, 1, 1).float()
+        if not (torch.isfinite(mean).all() and torch.isfinite(std).all() and float(std.min()) > 0):
+            files = sorted({d.path for d in datasets})
+            raise UserInputError(
+                f"the training {name} of {', '.join(files)} has mean {float(mean.min()):g} and standard deviation "
+                f"{float(std.min()):g}: a normaliser needs a finite, non-zero spread (constant fields, e.g. u = 0 "
+                "everywhere, give none); train on data whose fields vary"
+            )
         out.append(UnitGaussianNormalizer(mean=mean, std=std, dim=[0, 2, 3]))
     return tuple(out)
 
@@ -87,10 +95,53 @@ def normalizer_to_dict(normalizer) -> dict:
     }
 
 
-def normalizer_from_dict(record: dict):
-    """Rebuild a ``UnitGaussianNormalizer`` from :func:`normalizer_to_dict` output."""
+def normalizer_from_dict(record: dict, source: str | os.PathLike | None = None):
+    """Rebuild a ``UnitGaussianNormalizer`` from :func:`normalizer_to_dict` output.
+
+    Parameters
+    ----------
+    record : dict
+        ``{"mean": [...], "std": [...], "eps": ...}``.
+    source : path-like, optional
+        The file the record came from, named in the error message.
+
+    Raises
+    ------
+    mano_pde.errors.UserInputError
+        A malformed record, or a degenerate normaliser (a standard deviation that is 0, negative or not
+        finite, or a non-finite mean): de-normalised predictions would be NaN or constant.
+    """
     from neuralop.data.transforms.normalizers import UnitGaussianNormalizer
 
-    mean = torch.tensor(record["mean"], dtype=torch.float32).reshape(1, -1, 1, 1)
-    std = torch.tensor(record["std"], dtype=torch.float32).reshape(1, -1, 1, 1)
+    where = f"{os.fspath(source)}: " if source is not None else ""
+    try:
+        mean = torch.tensor(record["mean"], dtype=torch.float32).reshape(1, -1, 1, 1)
+        std = torch.tensor(record["std"], dtype=torch.float32).reshape(1, -1, 1, 1)
+    except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+        raise UserInputError(f"{where}not a normaliser record ({type(exc).__name__}: {exc})") from None
+    if not (torch.isfinite(mean).all() and torch.isfinite(std).all() and float(std.min()) > 0):
+        raise UserInputError(
+            f"{where}degenerate normaliser (mean {mean.reshape(-1).tolist()}, std {std.reshape(-1).tolist()}): "
+            "the standard deviation must be finite and > 0, or every prediction is NaN or constant. The run was "
+            "trained on constant or non-finite data; retrain it on a valid data file"
+        )
     return UnitGaussianNormalizer(mean=mean, std=std, eps=record.get("eps", 1e-7), dim=[0, 2, 3])
+
+
+def load_normalizers(path: str | os.PathLike):
+    """The ``(x, y)`` normalisers of a run's ``normalizers.json``, checked (see :func:`normalizer_from_dict`).
+
+    Raises
+    ------
+    mano_pde.errors.UserInputError
+        The file is not JSON, lacks ``x``/``y``, or holds a degenerate normaliser; the message names the file.
+    """
+    from mano_pde.models.checkpoint import read_json
+
+    record = read_json(path, "the normalisers of a run")
+    if not isinstance(record, dict) or not {"x", "y"} <= set(record):
+        raise UserInputError(f"{os.fspath(path)}: expected the normalisers 'x' and 'y' of a run")
+    return (
+        normalizer_from_dict(record["x"], f"{os.fspath(path)} (x, permeability)"),
+        normalizer_from_dict(record["y"], f"{os.fspath(path)} (y, pressure)"),
+    )

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import logging
+import numbers
 import os
 import sys
 import time
@@ -31,6 +32,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..errors import UserInputError
 from .metrics import interpolate_nodes, per_sample_rel_h1, per_sample_rel_l2, subsample_nodes
 
 __all__ = ["evaluate", "test_indices_for"]
@@ -65,14 +67,14 @@ def test_indices_for(run, data: str | os.PathLike, n_test: int | None) -> np.nda
             seen = f"trained on (its first {n_train})"
             if run.config.n_val:
                 seen = f"trained and validated on (its first {n_train} + {run.config.n_val})"
-            raise ValueError(
+            raise UserInputError(
                 f"{data} holds the samples {run.name} {seen}; the last {n} of its "
                 f"{n_file} samples would overlap them. Use --n-test <= {n_file - n_seen} or independent test data"
             )
     else:
         n = n_file if n_test is None else n_test
         if n > n_file:
-            raise ValueError(f"--n-test {n} but {data} holds only {n_file} samples")
+            raise UserInputError(f"--n-test {n} but {data} holds only {n_file} samples")
     return np.arange(n_file - n, n_file)
 
 
@@ -85,6 +87,51 @@ def _stats(values: torch.Tensor) -> dict[str, float]:
     """Mean, population standard deviation and median (the midpoint for an even count, as numpy)."""
     v = values.double().numpy()
     return {"mean": float(v.mean()), "std": float(v.std()), "median": float(np.median(v))}
+
+
+def _check_options(
+    out: Path, n_test: int | None, batch_size: int, interpolation: str, resolutions, sample: int
+) -> None:
+    """Refuse bad options of :func:`evaluate` before any run is loaded or anything is written."""
+    if n_test is not None and (isinstance(n_test, bool) or not isinstance(n_test, numbers.Integral) or n_test < 1):
+        raise UserInputError(f"n_test (--n-test) must be >= 1 (or left out for the default), got {n_test!r}")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral) or batch_size < 1:
+        raise UserInputError(f"batch_size (--batch-size) must be >= 1, got {batch_size!r}")
+    if interpolation not in ("bilinear", "bicubic"):
+        raise UserInputError(f"interpolation must be 'bilinear' or 'bicubic', got {interpolation!r}")
+    if not len(resolutions):
+        raise UserInputError("give at least one test resolution")
+    if isinstance(sample, bool) or not isinstance(sample, numbers.Integral) or sample < 0:
+        raise UserInputError(f"sample must be an int >= 0, got {sample!r}")
+    if n_test is not None and sample >= n_test:
+        raise UserInputError(f"sample {sample} is not one of the {n_test} held-out samples; use sample < n_test")
+    if out.exists() and not out.is_dir():
+        raise UserInputError(f"the output {out} is an existing file, not a folder; choose another -o")
+    folder = out.absolute()
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    if not folder.is_dir():
+        raise UserInputError(f"cannot write {out}: {folder} is a file, not a folder; choose another -o")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise UserInputError(
+            f"cannot write {out}: the folder {folder} is not writable (permission denied); choose another -o"
+        )
+
+
+def _warn_zero_reference(u: torch.Tensor, idx: np.ndarray, data) -> None:
+    """Warn (once per held-out set) about reference fields of zero norm: their relative errors are meaningless."""
+    norms = u.reshape(u.shape[0], -1).double().norm(dim=1)
+    zero = [int(idx[i]) for i in (norms == 0).nonzero().reshape(-1).tolist()]
+    if zero:
+        shown = ", ".join(map(str, zero[:10])) + (", ..." if len(zero) > 10 else "")
+        log.warning(
+            "%d of the %d held-out reference fields of %s have zero norm (u = 0 everywhere; samples %s): their "
+            "relative errors divide by zero and are meaningless; use test data with non-zero pressure",
+            len(zero),
+            len(idx),
+            data,
+            shown,
+        )
 
 
 def evaluate(
@@ -137,6 +184,7 @@ def evaluate(
     from .report import plot_error_vs_resolution, plot_predictions, results_table
 
     out = Path(output)
+    _check_options(out, n_test, batch_size, interpolation, resolutions, sample)
     dev = resolve_device(device)
     resolutions = sorted({int(r) for r in resolutions})
     loaded = [load_run(r, dev) for r in runs]
@@ -153,6 +201,7 @@ def evaluate(
 
     records: list[dict[str, Any]] = []
     examples: dict[str, dict] = {}
+    warned: set[bytes] = set()
     for run in loaded:
         idx = test_indices[run.name]
         s_train = run.train_resolution
@@ -160,22 +209,25 @@ def evaluate(
         for res in resolutions:
             test = arrays(res, idx)
             a, u = test["a"], test["u"]
+            if idx.tobytes() not in warned:  # once per held-out set
+                warned.add(idx.tobytes())
+                _warn_zero_reference(u, idx, data)
             methods = {}
             t0 = time.perf_counter()
-            methods["direct"] = run.predict(a, batch_size)
+            methods["direct"] = run.predict(a, batch_size, sample_ids=idx)
             times = {"direct": (time.perf_counter() - t0) / len(idx)}
             if res > max(run.config.resolutions) and _reference_grid_off(run.model):
                 finest = max(run.config.resolutions)
                 run.model.set_reference_grid(finest)
                 try:
                     t0 = time.perf_counter()
-                    methods["ref-grid"] = run.predict(a, batch_size)
+                    methods["ref-grid"] = run.predict(a, batch_size, sample_ids=idx)
                     times["ref-grid"] = (time.perf_counter() - t0) / len(idx)
                 finally:
                     run.model.set_reference_grid(None)
             if res > s_train and (res - 1) % (s_train - 1) == 0:
                 t0 = time.perf_counter()
-                coarse = run.predict(subsample_nodes(a, s_train), batch_size)
+                coarse = run.predict(subsample_nodes(a, s_train), batch_size, sample_ids=idx)
                 methods["resample"] = interpolate_nodes(coarse, res, interpolation)
                 times["resample"] = (time.perf_counter() - t0) / len(idx)
             for method, pred in methods.items():

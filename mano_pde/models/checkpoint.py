@@ -36,6 +36,7 @@ import torch
 from neuralop.models.base_model import BaseModel
 from torch import nn
 
+from ..errors import UserInputError
 from .attention_operators import GlobalAttentionOperator, WindowAttentionOperator
 from .mano import MANO
 from .registry import create_model
@@ -43,7 +44,7 @@ from .transformer_operator import TransformerOperator
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["CONFIG_FORMAT", "load_model", "model_config", "save_model"]
+__all__ = ["CONFIG_FORMAT", "load_model", "load_torch_file", "model_config", "save_model"]
 
 #: Identifier written in every ``{name}_config.json``.
 CONFIG_FORMAT = "mano_pde.model/1"
@@ -101,6 +102,25 @@ def model_config(model: nn.Module) -> dict[str, Any]:
         "model_version": getattr(model, "_version", None),
         "mano_pde_version": __version__,
     }
+
+
+def read_json(path: str | Path, what: str) -> Any:
+    """``json.loads`` of a file, with a one-line :class:`~mano_pde.errors.UserInputError` naming the file.
+
+    Parameters
+    ----------
+    path : str or Path
+        The file.
+    what : str
+        What it should hold, for the message (e.g. ``"a training configuration"``).
+    """
+    path = Path(path)
+    try:
+        return json.loads(path.read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise UserInputError(
+            f"{path} is not valid JSON ({err}); it should hold {what}: restore the file or write it again"
+        ) from None
 
 
 def atomic_write_text(path: Path, text: str) -> None:
@@ -192,16 +212,17 @@ def load_model(
         )
     weights_only = True
     if config_path.exists():
-        config = json.loads(config_path.read_text())
-        if config.get("format") != CONFIG_FORMAT:
-            raise ValueError(f"{config_path} has format {config.get('format')!r}, expected {CONFIG_FORMAT!r}")
+        config = read_json(config_path, "a model configuration")
+        if not isinstance(config, dict) or config.get("format") != CONFIG_FORMAT:
+            found = config.get("format") if isinstance(config, dict) else type(config).__name__
+            raise UserInputError(f"{config_path} has format {found!r}, expected {CONFIG_FORMAT!r}")
         model = create_model(config["model"], **config["kwargs"])
     else:
         weights_only = not trust_pickle
         init = _load(folder / f"{name}_metadata.pkl", weights_only, None)
         cls_name = str(init.pop("_name", "")).lower()
         if cls_name not in BaseModel._models:
-            raise ValueError(f"checkpoint is for model {cls_name!r}, not a registered neuralop model")
+            raise UserInputError(f"checkpoint is for model {cls_name!r}, not a registered neuralop model")
         init.pop("_version", None)
         args = init.pop("args", ())
         model = BaseModel._models[cls_name](*args, **init)
@@ -216,11 +237,54 @@ def load_model(
 def _load(path: Path, weights_only: bool, map_location) -> Any:
     if not path.exists():
         raise FileNotFoundError(f"missing checkpoint file {path}")
+    return load_torch_file(path, map_location=map_location, weights_only=weights_only)
+
+
+def load_torch_file(
+    path: str | Path, *, map_location=None, weights_only: bool = True, what: str = "a PyTorch checkpoint"
+) -> Any:
+    """``torch.load`` with a one-line :class:`~mano_pde.errors.UserInputError` for a file it cannot read.
+
+    Tells apart a file that is not a ``torch.save`` archive at all (random bytes, truncated, another format)
+    from one that holds pickled Python objects, which ``weights_only=True`` refuses on purpose.
+
+    Parameters
+    ----------
+    path : str or Path
+        The file.
+    map_location, weights_only
+        As for :func:`torch.load`.
+    what : str, optional
+        What the file should be, for the message (e.g. ``"the training state of a run"``).
+
+    Raises
+    ------
+    mano_pde.errors.UserInputError
+        The file is not a readable ``torch.save`` file, or holds pickled objects (``weights_only``).
+    """
+    import zipfile
+
+    from ..errors import UserInputError
+
+    path = Path(path)
     try:
         return torch.load(path, map_location=map_location, weights_only=weights_only)
     except pickle.UnpicklingError as err:
-        raise ValueError(
+        if not zipfile.is_zipfile(path):
+            raise UserInputError(
+                f"{path} is not {what}: it is not a file written by torch.save (truncated, corrupted or another "
+                "kind of file); restore it or write it again"
+            ) from err
+        raise UserInputError(
             f"{path} contains pickled Python objects (e.g. F.gelu or the SpectralConv class recorded by "
             f"neuralop's FNO; neuraloperator issue #558) and torch.load(weights_only=True) refuses them. "
             f"Re-save with mano_pde.models.save_model, or pass trust_pickle=True if you trust the file."
+        ) from err
+    except (RuntimeError, EOFError, OSError) as err:
+        if isinstance(err, (FileNotFoundError, PermissionError, IsADirectoryError)):
+            raise
+        first = str(err).splitlines()[0][:200] if str(err) else type(err).__name__
+        raise UserInputError(
+            f"{path} is not {what}: torch.load cannot read it ({first}); the file is truncated or corrupted, "
+            "restore it or write it again"
         ) from err

@@ -22,7 +22,7 @@ written after the model files, so an interruption between them only repeats the 
 
 from __future__ import annotations
 
-import json
+import numbers
 import os
 import platform
 from dataclasses import dataclass
@@ -31,6 +31,7 @@ from typing import Any
 
 import torch
 
+from mano_pde.errors import UserInputError
 from mano_pde.models.checkpoint import atomic_torch_save, atomic_write_text
 
 from .config import TrainConfig
@@ -52,9 +53,14 @@ def resolve_device(device: str = "auto") -> torch.device:
     """``"auto"`` picks CUDA when available, else the CPU; explicit requests are checked."""
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(device)
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise UserInputError(f"device {device!r} is not a torch device; use auto, cpu, cuda or cuda:N") from None
     if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {device!r} requested but CUDA is not available; use --device cpu or auto")
+        raise UserInputError(f"device {device!r} requested but CUDA is not available; use --device cpu or auto")
+    if dev.type not in ("cpu", "cuda"):
+        raise UserInputError(f"device {device!r} is not supported; use auto, cpu, cuda or cuda:N")
     return dev
 
 
@@ -103,8 +109,35 @@ class Run:
         return self.config.resolutions[0]
 
     @torch.no_grad()
-    def predict(self, a: torch.Tensor, batch_size: int = 16) -> torch.Tensor:
-        """Pressure ``[N, 1, s, s]`` predicted from permeability ``[N, 1, s, s]`` (physical units)."""
+    def predict(self, a: torch.Tensor, batch_size: int = 16, sample_ids=None) -> torch.Tensor:
+        """Pressure ``[N, 1, s, s]`` predicted from permeability ``[N, 1, s, s]`` (physical units).
+
+        Parameters
+        ----------
+        a : torch.Tensor
+            Permeability, finite everywhere.
+        batch_size : int, optional
+            Inference batch size (>= 1). Default 16.
+        sample_ids : sequence of int, optional
+            Names of the samples in error messages (e.g. their indices in a data file); default ``0..N-1``.
+
+        Raises
+        ------
+        mano_pde.errors.UserInputError
+            ``batch_size < 1``, or an input sample holding NaN/inf: attention mixes every grid point into
+            every output, so one bad pixel would make the whole prediction NaN.
+        """
+        if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral) or batch_size < 1:
+            raise UserInputError(f"batch_size must be a positive int, got {batch_size!r}")
+        if isinstance(a, torch.Tensor) and a.is_floating_point() and a.ndim >= 1 and a.shape[0]:
+            bad = (~torch.isfinite(a.reshape(a.shape[0], -1))).any(dim=1).nonzero().reshape(-1).tolist()
+            if bad:
+                ids = [int(sample_ids[i]) for i in bad] if sample_ids is not None else bad
+                shown = ", ".join(map(str, ids[:10])) + (", ..." if len(ids) > 10 else "")
+                raise UserInputError(
+                    f"input sample(s) {shown} hold NaN or infinite values ({len(ids)} of {a.shape[0]}); "
+                    "the model would spread them over the whole prediction. Fix or drop those samples"
+                )
         device = next(self.model.parameters()).device
         self.model.eval()
         outs = []
@@ -121,11 +154,13 @@ def load_run(folder: str | os.PathLike, device: str | torch.device = "cpu") -> R
     ------
     FileNotFoundError
         If ``folder`` is not a run directory.
-    ValueError
-        If the weights do not fit the model the configuration describes (a mismatched checkpoint).
+    mano_pde.errors.UserInputError
+        If the weights do not fit the model the configuration describes (a mismatched checkpoint), a file
+        is not JSON / not a torch file, or the normalisers are degenerate (std 0 or not finite).
     """
-    from mano_pde.data.torch_dataset import normalizer_from_dict
+    from mano_pde.data.torch_dataset import load_normalizers
     from mano_pde.models import load_model
+    from mano_pde.models.checkpoint import read_json
 
     folder = Path(folder)
     if not is_run_dir(folder):
@@ -134,34 +169,38 @@ def load_run(folder: str | os.PathLike, device: str | torch.device = "cpu") -> R
             "pass the -o directory of `mano-pde train`"
         )
     config = TrainConfig.load(folder / "config.json")
-    norms = json.loads((folder / "normalizers.json").read_text())
+    if not (folder / "normalizers.json").is_file():
+        raise FileNotFoundError(f"{folder} holds no normalizers.json: the run is incomplete; train it again")
+    in_normalizer, out_normalizer = load_normalizers(folder / "normalizers.json")
     versions_file = folder / "versions.json"
-    versions = json.loads(versions_file.read_text()) if versions_file.exists() else {}
+    versions = read_json(versions_file, "the versions of a run") if versions_file.exists() else {}
     dev = resolve_device(device) if isinstance(device, str) else device
     try:
         model = load_model(folder, MODEL_NAME)
     except RuntimeError as exc:  # load_state_dict: missing/unexpected keys or shape mismatch
         first = " ".join(str(exc).splitlines()[:3])
-        raise ValueError(
+        raise UserInputError(
             f"the weights in {folder} do not match the model its {MODEL_NAME}_config.json describes ({first}); "
             "the checkpoint files come from different models or configurations"
         ) from None
     model_kwargs = getattr(model, "mano_pde_config", {}).get("kwargs", {})
     for key in ("in_channels", "out_channels"):
         if int(model_kwargs.get(key, 1)) != 1:
-            raise ValueError(
+            raise UserInputError(
                 f"the model in {folder} has {key}={model_kwargs[key]}, but Darcy data give 1 channel "
                 "(permeability in, pressure out): this checkpoint was not trained on this kind of data"
             )
     saved = getattr(model, "mano_pde_config", {}).get("model", type(model).__name__)
     if str(saved).replace("_", "-").lower() != config.model.replace("_", "-").lower():
-        raise ValueError(f"{folder}: config.json trains {config.model!r} but the checkpoint holds a {saved!r} model")
+        raise UserInputError(
+            f"{folder}: config.json trains {config.model!r} but the checkpoint holds a {saved!r} model"
+        )
     model.to(dev).eval()
     return Run(
         path=folder,
         config=config,
         model=model,
-        in_normalizer=normalizer_from_dict(norms["x"]).to(dev),
-        out_normalizer=normalizer_from_dict(norms["y"]).to(dev),
+        in_normalizer=in_normalizer.to(dev),
+        out_normalizer=out_normalizer.to(dev),
         versions=versions,
     )

@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..errors import UserInputError
+
 __all__ = ["TrainConfig", "LOSSES", "SCHEDULERS"]
 
 LOSSES = ("l2", "h1")
@@ -82,34 +84,34 @@ class TrainConfig:
         self.n_train = [int(n) for n in self.n_train]
         self.n_val = int(self.n_val)
         if not self.resolutions:
-            raise ValueError("give at least one training resolution")
+            raise UserInputError("give at least one training resolution")
         if len(set(self.resolutions)) != len(self.resolutions):
-            raise ValueError(f"training resolutions must be distinct, got {self.resolutions}")
+            raise UserInputError(f"training resolutions must be distinct, got {self.resolutions}")
         if len(self.n_train) == 1:
             self.n_train = self.n_train * len(self.resolutions)
         if len(self.n_train) != len(self.resolutions):
-            raise ValueError(
+            raise UserInputError(
                 f"--n-train takes one value or one per --resolution ({len(self.resolutions)}), got {self.n_train}"
             )
         if min(self.n_train) < 1:
-            raise ValueError(f"n_train must be positive, got {self.n_train}")
+            raise UserInputError(f"n_train must be positive, got {self.n_train}")
         if self.n_test < 1:
-            raise ValueError(f"n_test must be >= 1 (the held-out error is logged every epoch), got {self.n_test}")
+            raise UserInputError(f"n_test must be >= 1 (the held-out error is logged every epoch), got {self.n_test}")
         if self.n_val < 0:
-            raise ValueError(f"n_val must be >= 0 (0: no validation split), got {self.n_val}")
+            raise UserInputError(f"n_val must be >= 0 (0: no validation split), got {self.n_val}")
         if self.epochs < 1 or self.batch_size < 1:
-            raise ValueError(f"epochs and batch_size must be >= 1, got {self.epochs} and {self.batch_size}")
+            raise UserInputError(f"epochs and batch_size must be >= 1, got {self.epochs} and {self.batch_size}")
         if self.loss not in LOSSES:
-            raise ValueError(f"unknown loss {self.loss!r}; choose one of {LOSSES}")
+            raise UserInputError(f"unknown loss {self.loss!r}; choose one of {LOSSES}")
         if self.scheduler not in SCHEDULERS:
-            raise ValueError(f"unknown scheduler {self.scheduler!r}; choose one of {SCHEDULERS}")
+            raise UserInputError(f"unknown scheduler {self.scheduler!r}; choose one of {SCHEDULERS}")
         if self.device not in ("auto", "cpu", "cuda") and not self.device.startswith("cuda:"):
-            raise ValueError(f"device must be auto, cpu or cuda[:N], got {self.device!r}")
+            raise UserInputError(f"device must be auto, cpu or cuda[:N], got {self.device!r}")
         if not self.lr > 0:
-            raise ValueError(f"lr must be positive, got {self.lr}")
+            raise UserInputError(f"lr must be positive, got {self.lr}")
         for key in ("in_channels", "out_channels"):
             if key in self.model_kwargs and self.model_kwargs[key] != 1:
-                raise ValueError(
+                raise UserInputError(
                     f"{key}={self.model_kwargs[key]} does not match the data: Darcy files give 1 input channel "
                     "(permeability a) and 1 output channel (pressure u); drop the override"
                 )
@@ -122,7 +124,7 @@ class TrainConfig:
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = set(record) - names
         if unknown:
-            raise ValueError(f"unknown training configuration keys {sorted(unknown)}")
+            raise UserInputError(f"unknown training configuration keys {sorted(unknown)}")
         return cls(**record)
 
     def save(self, path: str | Path) -> None:
@@ -130,4 +132,15 @@ class TrainConfig:
 
     @classmethod
     def load(cls, path: str | Path) -> TrainConfig:
-        return cls.from_dict(json.loads(Path(path).read_text()))
+        """Read a ``config.json``; a file that is not JSON or not a configuration names the file."""
+        from mano_pde.models.checkpoint import read_json
+
+        record = read_json(path, "a training configuration (mano-pde train)")
+        if not isinstance(record, dict):
+            raise UserInputError(f"{path} holds a JSON {type(record).__name__}, not a training configuration")
+        try:
+            return cls.from_dict(record)
+        except TypeError as exc:  # a required field missing
+            raise UserInputError(f"{path} is not a complete training configuration ({exc})") from None
+        except UserInputError as exc:
+            raise UserInputError(f"{path}: {exc}") from None

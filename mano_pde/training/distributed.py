@@ -35,6 +35,7 @@ from typing import Any
 
 import torch
 
+from ..errors import UserInputError
 from .checkpoint import resolve_device
 
 __all__ = ["DistContext", "setup_distributed", "is_main_process", "TORCHRUN_VARS"]
@@ -138,7 +139,7 @@ def _env_int(name: str) -> int:
     try:
         return int(value)
     except ValueError:
-        raise ValueError(
+        raise UserInputError(
             f"distributed training: environment variable {name}={value!r} is not an integer "
             "(launch with torchrun, which sets RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR and MASTER_PORT)"
         ) from None
@@ -156,7 +157,7 @@ def is_main_process() -> bool:
 def _check_batch(batch_size: int, world_size: int) -> None:
     if batch_size % world_size:
         lower = batch_size - batch_size % world_size
-        raise ValueError(
+        raise UserInputError(
             f"--batch-size {batch_size} is the global batch and must be a multiple of the number of processes "
             f"({world_size}); use --batch-size {lower or world_size} or {lower + world_size}"
         )
@@ -180,7 +181,7 @@ def setup_distributed(device: str, batch_size: int) -> DistContext:
 
     Raises
     ------
-    ValueError
+    mano_pde.errors.UserInputError
         A malformed torchrun environment, or a batch size the world size does not divide.
     """
     requested = resolve_device(device)
@@ -199,17 +200,19 @@ def setup_distributed(device: str, batch_size: int) -> DistContext:
         return DistContext(device=requested)
     missing = [v for v in TORCHRUN_VARS if v not in os.environ]
     if missing:
-        raise ValueError(
+        raise UserInputError(
             f"WORLD_SIZE={os.environ['WORLD_SIZE']} asks for distributed training but {', '.join(missing)} "
             "is not set; launch with torchrun (torchrun --nproc_per_node=N -m mano_pde.cli train ...)"
         )
     if not dist.is_available():
-        raise ValueError("WORLD_SIZE > 1 asks for distributed training, but this torch build has no torch.distributed")
+        raise UserInputError(
+            "WORLD_SIZE > 1 asks for distributed training, but this torch build has no torch.distributed"
+        )
     world, rank, local_rank = _env_int("WORLD_SIZE"), _env_int("RANK"), _env_int("LOCAL_RANK")
     _check_batch(batch_size, world)
     if requested.type == "cuda":
         if local_rank >= torch.cuda.device_count():
-            raise ValueError(
+            raise UserInputError(
                 f"LOCAL_RANK {local_rank} but only {torch.cuda.device_count()} CUDA devices: start at most one "
                 "process per GPU (--nproc_per_node)"
             )

@@ -40,6 +40,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..errors import UserInputError
 from .checkpoint import (
     atomic_torch_save,
     atomic_write_text,
@@ -57,6 +58,7 @@ __all__ = [
     "best_validation",
     "LOG_FIELDS",
     "FINAL_METRICS",
+    "NonFiniteLossError",
 ]
 
 log = logging.getLogger(__name__)
@@ -78,17 +80,17 @@ def split_indices(n_file: int, n_train: int, n_test: int, same_file: bool) -> tu
 
     Raises
     ------
-    ValueError
+    mano_pde.errors.UserInputError
         If the file is too small or, for one file, the two blocks would overlap.
     """
     if n_train > n_file:
-        raise ValueError(f"--n-train {n_train} but the training file holds only {n_file} samples")
+        raise UserInputError(f"--n-train {n_train} but the training file holds only {n_file} samples")
     if n_test > n_file:
-        raise ValueError(f"--n-test {n_test} but the held-out file holds only {n_file} samples; lower --n-test")
+        raise UserInputError(f"--n-test {n_test} but the held-out file holds only {n_file} samples; lower --n-test")
     train = np.arange(n_train)
     test = np.arange(n_file - n_test, n_file)
     if same_file and n_train + n_test > n_file:
-        raise ValueError(
+        raise UserInputError(
             f"training on the first {n_train} and holding out the last {n_test} of {n_file} samples of the same "
             f"sample sequence would overlap; lower --n-train/--n-test (n_train + n_test <= {n_file}) or use "
             "held-out data generated with another seed"
@@ -122,26 +124,28 @@ def split_train_val_test(
 
     Raises
     ------
-    ValueError
+    mano_pde.errors.UserInputError
         If a file is too small for its blocks or the blocks would overlap; the message names the numbers
         and the fix.
     """
     if n_val < 0:
-        raise ValueError(f"--n-val must be >= 0, got {n_val}")
+        raise UserInputError(f"--n-val must be >= 0, got {n_val}")
     train, _ = split_indices(n_file, n_train, 0, False)
     if not n_val:  # no validation split: exactly the checks (and messages) of runs without one
         _, test = split_indices(n_test_file, n_train if same_stream else 0, n_test, same_stream)
         return train, np.arange(0), test
     if n_train + n_val > n_file:
-        raise ValueError(
+        raise UserInputError(
             f"--n-train {n_train} + --n-val {n_val} = {n_train + n_val} samples, but the training file holds only "
             f"{n_file} (validation samples are the {n_val} right after the training block); lower --n-val or "
             f"--n-train, or generate a training file with at least {n_train + n_val} samples"
         )
     if n_test > n_test_file:
-        raise ValueError(f"--n-test {n_test} but the held-out file holds only {n_test_file} samples; lower --n-test")
+        raise UserInputError(
+            f"--n-test {n_test} but the held-out file holds only {n_test_file} samples; lower --n-test"
+        )
     if same_stream and n_train + n_val + n_test > n_test_file:
-        raise ValueError(
+        raise UserInputError(
             f"training on the first {n_train}, validating on the next {n_val} (samples {n_train}-"
             f"{n_train + n_val - 1}) and testing on the last {n_test} of {n_test_file} samples of the same sample "
             f"sequence would overlap; lower --n-train/--n-val/--n-test (n_train + n_val + n_test <= "
@@ -243,11 +247,14 @@ def train(config: TrainConfig, output: str | Path, *, resume: bool = False, prog
 
     Raises
     ------
-    ValueError
-        Invalid configuration or data, a resume with another configuration, or (data-parallel) a global batch
-        size that the number of processes does not divide.
+    mano_pde.errors.UserInputError
+        Invalid configuration or data, a resume with another configuration or an unreadable resume state, or
+        (data-parallel) a global batch size that the number of processes does not divide.
+    NonFiniteLossError
+        The training loss became NaN or infinite (a ``UserInputError``; names the epoch and batch).
     FileExistsError, FileNotFoundError
-        ``output`` already holds a run (without ``resume``) / holds none (with ``resume``).
+        ``output`` already holds a run (without ``resume``), is a file or a non-empty folder that is not a
+        run (nothing is written) / holds no run (with ``resume``).
     """
     ctx = setup_distributed(config.device, config.batch_size)
     try:
@@ -269,6 +276,7 @@ def _train(config: TrainConfig, out: Path, resume: bool, progress: bool, ctx: Di
         normalizer_to_dict,
     )
     from mano_pde.models import count_parameters, create_model, model_signature, save_model
+    from mano_pde.models.checkpoint import load_torch_file, read_json
 
     state_path = out / "train_state.pt"
     if resume:
@@ -282,12 +290,14 @@ def _train(config: TrainConfig, out: Path, resume: bool, progress: bool, ctx: Di
             if k not in ignore and getattr(config, k) != v
         }
         if diff:
-            raise ValueError(
+            raise UserInputError(
                 f"--resume: the configuration differs from the saved run in {out}: "
                 + ", ".join(f"{k}: saved {a!r}, given {b!r}" for k, (a, b) in diff.items())
             )
     elif out.exists() and (is_run_dir(out) or (out / "config.json").exists()):
         raise FileExistsError(f"{out} already holds a run; pass --resume to continue it or choose another -o")
+    else:
+        _check_new_run_folder(out)  # never write log.csv etc. into a folder of the user's files
     ctx.barrier()  # every process has checked the folder before rank 0 writes to it
 
     device = ctx.device
@@ -317,10 +327,8 @@ def _train(config: TrainConfig, out: Path, resume: bool, progress: bool, ctx: Di
     if "image_size" in model_signature(config.model) and "image_size" not in model_kwargs:
         # MANO counts its levels for a fixed grid (the authors' image_size): the finest training grid
         model_kwargs["image_size"] = max(config.resolutions)
-    try:
-        model = create_model(config.model, **model_kwargs).to(device)
-    except TypeError as exc:  # unknown constructor keyword: create_model names the accepted ones
-        raise ValueError(str(exc)) from None
+    # unknown keywords, wrong types and out-of-range values: UserInputError (ModelArgumentError) naming them
+    model = create_model(config.model, **model_kwargs).to(device)
     n_params = count_parameters(model)  # complex Fourier weights count twice, as in the FNO paper
     n_modes = getattr(model, "n_modes", None)
     coarsest = min(config.resolutions)
@@ -344,24 +352,32 @@ def _train(config: TrainConfig, out: Path, resume: bool, progress: bool, ctx: Di
     if ctx.is_main:
         out.mkdir(parents=True, exist_ok=True)
         if resuming:
-            norms = json.loads((out / "normalizers.json").read_text())
+            norms = read_json(out / "normalizers.json", "the normalisers of the run")
         else:
             fitted = fit_normalizers(train_sets)
             norms = {"x": normalizer_to_dict(fitted[0]), "y": normalizer_to_dict(fitted[1])}
             atomic_write_text(out / "normalizers.json", json.dumps(norms, indent=2))
     norms = ctx.broadcast(norms)
-    in_norm, out_norm = normalizer_from_dict(norms["x"]), normalizer_from_dict(norms["y"])
+    in_norm = normalizer_from_dict(norms["x"], out / "normalizers.json")
+    out_norm = normalizer_from_dict(norms["y"], out / "normalizers.json")
     if resuming:  # every process reads the same resume state (the run directory is shared)
         if not state_path.is_file():
             raise FileNotFoundError(
                 f"process {ctx.rank} cannot see {state_path}, which rank 0 resumes from: the run directory must be "
                 "on a filesystem shared by all processes"
             )
-        state = torch.load(state_path, map_location=device, weights_only=True)
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        start_epoch = int(state["epoch"])
+        state = load_torch_file(state_path, map_location=device, what="the training state of a run (--resume)")
+        try:
+            model.load_state_dict(state["model"])
+            optimizer.load_state_dict(state["optimizer"])
+            scheduler.load_state_dict(state["scheduler"])
+            start_epoch = int(state["epoch"])
+        except (KeyError, TypeError, ValueError, RuntimeError, IndexError) as exc:
+            first = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+            raise UserInputError(
+                f"{state_path} is not the training state of this run ({type(exc).__name__}: {first}); it cannot be "
+                f"resumed: train into a new -o folder"
+            ) from None
         if ctx.is_main:
             rows = _read_log(out / "log.csv")[:start_epoch]
             log.info("resuming %s after epoch %d of %d", out, start_epoch, config.epochs)
@@ -396,7 +412,8 @@ def _train(config: TrainConfig, out: Path, resume: bool, progress: bool, ctx: Di
         gen = torch.Generator().manual_seed(config.seed * 1_000_003 + epoch)
         net.train()
         total, count = 0.0, 0
-        for d, idx in _batches([len(s) for s in train_sets], config.batch_size, gen):
+        batches = _batches([len(s) for s in train_sets], config.batch_size, gen)
+        for b, (d, idx) in enumerate(batches):
             # The same global batch in every process; each computes its share (one process: all of it).
             mine = ctx.shard(idx)
             weight = 1.0 if mine.numel() else 0.0
@@ -408,6 +425,7 @@ def _train(config: TrainConfig, out: Path, resume: bool, progress: bool, ctx: Di
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
                 pred = out_norm.inverse_transform(net(in_norm.transform(x)))
             loss = loss_fn(pred.float(), y)
+            _check_finite_loss(loss, weight, ctx, epoch, b, len(batches), config.resolutions[d], out)
             # sum over my samples * world / global batch; DDP averages over the world: the global-batch mean
             (loss / (idx.numel() / ctx.world_size) if weight else loss * 0.0).backward()
             optimizer.step()
@@ -462,6 +480,51 @@ def _train(config: TrainConfig, out: Path, resume: bool, progress: bool, ctx: Di
             )
     ctx.barrier()  # every process returns once rank 0 has written the run directory
     return out
+
+
+class NonFiniteLossError(UserInputError):
+    """The training loss became NaN or infinite; ``train`` stops at the first such batch.
+
+    Raised with the epoch and batch; the run directory keeps the last completed epoch. Usually the learning
+    rate is too high or the data hold extreme values, so it is reported like a user error (one line, exit 2).
+    """
+
+
+def _check_finite_loss(loss, weight: float, ctx: DistContext, epoch: int, batch: int, n_batches: int, grid, out):
+    """Raise :class:`NonFiniteLossError` if the batch loss is not finite (in any process of a DDP run)."""
+    bad = bool(weight) and not math.isfinite(float(loss.detach()))
+    if ctx.enabled:  # every process must stop at the same batch, or the others wait in the gradient all-reduce
+        bad = ctx.sum([float(bad)])[0] > 0
+    if bad:
+        kept = f"the files of epoch {epoch} are kept in {out}" if epoch else f"nothing was saved in {out}"
+        raise NonFiniteLossError(
+            f"the training loss is {float(loss.detach())} at epoch {epoch + 1}, batch {batch + 1} of {n_batches} "
+            f"(grid {grid}); training stopped ({kept}). Lower --lr, or check the data and the model settings"
+        )
+
+
+def _check_new_run_folder(out: Path) -> None:
+    """Refuse an output that is a file, or an existing folder holding files that are not a run of ours.
+
+    A folder whose only files are ``normalizers.json`` and temporary files of ours (a run interrupted before
+    its first ``config.json``) is accepted; anything else (e.g. the user's own ``log.csv``) would be
+    overwritten, so it is refused before anything is written.
+    """
+    if not out.exists():
+        return
+    if not out.is_dir():
+        raise FileExistsError(f"the output {out} is an existing file, not a folder; choose another -o")
+    foreign = sorted(
+        p.name
+        for p in out.iterdir()
+        if p.name != "normalizers.json" and not (p.name.startswith(".") and p.name.endswith(".tmp"))
+    )
+    if foreign:
+        shown = ", ".join(foreign[:5]) + (", ..." if len(foreign) > 5 else "")
+        raise FileExistsError(
+            f"the output folder {out} exists and holds files that are not a mano-pde run ({shown}); "
+            "choose a new or empty -o folder (nothing was written)"
+        )
 
 
 def _final_metrics(
