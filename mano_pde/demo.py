@@ -13,8 +13,11 @@ The defaults are sized for 2 CPU cores and about ten minutes; they are far from 
 from __future__ import annotations
 
 import logging
+import numbers
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from .errors import UserInputError
 
 __all__ = ["DemoConfig", "run_demo"]
 
@@ -80,26 +83,21 @@ def run_demo(
     from .evaluation import evaluate
     from .evaluation.report import results_table
     from .training import TrainConfig, train
-    from .training.checkpoint import is_run_dir
+    from .training.checkpoint import is_run_dir, resolve_device
 
     cfg = config or DemoConfig()
     if epochs is not None:
+        if isinstance(epochs, bool) or not isinstance(epochs, numbers.Integral) or epochs < 1:
+            raise UserInputError(f"epochs (--epochs) must be an int >= 1, got {epochs!r}")
         cfg.epochs = int(epochs)
+    if isinstance(workers, bool) or not isinstance(workers, numbers.Integral) or workers < 1:
+        raise UserInputError(f"workers (--workers) must be an int >= 1, got {workers!r}")
+    resolve_device(device)  # an unknown or unavailable device fails now, not after the data are generated
     out = Path(output)
-    out.mkdir(parents=True, exist_ok=True)
     data = out / f"darcy_{cfg.data_resolution}.nc"
-    if not data.exists():
-        log.info("generating %s", data)
-        generate_darcy(
-            DarcyConfig(n_samples=cfg.n_train + cfg.n_test, resolution=cfg.data_resolution, seed=cfg.seed),
-            data,
-            workers=workers,
-            progress=progress,
-        )
-    runs = []
-    for name, kwargs in cfg.models.items():
-        run_dir = out / "runs" / name
-        tc = TrainConfig(
+    # every training configuration is built (and so validated) before anything is generated
+    configs = {
+        name: TrainConfig(
             model=name,
             data=str(data),
             resolutions=[cfg.train_resolution],
@@ -112,6 +110,20 @@ def run_demo(
             device=device,
             model_kwargs=dict(kwargs),
         )
+        for name, kwargs in cfg.models.items()
+    }
+    out.mkdir(parents=True, exist_ok=True)
+    if not data.exists():
+        log.info("generating %s", data)
+        generate_darcy(
+            DarcyConfig(n_samples=cfg.n_train + cfg.n_test, resolution=cfg.data_resolution, seed=cfg.seed),
+            data,
+            workers=workers,
+            progress=progress,
+        )
+    runs = []
+    for name, tc in configs.items():
+        run_dir = out / "runs" / name
         state = run_dir / "train_state.pt"
         if is_run_dir(run_dir) and state.exists() and _finished(run_dir, cfg.epochs):
             log.info("reusing finished run %s", run_dir)
@@ -124,7 +136,7 @@ def run_demo(
 
 
 def _finished(run_dir: Path, epochs: int) -> bool:
-    import torch
+    from .models.checkpoint import load_torch_file
 
-    state = torch.load(run_dir / "train_state.pt", map_location="cpu", weights_only=True)
-    return int(state["epoch"]) >= epochs
+    state = load_torch_file(run_dir / "train_state.pt", map_location="cpu", what="the training state of a run")
+    return isinstance(state, dict) and int(state.get("epoch", 0)) >= epochs

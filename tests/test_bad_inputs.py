@@ -607,3 +607,95 @@ def test_evaluate_of_broken_run_files(name, content, phrase, tiny_run, good, tmp
     _one_error_line(capsys, phrase, "evaluate")
     err = capsys.readouterr().err
     assert "pickled" not in err
+
+
+# ------------------------------------------------------------------ benchmarks and demo: validated before any work
+@pytest.mark.parametrize(
+    ("argv", "phrase"),
+    [
+        (["benchmark", "generate", "--sizes", "-17"], "--sizes takes grid sizes >= 3"),
+        (["benchmark", "generate", "--sizes", "33", "--repeats", "0"], "--repeats and --workers must be >= 1"),
+        (["benchmark", "scaling", "--models", "unet"], "unknown model(s) 'unet': --models takes registry names"),
+        (["benchmark", "scaling", "--models", "x=unet", "mano"], "unknown model(s) 'x=unet'"),
+        (["benchmark", "scaling", "--models", "mano", "--resolutions", "0"], "grid sides n >= 2"),
+        (["benchmark", "scaling", "--models", "mano", "--batch-size", "0"], "--batch-size must be an int >= 1"),
+        (["demo", "--epochs", "0"], "epochs (--epochs) must be an int >= 1, got 0"),
+        (["demo", "--epochs", "2", "--workers", "0"], "workers (--workers) must be an int >= 1"),
+        (["demo", "--epochs", "2", "--device", "banana"], "device 'banana' is not a torch device"),
+    ],
+)
+def test_benchmark_and_demo_options(argv, phrase, tmp_path, capsys):
+    out = tmp_path / "out"
+    flag = "--output-dir" if argv[:2] == ["benchmark", "scaling"] else "--json" if argv[0] == "benchmark" else "-o"
+    assert main([*argv, flag, str(out)]) == 2
+    _one_error_line(capsys, phrase, argv[0])
+    assert os.listdir(tmp_path) == []  # nothing generated, measured or written
+
+
+# ------------------------------------------------------------------ import: a truncated MATLAB v5 file
+@pytest.mark.parametrize("compressed", [False, True])
+def test_truncated_mat_v5_is_called_truncated(compressed, tmp_path, capsys):
+    import scipy.io
+
+    full = tmp_path / "full.mat"
+    scipy.io.savemat(full, {"coeff": np.ones((3, S, S)), "sol": np.ones((3, S, S))}, do_compression=compressed)
+    data = full.read_bytes()
+    cut = tmp_path / "cut.mat"
+    for size in sorted({len(data) // 2, len(data) - 10, 200, 140}):
+        cut.write_bytes(data[:size])  # scipy lists the variables before the cut: it used to say "without sol"
+        assert main(["import", str(cut), "--no-progress", "-o", str(tmp_path / "x.nc")]) == 2
+        err = capsys.readouterr().err
+        assert "truncated" in err and "without" not in err and len(err.strip().splitlines()) == 1, (size, err)
+    cut.write_bytes(data[: len(data) // 2])
+    assert main(["import", str(cut), "--no-progress", "-o", str(tmp_path / "x.nc")]) == 2
+    if not compressed:
+        _one_error_line(capsys, f"{cut} is truncated: variable 1 needs bytes 128-", "import")
+    assert not (tmp_path / "x.nc").exists()
+
+
+# ------------------------------------------------------------------ layers: input dtype against the weights
+@pytest.mark.parametrize("dtype", ["float64", "float16", "bfloat16"])
+def test_multipole_attention_names_a_dtype_mismatch(dtype):
+    import torch
+
+    from mano_pde.layers import MultipoleAttention
+
+    layer = MultipoleAttention(8, n_heads=2, window_size=4)
+    x = torch.randn(1, 8, 16, 16, dtype=getattr(torch, dtype))
+    with pytest.raises(TypeError, match=rf"float32 weights but got a torch.{dtype} input; convert the input"):
+        layer(x)
+    if dtype == "float64":  # a float64 module takes float64 inputs
+        assert layer.double()(x).dtype == torch.float64
+
+
+# ------------------------------------------------------------------ generate: memory estimated up front
+def test_generate_refuses_a_grid_that_cannot_fit_in_memory(tmp_path, capsys):
+    out = tmp_path / "huge.nc"
+    assert main(["generate", "--n-samples", "1", "--resolution", "100001", "--no-progress", "-o", str(out)]) == 2
+    _one_error_line(capsys, "solving 100001x100001 samples needs at least 9313.4 GiB of memory", "generate")
+    assert os.listdir(tmp_path) == []
+
+
+# ------------------------------------------------------------------ the CLI's policy: no more legacy ValueError
+@pytest.mark.parametrize("command", ["train", "evaluate", "demo"])
+def test_internal_value_errors_of_training_commands_keep_their_traceback(command, good, tmp_path, monkeypatch):
+    import mano_pde.demo
+    import mano_pde.evaluation
+    import mano_pde.training
+
+    def bug(*args, **kwargs):
+        raise ValueError("an internal bug, not the user's fault")
+
+    module, name = {
+        "train": (mano_pde.training, "train"),
+        "evaluate": (mano_pde.evaluation, "evaluate"),
+        "demo": (mano_pde.demo, "run_demo"),
+    }[command]
+    monkeypatch.setattr(module, name, bug)
+    argv = {
+        "train": [*TRAIN, *FNO_TINY, "--data", str(good), "-o", str(tmp_path / "r")],
+        "evaluate": _eval_argv(tmp_path, good, tmp_path / "res"),
+        "demo": ["demo", "-o", str(tmp_path / "d")],
+    }[command]
+    with pytest.raises(ValueError, match="internal bug"):
+        main(argv)

@@ -20,6 +20,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from mano_pde.errors import UserInputError
+
 __all__ = ["add_arguments", "run", "benchmark_pipeline", "benchmark_orderings", "benchmark_preset"]
 
 log = logging.getLogger(__name__)
@@ -157,7 +159,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", metavar="FILE", help="write all records as JSON")
 
 
+def _check_args(args: argparse.Namespace) -> None:
+    """Refuse options that cannot be benchmarked, before anything is generated (raises UserInputError)."""
+    bad = [s for s in args.sizes if s < 3]
+    if bad:
+        raise UserInputError(f"--sizes takes grid sizes >= 3 (points per direction, boundary included), got {bad}")
+    if not (args.budget > 0 and args.budget != float("inf")):
+        raise UserInputError(f"--budget must be a positive number of seconds, got {args.budget}")
+    if args.repeats < 1 or args.workers < 1:
+        raise UserInputError(f"--repeats and --workers must be >= 1, got {args.repeats} and {args.workers}")
+    if args.preset_run is not None:
+        from mano_pde.data import get_preset
+
+        get_preset(args.preset_run)  # an unknown preset fails here, not after the other measurements
+
+
 def run(args: argparse.Namespace) -> int:
+    _check_args(args)
     out: dict[str, Any] = {"machine": _machine()}
     rows = benchmark_pipeline(tuple(args.sizes), args.budget, args.repeats)
     out["pipeline"] = rows

@@ -64,6 +64,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from mano_pde.errors import UserInputError
+
 logger = logging.getLogger(__name__)
 
 __all__ = [
@@ -216,7 +218,7 @@ def measure_config(
             opt.step()
 
     else:
-        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+        raise UserInputError(f"mode must be one of {MODES}, got {mode!r}")
 
     def sync() -> None:
         if dev.type == "cuda":
@@ -369,6 +371,35 @@ def machine_info() -> dict[str, Any]:
     return info
 
 
+def _check_settings(models, resolutions, modes, batch_size, repeats, time_budget, timeout, threads) -> None:
+    """Refuse settings that cannot be measured, before any child process starts (raises UserInputError)."""
+    from mano_pde.models.registry import list_models
+
+    known = list_models()
+    if not models:
+        raise UserInputError(f"give at least one model; registry names: {', '.join(known)}")
+    unknown = [m for m in models if _parse_model(m)[1] not in known]
+    if unknown:
+        raise UserInputError(
+            f"unknown model(s) {', '.join(map(repr, unknown))}: --models takes registry names ({', '.join(known)}), "
+            "optionally labelled as label=registry_name"
+        )
+    bad = [n for n in resolutions if isinstance(n, bool) or not isinstance(n, int) or n < 2]
+    if not resolutions or bad:
+        raise UserInputError(f"--resolutions takes grid sides n >= 2 (n x n inputs), got {list(resolutions)}")
+    wrong = [m for m in modes if m not in MODES]
+    if not modes or wrong:
+        raise UserInputError(f"--modes takes {' and/or '.join(MODES)}, got {list(modes)}")
+    for name, value in (("--batch-size", batch_size), ("--repeats", repeats)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise UserInputError(f"{name} must be an int >= 1, got {value!r}")
+    for name, value in (("--time-budget", time_budget), ("--timeout", timeout)):
+        if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
+            raise UserInputError(f"{name} must be a positive number of seconds, got {value!r}")
+    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
+        raise UserInputError(f"--threads must be an int >= 1, got {threads!r}")
+
+
 def run_scaling_benchmark(
     models: Sequence[str] = DEFAULT_MODELS,
     resolutions: Sequence[int] = DEFAULT_RESOLUTIONS,
@@ -414,9 +445,10 @@ def run_scaling_benchmark(
     dict
         ``{"records": [...], "machine": {...}, "settings": {...}, "targets": [...], "markdown": str}``.
     """
+    _check_settings(models, resolutions, modes, batch_size, repeats, time_budget, timeout, threads)
     threads = threads or os.cpu_count() or 1
     if allocator not in ("heap", "system"):
-        raise ValueError(f"allocator must be 'heap' or 'system', got {allocator!r}")
+        raise UserInputError(f"allocator must be 'heap' or 'system', got {allocator!r}")
     env = dict(HEAP_ALLOCATOR_ENV) if allocator == "heap" else {}
     info = machine_info()
     if memory_limit_gb is None and info.get("ram_gb"):

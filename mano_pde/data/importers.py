@@ -244,6 +244,38 @@ def _mat_header(text: bytes) -> str:
     return text.split(b"\x00")[0].decode("latin-1").strip()
 
 
+def _mat_v5_truncation(path: Path) -> str | None:
+    """Why a MATLAB v5 file is truncated (its top-level data elements run past the end), or ``None``.
+
+    Walks the 8-byte tags of the top-level elements after the 128-byte header (``miMATRIX`` elements are
+    padded to 8 bytes, ``miCOMPRESSED`` ones are not); reads only the tags.
+    """
+    import struct
+
+    size = path.stat().st_size
+    with open(path, "rb") as fh:
+        header = fh.read(128)
+        if len(header) < 128:
+            return f"the file has {size} bytes, fewer than a MATLAB header (128)"
+        endian = "<" if header[126:128] == b"IM" else ">"
+        offset, k = 128, 0
+        while offset < size:
+            fh.seek(offset)
+            tag = fh.read(8)
+            if len(tag) < 8:
+                return f"variable {k + 1} is cut inside its tag at byte {offset} of {size}"
+            mtype, nbytes = struct.unpack(endian + "II", tag)
+            if mtype >> 16:  # small data element: type and size in 4 bytes, data in the next 4
+                length = 8
+            else:
+                length = 8 + nbytes + ((-nbytes) % 8 if mtype == 14 else 0)  # 14: miMATRIX (padded)
+            if offset + 8 + nbytes > size:
+                return f"variable {k + 1} needs bytes {offset}-{offset + 8 + nbytes} but the file ends at byte {size}"
+            offset += length
+            k += 1
+    return None
+
+
 def _open_mat_v5(path: Path, stack: contextlib.ExitStack, high: float, low: float) -> _Source:
     import scipy.io
 
@@ -255,6 +287,12 @@ def _open_mat_v5(path: Path, stack: contextlib.ExitStack, high: float, low: floa
         ) from exc
     found = {name: (shape, cls) for name, shape, cls in info}
     missing = [k for k in ("coeff", "sol") if k not in found]
+    truncated = _mat_v5_truncation(path) if missing else None
+    if truncated:  # scipy lists the variables before the cut and says nothing: name the real problem
+        raise DarcyDataError(
+            f"{path} is truncated: {truncated}; it is not a complete MATLAB file (an interrupted download or "
+            "copy?), download or copy it again"
+        )
     if missing:
         raise DarcyDataError(
             f"{path}: MATLAB file without {' and '.join(missing)} (found {sorted(found) or 'no variables'}). "

@@ -46,7 +46,9 @@ NEURALOP_CONV_KWARGS = frozenset(
 )
 
 
-def check_grid_input(x: torch.Tensor, channels: int, owner: str, channels_last: bool = False) -> None:
+def check_grid_input(
+    x: torch.Tensor, channels: int, owner: str, channels_last: bool = False, dtype: torch.dtype | None = None
+) -> None:
     """Raise a ``ValueError`` that names the problem and the fix if ``x`` is not a 2-D grid batch.
 
     Parameters
@@ -59,6 +61,9 @@ def check_grid_input(x: torch.Tensor, channels: int, owner: str, channels_last: 
         Name of the module, used in the message.
     channels_last : bool, optional
         Whether ``x`` is expected as ``[B, H, W, C]`` instead of ``[B, C, H, W]``.
+    dtype : torch.dtype, optional
+        The dtype of the module's weights: a floating-point input of another dtype (e.g. float64 or half
+        into float32 weights) raises a ``TypeError`` naming both conversions.
     """
     layout = "[B, H, W, C]" if channels_last else "[B, C, H, W]"
     if not isinstance(x, torch.Tensor):
@@ -84,6 +89,11 @@ def check_grid_input(x: torch.Tensor, channels: int, owner: str, channels_last: 
         )
     if not x.is_floating_point():
         raise TypeError(f"{owner} expected a floating-point input, got dtype {x.dtype}; use x.float().")
+    if dtype is not None and x.dtype != dtype:
+        raise TypeError(
+            f"{owner} has {dtype} weights but got a {x.dtype} input; convert the input (x.to({dtype})) or the "
+            f"module (module.to({x.dtype}))"
+        )
 
 
 class GridTokenMixer(nn.Module):
@@ -175,7 +185,11 @@ class GridTokenMixer(nn.Module):
         ``(H', W')`` is ``(H, W)`` unless ``output_shape`` or ``resolution_scaling_factor`` asks for another
         grid, in which case the attention output is resampled (see :meth:`transform`).
         """
-        check_grid_input(x, self.in_channels, type(self).__name__)
+        weight = next(self.parameters(), None)
+        dtype = weight.dtype if weight is not None and weight.is_floating_point() else None
+        if dtype is not None and _autocast_enabled(x.device.type):  # autocast mixes dtypes on purpose
+            dtype = None
+        check_grid_input(x, self.in_channels, type(self).__name__, dtype=dtype)
         y = self.forward_channels_last(x.permute(0, 2, 3, 1))
         y = y.permute(0, 3, 1, 2).contiguous()
         return self.transform(y, output_shape)
@@ -183,6 +197,13 @@ class GridTokenMixer(nn.Module):
     def forward_channels_last(self, x: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
         """Apply the mixer to ``x`` ``[B, H, W, C_in]``; returns ``[B, H, W, C_out]``."""
         raise NotImplementedError
+
+
+def _autocast_enabled(device_type: str) -> bool:
+    try:
+        return bool(torch.is_autocast_enabled(device_type))
+    except TypeError:  # torch < 2.4: no device argument
+        return bool(torch.is_autocast_enabled()) if device_type == "cuda" else bool(torch.is_autocast_cpu_enabled())
 
 
 def _validate_scaling(factor: float | Sequence[float] | None) -> list[float] | None:

@@ -216,6 +216,8 @@ def load_model(
         if not isinstance(config, dict) or config.get("format") != CONFIG_FORMAT:
             found = config.get("format") if isinstance(config, dict) else type(config).__name__
             raise UserInputError(f"{config_path} has format {found!r}, expected {CONFIG_FORMAT!r}")
+        if not isinstance(config.get("model"), str) or not isinstance(config.get("kwargs"), dict):
+            raise UserInputError(f"{config_path} lacks the model name or its keywords ('model', 'kwargs')")
         model = create_model(config["model"], **config["kwargs"])
     else:
         weights_only = not trust_pickle
