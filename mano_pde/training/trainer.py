@@ -492,13 +492,15 @@ class NonFiniteLossError(UserInputError):
 
 def _check_finite_loss(loss, weight: float, ctx: DistContext, epoch: int, batch: int, n_batches: int, grid, out):
     """Raise :class:`NonFiniteLossError` if the batch loss is not finite (in any process of a DDP run)."""
-    bad = bool(weight) and not math.isfinite(float(loss.detach()))
+    value = float(loss.detach()) if weight else 0.0
+    bad = not math.isfinite(value)
     if ctx.enabled:  # every process must stop at the same batch, or the others wait in the gradient all-reduce
         bad = ctx.sum([float(bad)])[0] > 0
     if bad:
         kept = f"the files of epoch {epoch} are kept in {out}" if epoch else f"nothing was saved in {out}"
+        shown = value if not math.isfinite(value) else "not finite (in another process)"
         raise NonFiniteLossError(
-            f"the training loss is {float(loss.detach())} at epoch {epoch + 1}, batch {batch + 1} of {n_batches} "
+            f"the training loss is {shown} at epoch {epoch + 1}, batch {batch + 1} of {n_batches} "
             f"(grid {grid}); training stopped ({kept}). Lower --lr, or check the data and the model settings"
         )
 
