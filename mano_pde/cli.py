@@ -33,12 +33,6 @@ class CLIError(UserInputError):
 #:
 #: Plain ``ValueError``/``TypeError`` are deliberately not listed: they hide internal bugs as "user errors".
 USER_ERRORS: tuple[type[BaseException], ...] = (UserInputError, FileNotFoundError, FileExistsError, PermissionError)
-#: TRANSITIONAL (issue 10): commands whose back ends still signal user mistakes with plain ``ValueError``:
-#: only ``benchmark darcy`` (mano_pde/benchmarks/darcy.py, the study configuration checks). For it alone a
-#: plain ``ValueError`` is still reported in one line (its traceback is logged at ``-vv``). Every other
-#: command, ``train``/``evaluate``/``demo``/``benchmark generate``/``benchmark scaling`` included, follows
-#: the strict policy. Remove the entry once darcy.py raises ``UserInputError``.
-_LEGACY_VALUE_ERROR_COMMANDS = frozenset({"benchmark darcy"})
 
 
 # --------------------------------------------------------------------------------------------- generate
@@ -463,13 +457,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except USER_ERRORS as exc:
         message = " ".join(str(exc).split())  # one line, whatever the message
         print(f"mano-pde {args.command}: error: {message}", file=sys.stderr)
-        return 2
-    except ValueError as exc:
-        command = " ".join(c for c in (args.command, getattr(args, "benchmark", None)) if c)
-        if command not in _LEGACY_VALUE_ERROR_COMMANDS:
-            raise
-        log.debug("plain ValueError from %s (transitional one-line report)", args.command, exc_info=True)
-        print(f"mano-pde {args.command}: error: {' '.join(str(exc).split())}", file=sys.stderr)
         return 2
 
 

@@ -677,8 +677,9 @@ def test_generate_refuses_a_grid_that_cannot_fit_in_memory(tmp_path, capsys):
 
 
 # ------------------------------------------------------------------ the CLI's policy: no more legacy ValueError
-@pytest.mark.parametrize("command", ["train", "evaluate", "demo"])
+@pytest.mark.parametrize("command", ["train", "evaluate", "demo", "benchmark"])
 def test_internal_value_errors_of_training_commands_keep_their_traceback(command, good, tmp_path, monkeypatch):
+    import mano_pde.benchmarks.generate
     import mano_pde.demo
     import mano_pde.evaluation
     import mano_pde.training
@@ -690,12 +691,14 @@ def test_internal_value_errors_of_training_commands_keep_their_traceback(command
         "train": (mano_pde.training, "train"),
         "evaluate": (mano_pde.evaluation, "evaluate"),
         "demo": (mano_pde.demo, "run_demo"),
+        "benchmark": (mano_pde.benchmarks.generate, "run"),
     }[command]
     monkeypatch.setattr(module, name, bug)
     argv = {
         "train": [*TRAIN, *FNO_TINY, "--data", str(good), "-o", str(tmp_path / "r")],
         "evaluate": _eval_argv(tmp_path, good, tmp_path / "res"),
         "demo": ["demo", "-o", str(tmp_path / "d")],
+        "benchmark": ["benchmark", "generate", "--sizes", "9"],
     }[command]
     with pytest.raises(ValueError, match="internal bug"):
         main(argv)
