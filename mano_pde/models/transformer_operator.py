@@ -312,7 +312,7 @@ class TransformerOperator(BaseModel, name="TransformerOperator"):
 
     @property
     def reference_grid(self) -> tuple[int, int] | None:
-        """Reference grid of the multipole mixers (``None``: the paper's layer, or not a multipole model)."""
+        """Reference grid of the multipole mixers (``None``: the plain layer, or not a multipole model)."""
         return getattr(self.blocks[0].mixer, "reference_grid", None)
 
     def set_reference_grid(self, grid: int | Sequence[int] | None) -> None:
