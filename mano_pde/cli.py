@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import signal
 import sys
 from collections.abc import Callable, Sequence
 
@@ -444,20 +445,46 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=(logging.WARNING, logging.INFO, logging.DEBUG)[min(args.verbose + 1, 2)],
         format="%(levelname)s %(name)s: %(message)s",
     )
+    previous = _handle_sigterm()
     try:
         return int(args.func(args) or 0)
-    except KeyboardInterrupt:
-        again = (
-            "rerun the same command without --overwrite"
-            if getattr(args, "overwrite", False)
-            else "rerun the same command"
-        )
-        print(f"interrupted: {again} to resume", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as exc:
+        if args.command == "train":
+            again = "rerun the same command with --resume to continue the run"
+        elif getattr(args, "overwrite", False):
+            again = "rerun the same command without --overwrite to resume"
+        else:
+            again = "rerun the same command to resume"
+        print(f"{'terminated' if isinstance(exc, Terminated) else 'interrupted'}: {again}", file=sys.stderr)
+        return 143 if isinstance(exc, Terminated) else 130
     except USER_ERRORS as exc:
         message = " ".join(str(exc).split())  # one line, whatever the message
         print(f"mano-pde {args.command}: error: {message}", file=sys.stderr)
         return 2
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+class Terminated(KeyboardInterrupt):
+    """``SIGTERM`` received: raised like Ctrl-C so that every clean-up (temporary files, locks) runs."""
+
+
+def _on_sigterm(signum, frame) -> None:
+    raise Terminated
+
+
+def _handle_sigterm():
+    """Turn ``SIGTERM`` into :class:`Terminated` while a command runs; returns the handler to restore."""
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    previous = signal.getsignal(signal.SIGTERM)
+    if previous not in (signal.SIG_DFL, None):  # someone else (e.g. torchrun, a test runner) handles it
+        return None
+    signal.signal(signal.SIGTERM, _on_sigterm)
+    return previous
 
 
 if __name__ == "__main__":

@@ -58,13 +58,13 @@ def _ours(key) -> bool:
 
 def test_a_lost_worker_loses_no_samples(client, reference, tmp_path, monkeypatch):
     """After the first shard, SIGKILL a worker that holds finished but not yet fetched chunks."""
-    original = generate_module._save_shard
+    original = generate_module.save_shard
     killed = []
 
     def save_then_kill(parts, start, a, u):
-        original(parts, start, a, u)
+        digest = original(parts, start, a, u)
         if killed:
-            return
+            return digest
         deadline = time.monotonic() + 10  # the client fetches nothing while it saves: results accumulate
         while not (held := [(k, ws[0]) for k, ws in client.who_has().items() if _ours(k) and ws]):
             assert time.monotonic() < deadline, "no finished chunk on any worker"
@@ -73,8 +73,9 @@ def test_a_lost_worker_loses_no_samples(client, reference, tmp_path, monkeypatch
         pid = client.run(os.getpid, workers=[victim])[victim]
         os.kill(pid, signal.SIGKILL)
         killed.append((victim, key))
+        return digest
 
-    monkeypatch.setattr(generate_module, "_save_shard", save_then_kill)
+    monkeypatch.setattr(generate_module, "save_shard", save_then_kill)
     path = generate_darcy(CONFIG, tmp_path / "lost.nc", scheduler=client, chunk_size=CHUNK, progress=False)
     assert killed
     _assert_same_file(path, reference)
@@ -90,20 +91,21 @@ def test_a_lost_worker_loses_no_samples(client, reference, tmp_path, monkeypatch
 
 def test_resume_works_across_back_ends(client, reference, tmp_path, monkeypatch):
     """Interrupt a dask run after three shards, finish it with the process pool: the same file."""
-    original = generate_module._save_shard
+    original = generate_module.save_shard
     saved = []
 
     def save_then_interrupt(parts, start, a, u):
-        original(parts, start, a, u)
+        digest = original(parts, start, a, u)
         saved.append(start)
         if len(saved) == 3:
             raise KeyboardInterrupt
+        return digest
 
     out = tmp_path / "mixed.nc"
-    monkeypatch.setattr(generate_module, "_save_shard", save_then_interrupt)
+    monkeypatch.setattr(generate_module, "save_shard", save_then_interrupt)
     with pytest.raises(KeyboardInterrupt):
         generate_darcy(CONFIG, out, scheduler=client, chunk_size=CHUNK, progress=False)
-    monkeypatch.setattr(generate_module, "_save_shard", original)
+    monkeypatch.setattr(generate_module, "save_shard", original)
     assert len(list((tmp_path / "mixed.nc.parts").glob("chunk_*.npz"))) == 3
     deadline = time.monotonic() + 10  # in-flight tasks are cancelled (asynchronously)
     while [k for k in client.who_has() if _ours(k)] and time.monotonic() < deadline:

@@ -167,9 +167,12 @@ def test_save_model_interrupted_mid_write_keeps_the_previous_checkpoint(tmp_path
     save_model(model, tmp_path, "ckpt")
     before = (tmp_path / "ckpt_state_dict.pt").read_bytes()
 
-    def torn_save(obj, path):
-        with open(path, "wb") as fh:
-            fh.write(b"half a checkpoint")
+    def torn_save(obj, f):
+        if hasattr(f, "write"):
+            f.write(b"half a checkpoint")
+        else:
+            with open(f, "wb") as fh:
+                fh.write(b"half a checkpoint")
         raise KeyboardInterrupt("killed mid-write")
 
     monkeypatch.setattr(torch, "save", torn_save)

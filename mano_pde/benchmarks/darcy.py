@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import UserInputError
+from ..files import atomic_savefig, atomic_write_text
 
 __all__ = [
     "StudyConfig",
@@ -216,7 +217,7 @@ def _data(cfg: StudyConfig, out: Path, workers: int, progress: bool) -> tuple[Pa
             t0 = time.perf_counter()
             generate_darcy(dc, path, workers=workers, progress=progress)
             times[path.name] = time.perf_counter() - t0
-            times_path.write_text(json.dumps(times, indent=2) + "\n")
+            atomic_write_text(times_path, json.dumps(times, indent=2) + "\n")
         files.append(path)
     return files[0], files[1], sum(times.get(f.name, 0.0) for f in files)
 
@@ -342,8 +343,8 @@ def run_study(
     if summary["validation"]:
         plot_learning_curves(summary["validation"], out / "results" / "learning_curves.png")
     summary["total_wall_s"] = time.perf_counter() - t_start
-    (out / "study.json").write_text(json.dumps(summary, indent=2) + "\n")
-    (out / "study.md").write_text(study_markdown(summary) + "\n")
+    atomic_write_text(out / "study.json", json.dumps(summary, indent=2) + "\n")
+    atomic_write_text(out / "study.md", study_markdown(summary) + "\n")
     return summary
 
 
@@ -374,7 +375,7 @@ def run_tuning(
         summary["train_wall_s"][f"tune/{key}"] = wall
         summary["validation"][f"tune/{key}"] = validation_summary(run_dir)
     plot_learning_curves(summary["validation"], out / "results" / "tuning_curves.png")
-    (out / "tuning.json").write_text(json.dumps(summary, indent=2) + "\n")
+    atomic_write_text(out / "tuning.json", json.dumps(summary, indent=2) + "\n")
     lines = [
         f"Command: `{summary['command']}` — {summary['date']}. {cfg.tuning_epochs} epochs per variant at "
         f"{cfg.train_resolution}², {cfg.n_train} training samples; compared on the validation split only.",
@@ -388,7 +389,7 @@ def run_tuning(
             f"{summary['train_wall_s'][f'tune/{key}'] / 60:.1f} min |"
         )
     lines += validation_markdown(summary)
-    (out / "tuning.md").write_text("\n".join(lines) + "\n")
+    atomic_write_text(out / "tuning.md", "\n".join(lines) + "\n")
     return summary
 
 
@@ -520,7 +521,7 @@ def plot_learning_curves(runs: dict[str, dict], path: Path) -> Path:
     ax.legend(fontsize=7, ncol=2)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
+    atomic_savefig(fig, path, dpi=120)
     plt.close(fig)
     return path
 
@@ -638,7 +639,7 @@ def update_benchmarks(path: Path, section: str) -> None:
         text = pattern.sub(lambda _: block, text)
     else:
         text = text.rstrip("\n") + "\n\n## Darcy accuracy study (mano-pde benchmark darcy)\n\n" + block + "\n"
-    path.write_text(text)
+    atomic_write_text(path, text)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

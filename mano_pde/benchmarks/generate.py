@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from mano_pde.errors import UserInputError
+from mano_pde.files import atomic_write_text
 
 __all__ = ["add_arguments", "run", "benchmark_pipeline", "benchmark_orderings", "benchmark_preset"]
 
@@ -201,5 +202,5 @@ def run(args: argparse.Namespace) -> int:
             f"file {rec['file_bytes'] / 2**20:.0f} MiB"
         )
     if args.json:
-        Path(args.json).write_text(json.dumps(out, indent=2))
+        atomic_write_text(Path(args.json), json.dumps(out, indent=2))
     return 0

@@ -65,6 +65,7 @@ from pathlib import Path
 from typing import Any
 
 from mano_pde.errors import UserInputError
+from mano_pde.files import atomic_savefig, atomic_write_text
 
 logger = logging.getLogger(__name__)
 
@@ -538,8 +539,9 @@ def run_scaling_benchmark(
     if output_dir is not None:
         out = Path(output_dir)
         out.mkdir(parents=True, exist_ok=True)
-        (out / "scaling.json").write_text(json.dumps({k: v for k, v in result.items() if k != "markdown"}, indent=2))
-        (out / "scaling.md").write_text(result["markdown"])
+        record = {k: v for k, v in result.items() if k != "markdown"}
+        atomic_write_text(out / "scaling.json", json.dumps(record, indent=2))
+        atomic_write_text(out / "scaling.md", result["markdown"])
         try:
             plot(records, out / "scaling.png", title=f"{info.get('cpu_model', '')}, torch threads = {threads}")
             result["plot"] = str(out / "scaling.png")
@@ -751,7 +753,7 @@ def plot(records: list[dict[str, Any]], path: str | Path, title: str = "") -> No
                 ax.legend(fontsize=8)
     fig.suptitle(f"mano-pde benchmark scaling (batch 1){' -- ' + title if title else ''}")
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    atomic_savefig(fig, path, dpi=120)
     plt.close(fig)
 
 

@@ -3,7 +3,9 @@
 Both commands write ``OUT.nc`` (under a temporary name, renamed into place) and ``generate`` also keeps
 ``OUT.nc.parts/``. Before touching anything they check the output path (:func:`check_output_file`), then hold
 an exclusive ``fcntl`` lock on ``OUT.nc.lock`` for the whole run (:func:`output_lock`), so two runs on one
-path can never mix their samples: the second one stops at once with a clear message.
+path can never mix their samples: the second one stops at once with a clear message. The lock's holder
+first removes the temporary files that killed earlier runs on the same output left (``.OUT.nc.PID.tmp``,
+``.OUT.nc.parts.PID.tmp``; :func:`mano_pde.files.remove_stale_temps`).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from ..errors import UserInputError
+from ..files import remove_stale_temps
 
 try:  # POSIX only; elsewhere runs are not protected against each other
     import fcntl
@@ -118,6 +121,8 @@ def output_lock(path: Path, command: str) -> Iterator[None]:
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()} {command}\n".encode(), 0)
         log.debug("locked %s", lock)
+        # what a killed earlier run on this output left: its temporary file and shard-folder temporaries
+        remove_stale_temps(path.parent, (path.name, path.name + ".parts"))
         yield
     finally:
         with contextlib.suppress(OSError):

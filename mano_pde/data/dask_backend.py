@@ -6,7 +6,7 @@
 Design
 ------
 - **Tasks return arrays.** A task is one chunk ``(config, start, stop, dtype)`` and returns its ``a`` and
-  ``u`` in the storage dtype (:func:`mano_pde.data.generate.chunk_arrays`); the client saves the shard
+  ``u`` in the storage dtype (:func:`mano_pde.data.samples.chunk_arrays`); the client saves the shard
   atomically in ``OUT.parts/`` exactly as the process pool does. Workers therefore need no access to the
   output's filesystem, resume works whichever back end wrote the shards, and the netCDF file is written by
   the one code path of :func:`~mano_pde.data.generate_darcy`, so it is identical to the process pool's
@@ -157,7 +157,7 @@ def compute_chunks_on_dask(
     from dask.base import tokenize
 
     distributed = require_distributed()
-    from .generate import chunk_arrays
+    from .samples import chunk_arrays
 
     fields = {k: getattr(config, k) for k in config.__dataclass_fields__}
     token = tokenize(fields, dtype)

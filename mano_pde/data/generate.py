@@ -3,12 +3,14 @@
 How a run is organised
 ----------------------
 Samples are cut into chunks of ``chunk_size``. Each finished chunk is saved (atomically: temporary name,
-then rename) as a shard in ``OUT.parts/`` next to the target, together with ``manifest.json`` describing the
-run. When every chunk exists, the shards are streamed in order into the netCDF4 file (written under a
-temporary name and renamed into place) and the ``.parts`` folder is removed.
+then rename) as a shard in ``OUT.parts/`` next to the target, and its SHA-256 is recorded in the folder's
+``manifest.json``, which also describes the run (:mod:`mano_pde.data.shards`). When every chunk exists, the
+shards are verified again and streamed in order into the netCDF4 file (written under a temporary name and
+renamed into place) and the ``.parts`` folder is removed.
 
 A run killed at any point loses at most the chunks in flight: rerunning the same command finds the manifest,
-checks the parameters are identical, and computes only the missing chunks. Since sample ``i`` depends only on
+checks the parameters are identical, and computes only the missing chunks (and any shard that fails its
+digest, named in a warning). Since sample ``i`` depends only on
 ``(config, i)`` — never on worker count, chunking or order — the finished file holds exactly the data of an
 uninterrupted run.
 
@@ -29,22 +31,21 @@ import contextlib
 import json
 import logging
 import os
-import shutil
 import time
-from collections.abc import Iterator
-from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
-from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from solvers import DEFAULT_PERMC_SPEC, lognormal_map, piecewise_constant_map, sample_grf, solve_darcy
+from solvers import DEFAULT_PERMC_SPEC
 
 from ..errors import UserInputError
 from ._output import check_output_file, output_lock
+from .pool import WorkerDiedError, compute_shard, run_process_pool, single_threaded_children
 from .presets import DarcyConfig
-from .schema import SCHEMA, DarcyDataError, DarcyWriter
+from .samples import chunk_arrays, default_chunk_size, generate_chunk, generate_sample, sample_rng
+from .schema import COMPLETE_ATTR, SCHEMA, DarcyWriter
+from .shards import ShardFolder, save_shard
 
 __all__ = [
     "sample_rng",
@@ -53,117 +54,10 @@ __all__ = [
     "chunk_arrays",
     "generate_darcy",
     "default_chunk_size",
+    "WorkerDiedError",
 ]
 
 log = logging.getLogger(__name__)
-
-_THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "BLIS_NUM_THREADS")
-
-
-def sample_rng(seed: int, index: int) -> np.random.Generator:
-    """The random generator of sample ``index``: independent streams from one root seed."""
-    return np.random.default_rng(np.random.SeedSequence(int(seed), spawn_key=(int(index),)))
-
-
-def generate_sample(config: DarcyConfig, index: int) -> tuple[np.ndarray, np.ndarray]:
-    """Permeability and pressure ``[s, s]`` (float64) of sample ``index``.
-
-    Raises
-    ------
-    UserInputError
-        If the configuration gives a permeability the solver refuses (e.g. a contrast or scale beyond its
-        range, see :func:`solvers.solve_darcy`): the solver's message, naming the sample.
-    """
-    rng = sample_rng(config.seed, index)
-    field = sample_grf(config.resolution, rng, alpha=config.alpha, tau=config.tau)
-    if config.permeability_map == "piecewise":
-        a = piecewise_constant_map(field, config.high, config.low)
-    else:
-        a = lognormal_map(field, config.sigma)
-    try:
-        u = solve_darcy(a, config.forcing, face=config.face_average)
-    except ValueError as exc:  # the solver's input checks: here they are caused by the user's parameters
-        raise UserInputError(f"sample {index}: {exc}") from exc
-    return a, u
-
-
-def generate_chunk(config: DarcyConfig, start: int, stop: int) -> tuple[np.ndarray, np.ndarray]:
-    """Samples ``start … stop - 1`` as float64 arrays ``[stop - start, s, s]``."""
-    s = config.resolution
-    a = np.empty((stop - start, s, s))
-    u = np.empty((stop - start, s, s))
-    for k, i in enumerate(range(start, stop)):
-        a[k], u[k] = generate_sample(config, i)
-    return a, u
-
-
-def default_chunk_size(resolution: int) -> int:
-    """Samples per chunk: about 4 M grid values (≈ 10–20 s of solving at 421²), between 1 and 64."""
-    return int(min(64, max(1, 4_000_000 // (resolution * resolution))))
-
-
-def _shard_path(parts: Path, start: int) -> Path:
-    return parts / f"chunk_{start:09d}.npz"
-
-
-def chunk_arrays(config: DarcyConfig, start: int, stop: int, dtype: str) -> tuple[np.ndarray, np.ndarray]:
-    """Samples ``start … stop - 1`` in the storage ``dtype``: the content of one shard.
-
-    A pure function of its arguments (the task that dask workers run).
-    """
-    a, u = generate_chunk(config, start, stop)
-    return a.astype(dtype, copy=False), u.astype(dtype, copy=False)
-
-
-def _save_shard(parts: Path, start: int, a: np.ndarray, u: np.ndarray) -> None:
-    """Save one chunk atomically (temporary name, fsync, rename) as the shard of ``start``."""
-    final = _shard_path(parts, start)
-    tmp = final.with_name(f".{final.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as fh:
-        np.savez(fh, a=a, u=u)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, final)
-
-
-def _compute_shard(config: DarcyConfig, start: int, stop: int, dtype: str, parts: str) -> tuple[int, int]:
-    """Process-pool task: compute one chunk and save it atomically as a shard."""
-    a, u = chunk_arrays(config, start, stop, dtype)
-    _save_shard(Path(parts), start, a, u)
-    return start, stop
-
-
-@contextlib.contextmanager
-def _single_threaded_children() -> Iterator[None]:
-    """One BLAS/OpenMP thread per worker process (children inherit the environment at start)."""
-    saved = {k: os.environ.get(k) for k in _THREAD_VARS}
-    os.environ.update({k: "1" for k in _THREAD_VARS})
-    try:
-        yield
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-
-
-def _run_process_pool(
-    config: DarcyConfig, todo: list[tuple[int, int]], dtype: str, parts: Path, workers: int, bar: Any
-) -> None:
-    """Compute ``todo`` on a local process pool; each task saves its own shard."""
-    # The pool starts its processes lazily, so the environment stays set for its whole life.
-    with _single_threaded_children():
-        pool = ProcessPoolExecutor(max_workers=min(workers, len(todo)), mp_context=get_context("spawn"))
-        try:
-            pending = {pool.submit(_compute_shard, config, s0, s1, dtype, str(parts)) for s0, s1 in todo}
-            while pending:
-                finished, pending = wait(pending, return_when=FIRST_COMPLETED)
-                for fut in finished:
-                    start, stop = fut.result()
-                    bar.update(stop - start)
-        finally:
-            pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _manifest(config: DarcyConfig, dtype: str, chunk_size: int) -> dict:
@@ -173,35 +67,6 @@ def _manifest(config: DarcyConfig, dtype: str, chunk_size: int) -> dict:
         "dtype": dtype,
         "chunk_size": chunk_size,
     }
-
-
-def _prepare_parts(parts: Path, manifest: dict, overwrite: bool) -> int:
-    """Create or reuse the shard folder; return the chunk size in force."""
-    mpath = parts / "manifest.json"
-    if parts.exists() and overwrite:
-        shutil.rmtree(parts)
-    if parts.exists():
-        try:
-            old = json.loads(mpath.read_text())
-        except (OSError, ValueError) as exc:
-            raise DarcyDataError(
-                f"{parts} exists but its manifest is unreadable ({exc}); delete the folder to start over"
-            ) from exc
-        same = {k: old.get(k) for k in ("schema", "config", "dtype")} == {
-            k: manifest[k] for k in ("schema", "config", "dtype")
-        }
-        if not same:
-            raise DarcyDataError(
-                f"an unfinished run with different parameters exists at {parts} "
-                f"(its parameters: {old.get('config')}, dtype {old.get('dtype')}). Rerun with the same "
-                "parameters to finish it, pass --overwrite (overwrite=True) to discard it, or choose another output"
-            )
-        return int(old["chunk_size"])
-    parts.mkdir(parents=True)
-    tmp = mpath.with_name(".manifest.json.tmp")
-    tmp.write_text(json.dumps(manifest, indent=2, allow_nan=False))  # strict JSON: never NaN/Infinity
-    os.replace(tmp, mpath)
-    return int(manifest["chunk_size"])
 
 
 def generate_darcy(
@@ -287,6 +152,8 @@ def generate_darcy(
         chunk_size = _positive_int(chunk_size, "chunk_size (--chunk-size)")
     if scheduler is None:  # on an existing cluster the samples are solved on other machines
         _check_memory(config, min(dask_workers or workers, int(config.n_samples)))
+    if _finished_earlier(config, path, dtype, overwrite):
+        return path
     check_output_file(path, overwrite)
     with output_lock(path, "generate"):
         if path.exists() and not overwrite:  # finished by another run while we checked
@@ -325,6 +192,39 @@ def _check_memory(config: DarcyConfig, parallel: int) -> None:
         )
 
 
+def _finished_earlier(config: DarcyConfig, path: Path, dtype: str, overwrite: bool) -> bool:
+    """A run killed after its file was renamed into place, while its shard folder was being removed.
+
+    If ``path`` is complete and the leftover ``.parts`` manifest describes this very run, the rerun only
+    finishes the clean-up (and returns the file) instead of refusing "already exists".
+    """
+    parts = path.with_name(path.name + ".parts")
+    if overwrite or not (path.is_file() and parts.is_dir()):
+        return False
+    try:
+        manifest = json.loads((parts / "manifest.json").read_text())
+    except (OSError, UnicodeDecodeError, ValueError):
+        return False
+    wanted = _manifest(config, dtype, 0)
+    if not isinstance(manifest, dict) or any(manifest.get(k) != wanted[k] for k in ("schema", "config", "dtype")):
+        return False
+    import netCDF4
+
+    try:
+        with netCDF4.Dataset(path) as ds:
+            complete = getattr(ds, COMPLETE_ATTR, None) == "yes" and int(ds.dimensions["sample"].size) == int(
+                config.n_samples
+            )
+    except OSError:
+        return False
+    if not complete:
+        return False
+    with output_lock(path, "generate"):
+        log.info("%s is complete; removing the shards its run left in %s", path, parts)
+        ShardFolder(parts, wanted).remove()
+    return True
+
+
 def _positive_int(value: Any, name: str) -> int:
     """``value`` as an int >= 1 (integral floats accepted), else :class:`UserInputError`."""
     try:
@@ -356,19 +256,17 @@ def _generate_locked(
         from .dask_backend import dask_client
 
         # connect (or start the local cluster) before touching the output folder: a bad address leaves nothing
-        cluster = dask_client(scheduler, dask_workers, env=_single_threaded_children)
+        cluster = dask_client(scheduler, dask_workers, env=single_threaded_children)
     with cluster as client:
         parts = path.with_name(path.name + ".parts")
-        fresh = overwrite or not parts.exists()
-        chunk = _prepare_parts(
-            parts, _manifest(config, dtype, int(chunk_size or default_chunk_size(config.resolution))), overwrite
-        )
+        shards = ShardFolder(parts, _manifest(config, dtype, int(chunk_size or default_chunk_size(config.resolution))))
+        chunk, fresh = shards.open(overwrite)
         n = config.n_samples
         chunks = [(i, min(i + chunk, n)) for i in range(0, n, chunk)]
-        todo = [c for c in chunks if not _shard_path(parts, c[0]).exists()]
+        todo = shards.missing(chunks)  # no shard, or one that fails its digest (named in a warning)
         done = n - sum(stop - start for start, stop in todo)
         if done:
-            log.info("resuming %s: %d of %d samples already computed", parts, done, n)
+            log.info("resuming %s: %d of %d samples already computed (digests verified)", parts, done, n)
 
         from tqdm.auto import tqdm
 
@@ -379,19 +277,21 @@ def _generate_locked(
                 from .dask_backend import compute_chunks_on_dask
 
                 def save(start: int, stop: int, a: np.ndarray, u: np.ndarray) -> None:
-                    _save_shard(parts, start, a, u)
+                    shards.record(start, stop, save_shard(parts, start, a, u))
                     bar.update(stop - start)
 
                 compute_chunks_on_dask(client, config, todo, dtype, save)
             elif workers == 1 or len(todo) <= 1:
                 for start, stop in todo:
-                    _compute_shard(config, start, stop, dtype, str(parts))
+                    shards.record(*compute_shard(config, start, stop, dtype, str(parts)))
                     bar.update(stop - start)
             else:
-                _run_process_pool(config, todo, dtype, parts, workers, bar)
+                run_process_pool(config, todo, dtype, shards, workers, bar)
+        except WorkerDiedError:
+            raise
         except UserInputError:
             if fresh:  # these parameters can never give a complete file: leave nothing that blocks the next run
-                shutil.rmtree(parts, ignore_errors=True)
+                shards.remove()
             raise
         finally:
             bar.close()
@@ -403,8 +303,11 @@ def _generate_locked(
     attrs = config.to_attrs()
     attrs["solver"] = f"5-point finite differences, scipy.sparse.linalg.splu (SuperLU, permc_spec={DEFAULT_PERMC_SPEC})"
     with DarcyWriter(path, n, config.resolution, attrs, dtype=dtype, complevel=complevel) as writer:
-        for start, _ in tqdm(chunks, desc="writing", unit="chunk", disable=not progress):
-            with np.load(_shard_path(parts, start)) as shard:
-                writer.write(start, shard["a"], shard["u"])
-    shutil.rmtree(parts, ignore_errors=True)
+        for start, stop in tqdm(chunks, desc="writing", unit="chunk", disable=not progress):
+            arrays = shards.read(start, stop)  # verified against its digest
+            if arrays is None:  # changed on disk since it was saved: compute it again (warning already logged)
+                arrays = chunk_arrays(config, start, stop, dtype)
+                shards.record(start, stop, save_shard(parts, start, *arrays))
+            writer.write(start, *arrays)
+    shards.remove()  # after the file is in place; a kill here is finished by the next run (_finished_earlier)
     return path

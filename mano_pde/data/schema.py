@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import UserInputError
+from ..files import fsync_folder, temp_path
 
 __all__ = [
     "SCHEMA",
@@ -155,7 +156,7 @@ class DarcyWriter:
         self.dtype = np.dtype(dtype)
         self._written = np.zeros(self.n_samples, dtype=bool)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
+        self._tmp = temp_path(self.path)
         ds = netCDF4.Dataset(self._tmp, "w", format="NETCDF4")
         self._ds = ds
         s = self.resolution
@@ -239,24 +240,27 @@ class DarcyWriter:
                 f"{missing.size} of {self.n_samples} samples were never written (first: {missing[0]}); "
                 "the file was not created"
             )
-        self._ds.setncattr(COMPLETE_ATTR, "yes")
-        self._ds.close()
-        self._ds = None
         try:
+            self._ds.setncattr(COMPLETE_ATTR, "yes")
+            self._ds.close()
+            self._ds = None
             with open(self._tmp, "rb+") as fh:
                 os.fsync(fh.fileno())
             os.replace(self._tmp, self.path)
-        except OSError:  # e.g. the target became a folder: leave no hidden temporary file behind
-            self._tmp.unlink(missing_ok=True)
+        except BaseException:  # OSError (e.g. the target became a folder), KeyboardInterrupt, SystemExit: no temp left
+            self.abort()
             raise
+        fsync_folder(self.path.parent)
         log.info("wrote %s (%d samples at %d^2)", self.path, self.n_samples, self.resolution)
         return self.path
 
     def abort(self) -> None:
-        """Discard the temporary file."""
+        """Discard the temporary file (also when closing it fails)."""
         if self._ds is not None:
             try:
                 self._ds.close()
+            except Exception:  # noqa: BLE001 - the file is discarded anyway
+                pass
             finally:
                 self._ds = None
         self._tmp.unlink(missing_ok=True)

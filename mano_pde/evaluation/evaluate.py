@@ -16,6 +16,12 @@ For every run × test grid two methods (three for MANO) are scored on the same h
     windows that keep their physical size. Only for test grids finer than the finest training grid.
 
 A zero-shot claim is only meaningful when ``direct`` beats ``resample``.
+
+Outputs are one set: ``results.json``, ``results.md``, the plots, and ``results.complete.json`` written last
+(the files of the set with their SHA-256, and the runs that were unfinished). Every file is replaced
+atomically and the previous marker is removed first, so a folder without the marker holds an interrupted
+evaluation. Runs that stopped before their last epoch are scored with a warning, and their records say so
+(``epochs_done`` / ``epochs``).
 """
 
 from __future__ import annotations
@@ -33,9 +39,14 @@ import numpy as np
 import torch
 
 from ..errors import UserInputError
+from ..files import atomic_write_text, remove_stale_temps, sha256_file
 from .metrics import interpolate_nodes, per_sample_rel_h1, per_sample_rel_l2, subsample_nodes
 
-__all__ = ["evaluate", "test_indices_for"]
+__all__ = ["evaluate", "test_indices_for", "COMPLETE_MARKER"]
+
+#: Written last by :func:`evaluate`, listing the files of the set with their SHA-256; absent while (or after an
+#: interrupted) evaluation writes.
+COMPLETE_MARKER = "results.complete.json"
 
 log = logging.getLogger(__name__)
 
@@ -189,7 +200,23 @@ def evaluate(
     resolutions = sorted({int(r) for r in resolutions})
     loaded = [load_run(r, dev) for r in runs]
     test_indices = {run.name: test_indices_for(run, data, n_test) for run in loaded}  # validate before writing
+    progress = {run.name: _epochs_done(run) for run in loaded}
+    for run in loaded:
+        done, total = progress[run.name]
+        if done < total:
+            log.warning(
+                "run %s stopped after epoch %d of %d: its scores are those of an unfinished model "
+                "(finish it with `mano-pde train ... --resume -o %s`)",
+                run.path,
+                done,
+                total,
+                run.path,
+            )
     out.mkdir(parents=True, exist_ok=True)
+    remove_stale_temps(out)
+    # The outputs are one set: the marker of the previous set goes first and the new one is written last, so a
+    # folder without results.complete.json holds an interrupted evaluation (each file is replaced atomically).
+    (out / COMPLETE_MARKER).unlink(missing_ok=True)
     cache: dict[tuple, dict[str, torch.Tensor]] = {}
 
     def arrays(res: int, idx: np.ndarray) -> dict[str, torch.Tensor]:
@@ -252,6 +279,8 @@ def evaluate(
                         "inference_s_per_sample": times[method],
                         "n_parameters": n_params,
                         "seed": run.config.seed,
+                        "epochs_done": progress[run.name][0],
+                        "epochs": progress[run.name][1],
                         "interpolation": interpolation if method == "resample" else None,
                     }
                 )
@@ -266,8 +295,9 @@ def evaluate(
         "versions": run_versions(dev),
         "runs": {r.name: {"config": r.config.to_dict(), "versions": r.versions} for r in loaded},
     }
-    (out / "results.json").write_text(json.dumps({"meta": meta, "records": records}, indent=2) + "\n")
-    (out / "results.md").write_text(results_table(records) + "\n")
+    written = ["results.json", "results.md"]
+    atomic_write_text(out / "results.json", json.dumps({"meta": meta, "records": records}, indent=2) + "\n")
+    atomic_write_text(out / "results.md", results_table(records) + "\n")
     if plots and records:
         plot_error_vs_resolution(records, out / "error_vs_resolution.png")
         idx0 = test_indices[loaded[0].name]
@@ -276,4 +306,24 @@ def evaluate(
             for res in resolutions
         }
         plot_predictions(fields, examples, out / "predictions.png", {r.name: r.train_resolution for r in loaded})
+        written += ["error_vs_resolution.png", "predictions.png"]
+    marker = {
+        "complete": True,
+        "date": meta["date"],
+        "files": {name: sha256_file(out / name) for name in written},
+        "unfinished_runs": sorted(name for name, (done, total) in progress.items() if done < total),
+    }
+    atomic_write_text(out / COMPLETE_MARKER, json.dumps(marker, indent=2) + "\n")
     return records
+
+
+def _epochs_done(run) -> tuple[int, int]:
+    """``(finished epochs, planned epochs)`` of a run, from its ``log.csv`` (one row per finished epoch)."""
+    import csv
+
+    log_csv = Path(run.path) / "log.csv"
+    done = 0
+    if log_csv.is_file():
+        with open(log_csv, newline="") as fh:
+            done = sum(1 for _ in csv.DictReader(fh))
+    return done, int(run.config.epochs)

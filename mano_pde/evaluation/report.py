@@ -7,6 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..files import atomic_savefig
+
 __all__ = ["results_table", "plot_error_vs_resolution", "plot_predictions"]
 
 
@@ -80,7 +82,7 @@ def plot_error_vs_resolution(records: list[dict], path: Path) -> None:
     ax.set_title("Zero-shot resolution transfer (★ training grid)")
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=7)
-    fig.savefig(path, dpi=120)
+    atomic_savefig(fig, path, dpi=120)
     plt.close(fig)
 
 
@@ -122,5 +124,5 @@ def plot_predictions(fields: dict, examples: dict, path: Path, train_res: dict[s
             ax.set_yticks([])
             fig.colorbar(im, ax=ax, fraction=0.046, pad=0.02)
     fig.suptitle("One held-out sample: prediction applied directly on each grid", fontsize=9)
-    fig.savefig(path, dpi=110)
+    atomic_savefig(fig, path, dpi=110)
     plt.close(fig)

@@ -27,7 +27,6 @@ from __future__ import annotations
 import inspect
 import json
 import logging
-import os
 import pickle
 from pathlib import Path
 from typing import Any
@@ -37,6 +36,7 @@ from neuralop.models.base_model import BaseModel
 from torch import nn
 
 from ..errors import UserInputError
+from ..files import atomic_torch_save, atomic_write_text
 from .attention_operators import GlobalAttentionOperator, WindowAttentionOperator
 from .mano import MANO
 from .registry import create_model
@@ -121,26 +121,6 @@ def read_json(path: str | Path, what: str) -> Any:
         raise UserInputError(
             f"{path} is not valid JSON ({err}); it should hold {what}: restore the file or write it again"
         ) from None
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file in the same folder and an atomic rename."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_text(text)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-def atomic_torch_save(obj: Any, path: Path) -> None:
-    """``torch.save(obj, path)`` through a temporary file in the same folder and an atomic rename."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        torch.save(obj, tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def save_model(model: nn.Module, folder: str | Path, name: str = "model") -> Path:

@@ -351,8 +351,9 @@ class TransformerOperator(BaseModel, name="TransformerOperator"):
         except TypeError as err:  # e.g. a callable non_linearity: the neuralop files are still written
             logger.warning("no JSON config written for %s: %s", save_name, err)
             return
-        path = Path(save_folder) / f"{save_name}_config.json"
-        path.write_text(json.dumps(config, indent=2) + "\n")
+        from ..files import atomic_write_text
+
+        atomic_write_text(Path(save_folder) / f"{save_name}_config.json", json.dumps(config, indent=2) + "\n")
 
 
 def _is_int(value) -> bool:

@@ -9,15 +9,18 @@ A run directory holds
 ``model_state_dict.pt``      model weights (tensors only: ``torch.load(weights_only=True)`` reads them)
 ``model_config.json``        registry name and constructor keywords (:func:`mano_pde.models.save_model`)
 ``model_metadata.pkl``       neuraloperator's constructor record (``Model.from_checkpoint(dir, "model")``)
-``train_state.pt``           optimizer, scheduler and epoch, for ``--resume``
+``train_state.pt``           model, optimizer, scheduler and epoch, for ``--resume``
+``train_state.prev.pt``      the same one epoch earlier (the fallback if ``train_state.pt`` is damaged)
+``train_state.json``         the SHA-256 digests that verify both (:mod:`mano_pde.training.state`)
 ``log.csv``                  per-epoch train loss, held-out relative L2 per training grid (``test_rel_l2_{r}``,
                              or ``val_rel_l2_{r}`` with a validation split), learning rate, time
 ``final_metrics.json``       with a validation split only (``n_val > 0``): the test error of the last epoch's
                              weights (scored once), ``best_val_epoch`` and ``best_val_rel_l2``
 ===========================  ==========================================================================
 
-The JSON files and ``train_state.pt`` are written to a temporary name and renamed; the resume state is
-written after the model files, so an interruption between them only repeats the last epoch.
+Every file is written atomically (:mod:`mano_pde.files`: temporary name, fsync, rename); the resume state is
+written after the model files, so an interruption between them only repeats the last epoch, and a resume
+state that was damaged after it was written is refused by its digest (falling back one epoch).
 """
 
 from __future__ import annotations
@@ -32,7 +35,7 @@ from typing import Any
 import torch
 
 from mano_pde.errors import UserInputError
-from mano_pde.models.checkpoint import atomic_torch_save, atomic_write_text
+from mano_pde.files import atomic_torch_save, atomic_write_text
 
 from .config import TrainConfig
 

@@ -127,8 +127,15 @@ class TrainConfig:
             raise UserInputError(f"unknown training configuration keys {sorted(unknown)}")
         return cls(**record)
 
+    def to_json(self) -> str:
+        """The ``config.json`` text (sorted keys)."""
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n"
+
     def save(self, path: str | Path) -> None:
-        Path(path).write_text(json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n")
+        """Write ``config.json`` atomically (a kill never leaves a torn file)."""
+        from mano_pde.files import atomic_write_text
+
+        atomic_write_text(path, self.to_json())
 
     @classmethod
     def load(cls, path: str | Path) -> TrainConfig:

@@ -41,14 +41,11 @@ import numpy as np
 import torch
 
 from ..errors import UserInputError
-from .checkpoint import (
-    atomic_torch_save,
-    atomic_write_text,
-    is_run_dir,
-    run_versions,
-)
+from ..files import atomic_write_text, remove_stale_temps
+from .checkpoint import is_run_dir, run_versions
 from .config import TrainConfig
 from .distributed import DistContext, setup_distributed
+from .state import STATE_FILE, has_train_state, load_train_state, save_train_state
 
 __all__ = [
     "train",
@@ -276,12 +273,15 @@ def _train(config: TrainConfig, out: Path, resume: bool, progress: bool, ctx: Di
         normalizer_to_dict,
     )
     from mano_pde.models import count_parameters, create_model, model_signature, save_model
-    from mano_pde.models.checkpoint import load_torch_file, read_json
+    from mano_pde.models.checkpoint import read_json
 
-    state_path = out / "train_state.pt"
+    state_path = out / STATE_FILE
+    if resume and not (out / "config.json").is_file():
+        # killed before its configuration was written: nothing was trained, so the run starts (the folder is
+        # still checked below: it must hold nothing but what such a run leaves)
+        log.info("--resume: %s holds no config.json yet (a run stopped before its first epoch): starting it", out)
+        resume = False
     if resume:
-        if not (out / "config.json").is_file():
-            raise FileNotFoundError(f"--resume: {out} holds no run to resume (no config.json); drop --resume")
         saved = TrainConfig.load(out / "config.json")
         ignore = {"device"}
         diff = {
@@ -298,6 +298,8 @@ def _train(config: TrainConfig, out: Path, resume: bool, progress: bool, ctx: Di
         raise FileExistsError(f"{out} already holds a run; pass --resume to continue it or choose another -o")
     else:
         _check_new_run_folder(out)  # never write log.csv etc. into a folder of the user's files
+    if ctx.is_main:
+        remove_stale_temps(out)  # temporaries of a killed earlier attempt
     ctx.barrier()  # every process has checked the folder before rank 0 writes to it
 
     device = ctx.device
@@ -346,7 +348,7 @@ def _train(config: TrainConfig, out: Path, resume: bool, progress: bool, ctx: Di
 
     start_epoch = 0
     rows: list[dict] = []
-    resuming = ctx.broadcast(resume and state_path.is_file())  # rank 0 decides for all
+    resuming = ctx.broadcast(resume and has_train_state(out))  # rank 0 decides for all
     # Normalisers: rank 0 reads or fits them and shares them, so every process uses the very same values.
     norms = None
     if ctx.is_main:
@@ -361,12 +363,13 @@ def _train(config: TrainConfig, out: Path, resume: bool, progress: bool, ctx: Di
     in_norm = normalizer_from_dict(norms["x"], out / "normalizers.json")
     out_norm = normalizer_from_dict(norms["y"], out / "normalizers.json")
     if resuming:  # every process reads the same resume state (the run directory is shared)
-        if not state_path.is_file():
+        if not has_train_state(out):
             raise FileNotFoundError(
                 f"process {ctx.rank} cannot see {state_path}, which rank 0 resumes from: the run directory must be "
                 "on a filesystem shared by all processes"
             )
-        state = load_torch_file(state_path, map_location=device, what="the training state of a run (--resume)")
+        # verified against the digests of train_state.json; falls back one epoch if the last state is damaged
+        state = load_train_state(out, map_location=device, warn=ctx.is_main)
         try:
             model.load_state_dict(state["model"])
             optimizer.load_state_dict(state["optimizer"])
@@ -382,7 +385,9 @@ def _train(config: TrainConfig, out: Path, resume: bool, progress: bool, ctx: Di
             rows = _read_log(out / "log.csv")[:start_epoch]
             log.info("resuming %s after epoch %d of %d", out, start_epoch, config.epochs)
     if ctx.is_main:
-        config.save(out / "config.json")
+        config_file = out / "config.json"
+        if not config_file.is_file() or config_file.read_text() != config.to_json():
+            config.save(config_file)  # atomic; a resumed run with the same configuration leaves the file alone
         versions = run_versions(device)
         versions["n_parameters"] = str(n_params)
         versions["train_data_attrs"] = json.dumps(data_attrs, default=str)
@@ -452,14 +457,14 @@ def _train(config: TrainConfig, out: Path, resume: bool, progress: bool, ctx: Di
         # model first, then the resume state: a crash in between re-runs this epoch from the previous state
         save_model(model, out)
         atomic_write_text(out / "log.csv", _format_log(rows, LOG_FIELDS + tuple(epoch_fields)))
-        atomic_torch_save(
+        save_train_state(
+            out,
             {
                 "epoch": epoch + 1,
                 "model": {k: v for k, v in model.state_dict().items() if k != "_metadata"},
                 "optimizer": optimizer.state_dict(),
                 "scheduler": scheduler.state_dict(),
             },
-            state_path,
         )
         log.info("epoch %d/%d %s", epoch + 1, config.epochs, {k: round(v, 6) for k, v in row.items()})
     bar.close()

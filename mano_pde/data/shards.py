@@ -1,0 +1,230 @@
+"""The shard folder of a resumable generation run: ``OUT.nc.parts/`` with its manifest and verified shards.
+
+Layout::
+
+    OUT.nc.parts/
+        manifest.json           schema, generation config, dtype, chunk size, and the SHA-256 of every saved shard
+        chunk_000000000.npz     samples 0 … chunk_size - 1 (arrays ``a`` and ``u`` in the storage dtype)
+        …
+
+Crash safety (every write is atomic, :mod:`mano_pde.files`):
+
+* The folder is born complete: it is assembled under a temporary name (``.OUT.nc.parts.PID.tmp``) with its
+  manifest inside and then renamed, so ``OUT.nc.parts`` never exists without a manifest.
+* A shard is written to a temporary name, fsync-ed and renamed; the main process then records its digest in
+  the manifest. A shard whose digest is missing (a kill between the two) or does not match its bytes
+  (truncated, emptied, one byte changed) is reported by name and computed again, never loaded.
+* The folder is removed by renaming it to a temporary name first, so a kill during the removal leaves a
+  temporary folder that the next run deletes (:func:`mano_pde.files.remove_stale_temps`), not a half-deleted
+  ``.parts`` that would look like an unfinished run.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..files import atomic_write_bytes, atomic_write_text, fsync_folder, sha256_bytes, sha256_file, temp_path
+from .schema import DarcyDataError
+
+__all__ = ["ShardFolder"]
+
+log = logging.getLogger(__name__)
+
+MANIFEST = "manifest.json"
+_COMPARED = ("schema", "config", "dtype")
+
+
+def _shard_name(start: int) -> str:
+    return f"chunk_{start:09d}.npz"
+
+
+def shard_bytes(a: np.ndarray, u: np.ndarray) -> bytes:
+    """The bytes of the shard holding ``a`` and ``u`` (an uncompressed ``.npz``)."""
+    buf = io.BytesIO()
+    np.savez(buf, a=a, u=u)
+    return buf.getvalue()
+
+
+def save_shard(parts: Path, start: int, a: np.ndarray, u: np.ndarray) -> str:
+    """Save one chunk atomically as the shard of ``start``; returns its SHA-256 (recorded by the main process)."""
+    data = shard_bytes(a, u)
+    atomic_write_bytes(parts / _shard_name(start), data)
+    return sha256_bytes(data)
+
+
+class ShardFolder:
+    """``OUT.nc.parts/`` of one generation run: manifest, shard digests, verification and removal.
+
+    Parameters
+    ----------
+    parts : Path
+        The folder (``OUT.nc.parts``).
+    manifest : dict
+        What this run's manifest must say: ``schema``, ``config``, ``dtype``, ``chunk_size``.
+    """
+
+    def __init__(self, parts: Path, manifest: dict[str, Any]) -> None:
+        self.path = Path(parts)
+        self.manifest = dict(manifest)
+        self.shards: dict[int, dict[str, Any]] = {}
+
+    # ------------------------------------------------------------------ open / create
+    def open(self, overwrite: bool) -> tuple[int, bool]:
+        """Create the folder or reuse an unfinished one; return ``(chunk_size, fresh)``.
+
+        Raises
+        ------
+        DarcyDataError
+            An unfinished run with other parameters exists (and ``overwrite`` is false), or the folder holds
+            shards whose manifest is unreadable (they cannot be checked against the parameters).
+        """
+        if self.path.exists() and overwrite:
+            self.remove()
+        if self.path.exists():
+            old = self._read_existing()
+            if old is not None:
+                return int(old["chunk_size"]), False
+        self._create()
+        return int(self.manifest["chunk_size"]), True
+
+    def _read_existing(self) -> dict | None:
+        """The manifest of an existing folder; ``None`` if the folder held nothing and was removed."""
+        mpath = self.path / MANIFEST
+        try:
+            old = json.loads(mpath.read_text())
+            if not isinstance(old, dict) or "chunk_size" not in old:
+                raise ValueError("not a manifest of mano_pde generate")
+        except (OSError, UnicodeDecodeError, ValueError) as exc:
+            shards = sorted(self.path.glob("chunk_*.npz"))
+            if not shards:  # a folder without shards holds no work: start over (older versions left such folders)
+                log.warning("%s has no readable manifest (%s) and no shards: starting the run afresh", self.path, exc)
+                self.remove()
+                return None
+            raise DarcyDataError(
+                f"{self.path} holds {len(shards)} shards but its manifest is unreadable ({exc}), so they cannot be "
+                "checked against the parameters; delete the folder (or pass --overwrite) to start over"
+            ) from exc
+        same = {k: old.get(k) for k in _COMPARED} == {k: self.manifest[k] for k in _COMPARED}
+        if not same:
+            raise DarcyDataError(
+                f"an unfinished run with different parameters exists at {self.path} "
+                f"(its parameters: {old.get('config')}, dtype {old.get('dtype')}). Rerun with the same "
+                "parameters to finish it, pass --overwrite (overwrite=True) to discard it, or choose another output"
+            )
+        self.manifest = old
+        self.shards = {int(k): dict(v) for k, v in old.get("shards", {}).items()}
+        if "shards" not in old:  # written before shards had digests: adopt the shards that load correctly
+            self._adopt_unrecorded()
+        return old
+
+    def _create(self) -> None:
+        staging = temp_path(self.path)
+        if staging.exists():
+            shutil.rmtree(staging)
+        staging.mkdir(parents=True)
+        try:
+            self.manifest["shards"] = {}
+            atomic_write_text(staging / MANIFEST, self._manifest_text())
+            os.rename(staging, self.path)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+        fsync_folder(self.path.parent)
+
+    # ------------------------------------------------------------------ shards
+    def shard_path(self, start: int) -> Path:
+        return self.path / _shard_name(start)
+
+    def _manifest_text(self) -> str:
+        self.manifest["shards"] = {str(k): v for k, v in sorted(self.shards.items())}
+        return json.dumps(self.manifest, indent=2, allow_nan=False)  # strict JSON: never NaN/Infinity
+
+    def record(self, start: int, stop: int, digest: str) -> None:
+        """Record a saved shard's digest in the manifest (atomically rewritten)."""
+        self.shards[int(start)] = {"stop": int(stop), "sha256": digest}
+        atomic_write_text(self.path / MANIFEST, self._manifest_text())
+
+    def missing(self, chunks: list[tuple[int, int]]) -> list[tuple[int, int]]:
+        """The chunks to compute: no shard, or a shard that is unrecorded or fails its digest (then deleted)."""
+        todo = []
+        for start, stop in chunks:
+            path = self.shard_path(start)
+            entry = self.shards.get(start)
+            if not path.exists():
+                if entry is not None:
+                    log.warning("shard %s is recorded in the manifest but missing: computing it again", path)
+                    self._forget(start)
+                todo.append((start, stop))
+                continue
+            problem = self._problem(path, entry, stop)
+            if problem:
+                log.warning("shard %s %s: computing samples %d-%d again", path, problem, start, stop - 1)
+                path.unlink(missing_ok=True)
+                self._forget(start)
+                todo.append((start, stop))
+        return todo
+
+    def _problem(self, path: Path, entry: dict | None, stop: int) -> str | None:
+        if entry is None:
+            return "was saved but its digest was never recorded (interrupted)"
+        if int(entry.get("stop", -1)) != stop:
+            return f"covers samples up to {entry.get('stop')}, not {stop}"
+        if sha256_file(path) != entry.get("sha256"):
+            return "does not match the digest in the manifest (truncated or corrupted)"
+        return None
+
+    def _forget(self, start: int) -> None:
+        if self.shards.pop(start, None) is not None:
+            atomic_write_text(self.path / MANIFEST, self._manifest_text())
+
+    def _adopt_unrecorded(self) -> None:
+        s = int(self.manifest["config"]["resolution"])
+        dtype = np.dtype(self.manifest["dtype"])
+        for path in sorted(self.path.glob("chunk_*.npz")):
+            start = int(path.stem.split("_")[1])
+            try:
+                with np.load(path) as z:
+                    a, u = z["a"], z["u"]
+                ok = a.shape == u.shape and a.shape[1:] == (s, s) and a.dtype == dtype == u.dtype
+            except Exception:  # noqa: BLE001 - any failure to read means: compute it again
+                ok = False
+            if ok:
+                self.shards[start] = {"stop": start + a.shape[0], "sha256": sha256_file(path)}
+            else:
+                log.warning("shard %s of an older run is unreadable: computing it again", path)
+                path.unlink(missing_ok=True)
+        atomic_write_text(self.path / MANIFEST, self._manifest_text())
+
+    def read(self, start: int, stop: int) -> tuple[np.ndarray, np.ndarray] | None:
+        """The arrays of a shard, verified against its digest; ``None`` (with a warning) if it fails."""
+        path = self.shard_path(start)
+        entry = self.shards.get(start)
+        try:
+            data = path.read_bytes()
+        except OSError as exc:
+            log.warning("shard %s cannot be read (%s): computing it again", path, exc)
+            return None
+        if entry is None or sha256_bytes(data) != entry.get("sha256") or int(entry.get("stop", -1)) != stop:
+            log.warning("shard %s changed since it was saved (digest mismatch): computing it again", path)
+            return None
+        with np.load(io.BytesIO(data)) as z:
+            return z["a"], z["u"]
+
+    # ------------------------------------------------------------------ removal
+    def remove(self) -> None:
+        """Delete the folder: renamed to a temporary name first, so a kill mid-way leaves no ``.parts``."""
+        if not self.path.exists():
+            return
+        trash = temp_path(self.path)
+        if trash.exists():
+            shutil.rmtree(trash, ignore_errors=True)
+        os.rename(self.path, trash)
+        shutil.rmtree(trash, ignore_errors=True)

@@ -1,0 +1,499 @@
+"""Crash safety at exact points (issue 11, items F1-F11): atomic writes, verified shards and training states,
+no leftovers, pool workers that die with their parent, evaluation outputs written as one set.
+
+Failures are injected deterministically: a monkeypatched write or rename that raises ``KeyboardInterrupt`` at a
+named file, leftovers of a process that is gone (a temporary name carrying a dead pid), damaged files, or a
+subprocess killed once a named file appears.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import xarray as xr
+
+from mano_pde import files
+from mano_pde.cli import main
+from mano_pde.data import DarcyConfig, generate_darcy, open_darcy
+from mano_pde.data import generate as generate_module
+from mano_pde.data.shards import ShardFolder
+from mano_pde.evaluation.evaluate import COMPLETE_MARKER
+from mano_pde.training.state import PREVIOUS_STATE_FILE, STATE_FILE, STATE_INDEX
+
+CONFIG = DarcyConfig(n_samples=6, resolution=9, seed=3)
+CHUNK = 2
+
+
+def _dead_pid() -> int:
+    """The pid of a process that has exited (leftovers carry the pid of their writer)."""
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
+
+
+def _leftovers(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir() if p.name.endswith(".tmp"))
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory) -> Path:
+    """The uninterrupted file that every interrupted-and-resumed run must equal."""
+    return generate_darcy(CONFIG, tmp_path_factory.mktemp("ref") / "ref.nc", chunk_size=CHUNK, progress=False)
+
+
+def _assert_same_data(path: Path, reference: Path) -> None:
+    with open_darcy(path) as got, open_darcy(reference) as want:
+        xr.testing.assert_identical(got.drop_attrs(), want.drop_attrs())
+
+
+def _raise_on_replace(monkeypatch, name_part: str, exc: type[BaseException] = KeyboardInterrupt) -> list[str]:
+    """Make ``os.replace`` raise ``exc`` once when its target's name contains ``name_part``."""
+    real = os.replace
+    hits: list[str] = []
+
+    def replace(src, dst, *args, **kwargs):
+        if name_part in Path(dst).name and not hits:
+            hits.append(str(dst))
+            raise exc
+        return real(src, dst, *args, **kwargs)
+
+    monkeypatch.setattr(os, "replace", replace)
+    return hits
+
+
+# ------------------------------------------------------------------------------------------ the helper itself
+def test_atomic_write_keeps_the_old_file_and_leaves_no_temp_on_interrupt(tmp_path):
+    target = tmp_path / "a.json"
+    files.atomic_write_text(target, "old")
+    with pytest.raises(KeyboardInterrupt), files.atomic_write(target) as fh:
+        fh.write("new, half written")
+        raise KeyboardInterrupt
+    assert target.read_text() == "old"
+    assert _leftovers(tmp_path) == []
+
+
+def test_remove_stale_temps_spares_live_processes(tmp_path):
+    dead = tmp_path / f".x.nc.{_dead_pid()}.tmp"
+    live = tmp_path / f".x.nc.{os.getppid()}.tmp"  # the parent of this process is alive
+    other = tmp_path / f".y.nc.{_dead_pid()}.tmp"
+    folder = tmp_path / f".x.nc.parts.{_dead_pid()}.tmp"
+    for p in (dead, live, other):
+        p.write_bytes(b"")
+    folder.mkdir()
+    (folder / "chunk.npz").write_bytes(b"1")
+    removed = files.remove_stale_temps(tmp_path, ("x.nc", "x.nc.parts"))
+    assert sorted(removed) == sorted([dead, folder])
+    assert live.exists() and other.exists()
+
+
+# ------------------------------------------------------------------------------------------ generate
+def test_f1_interrupted_before_the_manifest_leaves_nothing_that_blocks(tmp_path, monkeypatch, reference):
+    """F1: the shard folder appears only with its manifest; an older empty leftover is started over."""
+    out = tmp_path / "f1.nc"
+    real = files.atomic_write_text
+
+    def manifest_interrupted(path, text):
+        if Path(path).name == "manifest.json":
+            raise KeyboardInterrupt
+        return real(path, text)
+
+    monkeypatch.setattr("mano_pde.data.shards.atomic_write_text", manifest_interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        generate_darcy(CONFIG, out, chunk_size=CHUNK, progress=False)
+    monkeypatch.undo()
+    assert sorted(os.listdir(tmp_path)) == []  # no .parts without manifest, no staging folder
+    # what a SIGKILL at that instant left with earlier versions: an empty .parts, and a staging folder
+    (tmp_path / "f1.nc.parts").mkdir()
+    (tmp_path / f".f1.nc.parts.{_dead_pid()}.tmp").mkdir()
+    generate_darcy(CONFIG, out, chunk_size=CHUNK, progress=False)
+    _assert_same_data(out, reference)
+    assert sorted(os.listdir(tmp_path)) == ["f1.nc"]
+
+
+def test_f2_killed_while_removing_the_shards_reruns_cleanly(tmp_path, monkeypatch, reference):
+    """F2: the file is in place but ``.parts`` was not removed: the rerun finishes the clean-up."""
+    out = tmp_path / "f2.nc"
+
+    def interrupted_remove(self):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(ShardFolder, "remove", interrupted_remove)
+    with pytest.raises(KeyboardInterrupt):
+        generate_darcy(CONFIG, out, chunk_size=CHUNK, progress=False)
+    monkeypatch.undo()
+    assert out.is_file() and (tmp_path / "f2.nc.parts").is_dir()
+    assert generate_darcy(CONFIG, out, chunk_size=CHUNK, progress=False) == out  # no "already exists"
+    _assert_same_data(out, reference)
+    assert sorted(os.listdir(tmp_path)) == ["f2.nc"]
+    # a kill in the middle of the removal leaves the renamed folder: the next run on that output removes it
+    (tmp_path / f".f2.nc.parts.{_dead_pid()}.tmp").mkdir()
+    generate_darcy(CONFIG, out, chunk_size=CHUNK, progress=False, overwrite=True)
+    assert sorted(os.listdir(tmp_path)) == ["f2.nc"]
+
+
+def test_f3_interrupt_inside_the_final_write_removes_the_temporary_file(tmp_path, monkeypatch, reference):
+    """F3: Ctrl-C inside ``DarcyWriter.close()`` (the final fsync) leaves no ``.OUT.nc.PID.tmp``."""
+    out = tmp_path / "f3.nc"
+    real_fsync = os.fsync
+
+    def fsync(fd):
+        if os.readlink(f"/proc/self/fd/{fd}").endswith(f".f3.nc.{os.getpid()}.tmp"):
+            raise KeyboardInterrupt
+        return real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    with pytest.raises(KeyboardInterrupt):
+        generate_darcy(CONFIG, out, chunk_size=CHUNK, progress=False)
+    monkeypatch.undo()
+    assert not out.exists()
+    assert _leftovers(tmp_path) == []
+    # a SIGKILL at that point cannot clean up: the next run removes what the dead process left
+    (tmp_path / f".f3.nc.{_dead_pid()}.tmp").write_bytes(b"\0" * 1000)
+    generate_darcy(CONFIG, out, chunk_size=CHUNK, progress=False)
+    _assert_same_data(out, reference)
+    assert sorted(os.listdir(tmp_path)) == ["f3.nc"]
+
+
+def _stop_before_writing(monkeypatch, out: Path) -> Path:
+    """Compute every shard, then interrupt before the netCDF file is written."""
+
+    def no_writer(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(generate_module, "DarcyWriter", no_writer)
+    with pytest.raises(KeyboardInterrupt):
+        generate_darcy(CONFIG, out, chunk_size=CHUNK, progress=False)
+    monkeypatch.undo()
+    return out.with_name(out.name + ".parts")
+
+
+@pytest.mark.parametrize("damage", ["truncated", "empty", "one byte changed", "unrecorded"])
+def test_f4_a_damaged_shard_is_named_and_computed_again(damage, tmp_path, monkeypatch, caplog, reference):
+    """F4: shards carry digests in the manifest; a bad shard is recomputed with a warning naming it."""
+    out = tmp_path / "f4.nc"
+    parts = _stop_before_writing(monkeypatch, out)
+    manifest = json.loads((parts / "manifest.json").read_text())
+    assert sorted(manifest["shards"]) == ["0", "2", "4"]
+    assert all(len(v["sha256"]) == 64 for v in manifest["shards"].values())
+    shard = parts / "chunk_000000002.npz"
+    data = shard.read_bytes()
+    if damage == "truncated":
+        shard.write_bytes(data[: len(data) // 2])
+    elif damage == "empty":
+        shard.write_bytes(b"")
+    elif damage == "one byte changed":
+        i = len(data) - 200  # inside the stored array data
+        shard.write_bytes(data[:i] + bytes([data[i] ^ 0x01]) + data[i + 1 :])
+    else:  # saved, but killed before its digest was recorded
+        del manifest["shards"]["2"]
+        (parts / "manifest.json").write_text(json.dumps(manifest))
+    with caplog.at_level(logging.WARNING):
+        generate_darcy(CONFIG, out, chunk_size=CHUNK, progress=False)
+    assert "chunk_000000002.npz" in caplog.text and "computing samples 2-3 again" in caplog.text
+    _assert_same_data(out, reference)
+    assert not parts.exists()
+
+
+def test_f4_a_shard_changed_after_the_check_is_not_written(tmp_path, monkeypatch, caplog, reference):
+    """The write phase verifies each shard's bytes again (damage between the resume check and the write)."""
+    out = tmp_path / "late.nc"
+    parts = _stop_before_writing(monkeypatch, out)
+    real_missing = ShardFolder.missing
+
+    def missing_then_damage(self, chunks):
+        todo = real_missing(self, chunks)
+        (parts / "chunk_000000004.npz").write_bytes(b"junk")
+        return todo
+
+    monkeypatch.setattr(ShardFolder, "missing", missing_then_damage)
+    with caplog.at_level(logging.WARNING):
+        generate_darcy(CONFIG, out, chunk_size=CHUNK, progress=False)
+    assert "chunk_000000004.npz changed since it was saved" in caplog.text
+    _assert_same_data(out, reference)
+
+
+def _children(pid: int) -> set[int]:
+    kids: set[int] = set()
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        text = (task / "children").read_text().split()
+        kids |= {int(k) for k in text}
+    return kids
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    return state not in ("Z", "X")
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc to find the pool's processes")
+def test_f5_pool_workers_die_with_a_killed_parent(tmp_path):
+    """F5: SIGKILL of the main process alone: its pool workers (and the resource tracker) end too."""
+    out = tmp_path / "f5.nc"
+    cmd = [
+        *(sys.executable, "-m", "mano_pde.cli", "generate", "--n-samples", "400", "--resolution", "65"),
+        *("--chunk-size", "1", "--workers", "2", "--no-progress", "-o", str(out)),
+    ]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    parts = tmp_path / "f5.nc.parts"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and len(list(parts.glob("chunk_*.npz"))) < 2:
+        time.sleep(0.02)
+    kids = _children(proc.pid)
+    assert len(kids) >= 2, "the pool did not start"
+    proc.send_signal(signal.SIGKILL)  # the main process only, not its process group
+    proc.wait()
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline and any(_alive(k) for k in kids):
+        time.sleep(0.1)
+    assert not [k for k in kids if _alive(k)], "pool processes outlived their parent"
+    assert not out.exists()
+
+
+def test_f6_a_killed_worker_is_one_clear_line_and_the_rerun_resumes(tmp_path, monkeypatch, capsys):
+    """F6: a pool worker killed mid-run gives the "rerun to resume" hint, not a BrokenProcessPool traceback."""
+    out = tmp_path / "f6.nc"
+    real_record = ShardFolder.record
+    killed = []
+
+    def record_then_kill_a_worker(self, start, stop, digest):
+        real_record(self, start, stop, digest)
+        if not killed:
+            for pid in _children(os.getpid()):
+                if b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                    os.kill(pid, signal.SIGKILL)
+                    killed.append(pid)
+                    break
+
+    monkeypatch.setattr(ShardFolder, "record", record_then_kill_a_worker)
+    # 129² samples take ~50 ms each: work is still pending when the first shard is recorded
+    argv = ["generate", "--n-samples", "12", "--resolution", "129", "--seed", "3", "--chunk-size", "1"]
+    assert main([*argv, "--workers", "2", "--no-progress", "-o", str(out)]) == 2
+    assert killed
+    err = capsys.readouterr().err.strip()
+    assert "a worker process died" in err and "rerun the same command to resume" in err, err
+    assert len(err.splitlines()) == 1 and "Traceback" not in err
+    monkeypatch.undo()
+    assert main([*argv, "--workers", "2", "--no-progress", "-o", str(out)]) == 0
+    reference = generate_darcy(
+        DarcyConfig(n_samples=12, resolution=129, seed=3), tmp_path / "ref.nc", chunk_size=12, progress=False
+    )
+    _assert_same_data(out, reference)
+
+
+# ------------------------------------------------------------------------------------------ train
+S = 9
+TRAIN = [
+    *("train", "--resolution", str(S), "--n-train", "3", "--n-test", "1", "--batch-size", "1", "--no-progress"),
+    *("--model", "fno", "--hidden-channels", "4", "--n-modes", "4", "--n-layers", "1"),
+]
+
+
+@pytest.fixture(scope="module")
+def train_file(tmp_path_factory) -> Path:
+    return generate_darcy(
+        DarcyConfig(n_samples=4, resolution=S, seed=1), tmp_path_factory.mktemp("train") / "d.nc", progress=False
+    )
+
+
+def _train(train_file: Path, out: Path, epochs: int, *extra: str) -> int:
+    return main([*TRAIN, "--data", str(train_file), "--epochs", str(epochs), *extra, "-o", str(out)])
+
+
+@pytest.fixture(scope="module")
+def three_epochs(train_file, tmp_path_factory) -> Path:
+    """The uninterrupted 3-epoch run that resumed runs must reproduce."""
+    out = tmp_path_factory.mktemp("ref_run") / "run"
+    assert _train(train_file, out, 3) == 0
+    return out
+
+
+def _stopped_after(train_file: Path, out: Path, epoch: int, monkeypatch, epochs: int = 3) -> None:
+    """A run of ``epochs`` epochs interrupted (Ctrl-C) right after epoch ``epoch`` was saved."""
+    import mano_pde.training.trainer as trainer
+
+    real = trainer.save_train_state
+
+    def save_then_interrupt(folder, state):
+        real(folder, state)
+        if state["epoch"] == epoch:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(trainer, "save_train_state", save_then_interrupt)
+    assert _train(train_file, out, epochs) == 130
+    monkeypatch.undo()
+
+
+def _weights(run: Path) -> dict[str, torch.Tensor]:
+    return torch.load(run / "model_state_dict.pt", weights_only=True)
+
+
+def _assert_same_weights(run: Path, reference: Path) -> None:
+    got, want = _weights(run), _weights(reference)
+    assert got.keys() == want.keys()
+    for k in got:
+        assert torch.equal(got[k], want[k]), k
+
+
+def test_f7_config_json_is_written_atomically_and_left_alone_on_resume(train_file, tmp_path, monkeypatch):
+    """F7: a resume with the same configuration does not rewrite config.json; a write interrupted at the
+    rename leaves no torn file (and the rerun starts the run)."""
+    out = tmp_path / "run"
+    hits = _raise_on_replace(monkeypatch, "config.json")
+    assert _train(train_file, out, 2) == 130  # interrupted (the CLI catches KeyboardInterrupt)
+    monkeypatch.undo()
+    assert hits and not (out / "config.json").exists() and _leftovers(out) == []
+    assert _train(train_file, out, 1, "--resume") == 0  # F9 as well: nothing to resume yet, so it starts
+    before = (out / "config.json").stat()
+    from mano_pde.training.config import TrainConfig
+
+    saves = []
+    monkeypatch.setattr(TrainConfig, "save", lambda self, path: saves.append(path))
+    assert _train(train_file, out, 1, "--resume") == 0
+    assert saves == []
+    after = (out / "config.json").stat()
+    assert (before.st_ino, before.st_mtime_ns) == (after.st_ino, after.st_mtime_ns)
+
+
+def _damage(path: Path, how: str) -> None:
+    data = path.read_bytes()
+    if how == "random bytes":
+        path.write_bytes(np.random.default_rng(0).bytes(4096))
+    elif how == "one bit flipped":
+        i = len(data) // 2
+        path.write_bytes(data[:i] + bytes([data[i] ^ 0x10]) + data[i + 1 :])
+    elif how == "truncated":
+        path.write_bytes(data[: len(data) // 3])
+    elif how == "empty":
+        path.write_bytes(b"")
+    elif how == "another run's state":
+        state = torch.load(path, weights_only=True)
+        state["model"] = {k: v + 1 for k, v in state["model"].items()}
+        torch.save(state, path)
+    else:
+        raise AssertionError(how)
+
+
+DAMAGES = ["random bytes", "one bit flipped", "truncated", "empty", "another run's state"]
+
+
+@pytest.mark.parametrize("how", DAMAGES)
+def test_f8_a_damaged_train_state_falls_back_one_epoch(how, train_file, three_epochs, tmp_path, caplog, monkeypatch):
+    """F8: a damaged ``train_state.pt`` is never loaded; resume falls back to the previous epoch's verified
+    state and ends with exactly the weights of the uninterrupted run."""
+    out = tmp_path / "run"
+    _stopped_after(train_file, out, 2, monkeypatch)
+    assert (out / PREVIOUS_STATE_FILE).is_file() and (out / STATE_INDEX).is_file()
+    _damage(out / STATE_FILE, how)
+    with caplog.at_level(logging.WARNING):
+        assert _train(train_file, out, 3, "--resume") == 0
+    assert "train_state.pt does not match any digest" in caplog.text
+    assert "resuming from the previous state train_state.prev.pt (epoch 1)" in caplog.text
+    _assert_same_weights(out, three_epochs)
+    assert len((out / "log.csv").read_text().splitlines()) == 1 + 3
+
+
+@pytest.mark.parametrize("how", ["one bit flipped", "empty"])
+def test_f8_no_valid_state_is_refused_in_one_line(how, train_file, tmp_path, capsys, monkeypatch):
+    out = tmp_path / "run"
+    _stopped_after(train_file, out, 2, monkeypatch)
+    capsys.readouterr()
+    _damage(out / STATE_FILE, how)
+    _damage(out / PREVIOUS_STATE_FILE, how)
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    assert _train(train_file, out, 3, "--resume") == 2
+    err = capsys.readouterr().err.strip()
+    assert "no valid training state in" in err and "train into a new -o folder" in err, err
+    assert len(err.splitlines()) == 1
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before  # nothing was touched
+
+
+def test_f8_a_damaged_index_is_refused(train_file, tmp_path, capsys, monkeypatch):
+    out = tmp_path / "run"
+    _stopped_after(train_file, out, 1, monkeypatch)
+    (out / STATE_INDEX).write_text("{not json")
+    assert _train(train_file, out, 3, "--resume") == 2
+    assert "train_state.json is damaged" in capsys.readouterr().err
+
+
+def test_f9_resume_of_a_run_killed_before_its_config_starts_it(train_file, tmp_path, caplog):
+    """F9: killed before ``config.json`` existed (only normalisers and a temporary file): --resume starts."""
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "normalizers.json").write_text("{}")  # a torn leftover: it is fitted again
+    (out / f".config.json.{_dead_pid()}.tmp").write_bytes(b"")
+    with caplog.at_level(logging.INFO):
+        assert _train(train_file, out, 1, "--resume") == 0
+    assert "holds no config.json yet" in caplog.text
+    assert (out / "config.json").is_file() and _leftovers(out) == []
+
+
+def test_f9_resume_still_refuses_a_folder_of_foreign_files(train_file, tmp_path):
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / "notes.txt").write_text("my notes")
+    assert _train(train_file, out, 1, "--resume") == 2
+    assert (out / "notes.txt").read_text() == "my notes" and sorted(os.listdir(out)) == ["notes.txt"]
+
+
+def test_f10_interrupted_checkpoint_saves_leave_no_temporaries(train_file, three_epochs, tmp_path, monkeypatch):
+    """F10: Ctrl-C during the state save removes its temporary file; a SIGKILL's 0-byte temporaries are
+    removed by the next --resume, which ends with the uninterrupted run's weights."""
+    out = tmp_path / "run"
+    _stopped_after(train_file, out, 1, monkeypatch)
+    _raise_on_replace(monkeypatch, STATE_FILE)
+    assert _train(train_file, out, 3, "--resume") == 130  # interrupted (the CLI catches KeyboardInterrupt)
+    monkeypatch.undo()
+    assert _leftovers(out) == []
+    dead = _dead_pid()
+    for name in ("model_state_dict.pt", STATE_FILE, "log.csv"):
+        (out / f".{name}.{dead}.tmp").write_bytes(b"")
+    assert _train(train_file, out, 3, "--resume") == 0
+    assert _leftovers(out) == []
+    _assert_same_weights(out, three_epochs)
+
+
+# ------------------------------------------------------------------------------------------ evaluate
+def _evaluate(run: Path, data: Path, out: Path) -> int:
+    return main(["evaluate", str(run), "--data", str(data), "--resolutions", str(S), "-o", str(out)])
+
+
+def test_f11_evaluation_outputs_are_one_set(three_epochs, train_file, tmp_path, monkeypatch):
+    """F11: an interrupted evaluation keeps the previous complete results and marks the set incomplete."""
+    out = tmp_path / "res"
+    assert _evaluate(three_epochs, train_file, out) == 0
+    marker = json.loads((out / COMPLETE_MARKER).read_text())
+    assert sorted(marker["files"]) == ["error_vs_resolution.png", "predictions.png", "results.json", "results.md"]
+    assert all(files.sha256_file(out / k) == v for k, v in marker["files"].items())
+    previous = (out / "results.json").read_text()
+    _raise_on_replace(monkeypatch, "results.json")
+    assert _evaluate(three_epochs, train_file, out) == 130  # interrupted (the CLI catches KeyboardInterrupt)
+    monkeypatch.undo()
+    assert (out / "results.json").read_text() == previous  # the earlier complete result survives
+    assert not (out / COMPLETE_MARKER).exists() and _leftovers(out) == []
+    (out / f".predictions.png.{_dead_pid()}.tmp").write_bytes(b"")
+    assert _evaluate(three_epochs, train_file, out) == 0
+    assert (out / COMPLETE_MARKER).is_file() and _leftovers(out) == []
+
+
+def test_f11_an_unfinished_run_is_scored_with_a_warning(train_file, tmp_path, caplog, monkeypatch):
+    run = tmp_path / "run"
+    _stopped_after(train_file, run, 1, monkeypatch)
+    with caplog.at_level(logging.WARNING):
+        assert _evaluate(run, train_file, tmp_path / "res") == 0
+    assert "stopped after epoch 1 of 3" in caplog.text and "--resume" in caplog.text
+    results = json.loads((tmp_path / "res" / "results.json").read_text())
+    assert {(r["epochs_done"], r["epochs"]) for r in results["records"]} == {(1, 3)}
+    assert json.loads((tmp_path / "res" / COMPLETE_MARKER).read_text())["unfinished_runs"] == ["run"]
