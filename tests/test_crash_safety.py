@@ -497,3 +497,17 @@ def test_f11_an_unfinished_run_is_scored_with_a_warning(train_file, tmp_path, ca
     results = json.loads((tmp_path / "res" / "results.json").read_text())
     assert {(r["epochs_done"], r["epochs"]) for r in results["records"]} == {(1, 3)}
     assert json.loads((tmp_path / "res" / COMPLETE_MARKER).read_text())["unfinished_runs"] == ["run"]
+
+
+# ------------------------------------------------------------------------------------------ the sweep
+def test_crash_sweep_finds_nothing_wrong_with_generate(tmp_path):
+    """Two trials of `mano-pde benchmark crash-sweep` (real subprocesses, real signals)."""
+    from mano_pde.benchmarks.crash_sweep import crash_sweep
+
+    result = crash_sweep(2, 1, ("generate",), 1.0, str(tmp_path / "sweep"))
+    totals = result["totals"]
+    assert totals["trials"] == 2
+    assert (totals["refused"], totals["mismatch"], totals["leftover"], totals["orphan"]) == (0, 0, 0, 0), result[
+        "markdown"
+    ]
+    assert "| generate | 2 |" in result["markdown"]

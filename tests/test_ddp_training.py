@@ -147,7 +147,8 @@ def test_ddp_resume_matches_uninterrupted_training(data, single, tmp_path):
     script = tmp_path / "interrupt.py"
     script.write_text(INTERRUPT)
     proc = _torchrun([str(script)], _argv(data, out))
-    assert proc.returncode != 0 and "interrupted: rerun the same command with --resume to continue the run" in proc.stderr
+    assert proc.returncode != 0
+    assert "interrupted: rerun the same command with --resume to continue the run" in proc.stderr
     assert len((out / "log.csv").read_text().strip().splitlines()) == 2  # header + epoch 1
     proc = _torchrun(["-m", "mano_pde.cli"], _argv(data, out, "--resume"))
     assert proc.returncode == 0, proc.stderr[-3000:]
