@@ -258,7 +258,7 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from .models.arguments import parse_model_args
+    from .models.registry import parse_model_args
     from .training import TrainConfig, train
 
     kwargs: dict[str, object] = {}

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 
 from ..errors import UserInputError
 
-__all__ = ["ModelArgumentError", "check_model_kwargs", "model_parameters", "parse_model_args"]
+__all__ = ["ModelArgumentError", "check_model_kwargs", "parameters_of", "parse_model_args"]
 
 _TRUE = frozenset({"true", "1", "yes"})
 _FALSE = frozenset({"false", "0", "no"})
@@ -127,24 +127,18 @@ def _hints(fn: Callable) -> dict:
         return {}
 
 
-def model_parameters(name: str) -> dict[str, _Spec]:
-    """Accepted constructor keywords of a registry model and the values each accepts.
-
-    Parameters
-    ----------
-    name : str
-        A registry name (:func:`~mano_pde.models.list_models`).
+def parameters_of(*fns: Callable | None) -> dict[str, _Spec]:
+    """Accepted constructor keywords of a builder (and the class it forwards ``**kwargs`` to), with the values
+    each accepts, from their signatures and annotations (:func:`mano_pde.models.registry.model_parameters`
+    gives them for a registry name).
 
     Returns
     -------
     dict
         Keyword -> spec (``spec.describe()`` says what it accepts).
     """
-    from .registry import _REGISTRY, _canonical
-
-    entry = _REGISTRY[_canonical(name)]
     out: dict[str, _Spec] = {}
-    for fn in (entry.builder, entry.forwards_to):
+    for fn in fns:
         if fn is None:
             continue
         hints = _hints(fn)
@@ -208,15 +202,17 @@ def _parse(key: str, text: str, spec: _Spec):
     raise ValueError(f"{key}={text!r}: {key} expects {spec.describe()}")
 
 
-def parse_model_args(name: str, pairs: Iterable[tuple[str, str]]) -> dict[str, object]:
+def parse_model_args(name: str, pairs: Iterable[tuple[str, str]], params: dict[str, _Spec]) -> dict[str, object]:
     """Convert ``--model-arg KEY=VALUE`` strings to constructor keywords of model ``name``.
 
     Parameters
     ----------
     name : str
-        Registry name of the model.
+        Registry name of the model (for messages).
     pairs : iterable of (str, str)
         Keys (``-`` and ``_`` interchangeable) and their command-line text.
+    params : dict
+        The model's keywords (:func:`mano_pde.models.registry.model_parameters`).
 
     Returns
     -------
@@ -229,7 +225,6 @@ def parse_model_args(name: str, pairs: Iterable[tuple[str, str]]) -> dict[str, o
         An unknown key (the message lists the accepted ones), a key given twice, or a value that does not
         parse as the keyword's annotated type (e.g. ``position_bias=maybe``, ``window_size=abc``).
     """
-    params = model_parameters(name)
     out: dict[str, object] = {}
     pairs = [(k.strip().replace("-", "_"), v) for k, v in pairs]
     unknown = [k for k, _ in pairs if k not in params]
@@ -266,22 +261,23 @@ def _matches(value, spec: _Spec) -> bool:
     return False
 
 
-def check_model_kwargs(name: str, kwargs: dict[str, object]) -> None:
+def check_model_kwargs(name: str, kwargs: dict[str, object], params: dict[str, _Spec]) -> None:
     """Refuse unknown keywords and values whose type contradicts the builder's annotation.
 
     Parameters
     ----------
     name : str
-        Registry name of the model.
+        Registry name of the model (for messages).
     kwargs : dict
         Constructor keywords.
+    params : dict
+        The model's keywords (:func:`mano_pde.models.registry.model_parameters`).
 
     Raises
     ------
     ModelArgumentError
         Naming the keyword, the expected type and the value.
     """
-    params = model_parameters(name)
     unknown = sorted(set(kwargs) - set(params))
     if unknown:
         raise _unknown(name, unknown, params)

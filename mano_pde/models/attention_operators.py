@@ -26,6 +26,7 @@ class GlobalAttentionOperator(TransformerOperator, name="GlobalAttentionOperator
     """
 
     fixed_mixer: ClassVar[str] = "global"
+    registry_name: ClassVar[str] = "global-attention"
 
 
 class WindowAttentionOperator(TransformerOperator, name="WindowAttentionOperator"):
@@ -36,3 +37,4 @@ class WindowAttentionOperator(TransformerOperator, name="WindowAttentionOperator
     """
 
     fixed_mixer: ClassVar[str] = "window"
+    registry_name: ClassVar[str] = "window-attention"

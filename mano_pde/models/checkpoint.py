@@ -24,7 +24,6 @@ and executing pickled code (neuraloperator issue #558). This package avoids that
 
 from __future__ import annotations
 
-import inspect
 import json
 import logging
 import pickle
@@ -37,71 +36,12 @@ from torch import nn
 
 from ..errors import UserInputError
 from ..files import atomic_torch_save, atomic_write_text
-from .attention_operators import GlobalAttentionOperator, WindowAttentionOperator
-from .mano import MANO
+from .records import CONFIG_FORMAT, model_config
 from .registry import create_model
-from .transformer_operator import TransformerOperator
 
 logger = logging.getLogger(__name__)
 
 __all__ = ["CONFIG_FORMAT", "load_model", "load_torch_file", "model_config", "save_model"]
-
-#: Identifier written in every ``{name}_config.json``.
-CONFIG_FORMAT = "mano_pde.model/1"
-
-_CLASS_NAMES = {MANO: "mano", GlobalAttentionOperator: "global-attention", WindowAttentionOperator: "window-attention"}
-_MIXER_NAMES = {"multipole": "mano", "global": "global-attention", "window": "window-attention"}
-
-
-def model_config(model: nn.Module) -> dict[str, Any]:
-    """Plain-JSON description of a model: ``{"format", "model", "kwargs", "model_version", ...}``.
-
-    Works for models built by :func:`~mano_pde.models.create_model` and for directly constructed
-    attention models (:class:`~mano_pde.models.TransformerOperator` and subclasses).
-
-    Raises
-    ------
-    TypeError
-        If the model is not a registry model or a constructor argument is not plain data (e.g. a
-        callable ``non_linearity`` or a module as ``positional_embedding``).
-    """
-    if isinstance(model, TransformerOperator):
-        init = dict(model._init_kwargs)
-        args = init.pop("args", ())
-        init.pop("_version", None)
-        init.pop("_name", None)
-        if args:
-            bound = inspect.signature(type(model)).bind_partial(*args)
-            init.update(bound.arguments)
-        name = _CLASS_NAMES.get(type(model)) or _MIXER_NAMES[model.mixer]
-        if type(model) not in _CLASS_NAMES:
-            init["mixer"] = None  # the registry class fixes the mixer
-        kwargs = init
-    elif hasattr(model, "mano_pde_config"):
-        name = model.mano_pde_config["model"]
-        kwargs = dict(model.mano_pde_config["kwargs"])
-    else:
-        raise TypeError(
-            f"cannot describe a {type(model).__name__} as a registry model: build it with "
-            f"mano_pde.models.create_model(...) (or use neuralop's model.save_checkpoint for other models)"
-        )
-    for key, value in kwargs.items():
-        try:
-            json.dumps(value)
-        except TypeError:
-            raise TypeError(
-                f"constructor argument {key}={value!r} is not plain data, so it cannot be stored in a JSON "
-                f"config; pass it by name (e.g. non_linearity='gelu', positional_embedding='grid')"
-            ) from None
-    from .. import __version__
-
-    return {
-        "format": CONFIG_FORMAT,
-        "model": name,
-        "kwargs": json.loads(json.dumps(kwargs)),
-        "model_version": getattr(model, "_version", None),
-        "mano_pde_version": __version__,
-    }
 
 
 def read_json(path: str | Path, what: str) -> Any:

@@ -53,6 +53,7 @@ class MANO(TransformerOperator, name="MANO"):
     """
 
     fixed_mixer: ClassVar[str] = "multipole"
+    registry_name: ClassVar[str] = "mano"
     class_defaults: ClassVar[dict] = {
         "lifting_channel_ratio": 0,
         "projection_channel_ratio": 1,

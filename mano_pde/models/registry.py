@@ -31,14 +31,23 @@ from neuralop.models import FNO
 from torch import nn
 
 from ..errors import UserInputError
-from .arguments import check_model_kwargs
+from .arguments import check_model_kwargs, parameters_of
+from .arguments import parse_model_args as _parse_model_args
 from .attention_operators import GlobalAttentionOperator, WindowAttentionOperator
 from .fourier import fno_darcy, tfno_darcy
 from .mano import MANO
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["count_parameters", "create_model", "list_models", "model_builder", "model_signature"]
+__all__ = [
+    "count_parameters",
+    "create_model",
+    "list_models",
+    "model_builder",
+    "model_parameters",
+    "model_signature",
+    "parse_model_args",
+]
 
 
 @dataclass(frozen=True)
@@ -84,6 +93,17 @@ def model_signature(name: str) -> set[str]:
     return accepted
 
 
+def model_parameters(name: str) -> dict:
+    """Accepted constructor keywords of a registry model and the values each accepts (keyword -> spec)."""
+    entry = _REGISTRY[_canonical(name)]
+    return parameters_of(entry.builder, entry.forwards_to)
+
+
+def parse_model_args(name: str, pairs) -> dict[str, object]:
+    """``--model-arg KEY=VALUE`` pairs of model ``name`` as typed keywords (:mod:`mano_pde.models.arguments`)."""
+    return _parse_model_args(name, pairs, model_parameters(name))
+
+
 def create_model(name: str, **kwargs) -> nn.Module:
     """Build a registered model by name.
 
@@ -120,7 +140,8 @@ def create_model(name: str, **kwargs) -> nn.Module:
     builder = entry.builder
     kwargs.setdefault("in_channels", 1)
     kwargs.setdefault("out_channels", 1)
-    check_model_kwargs(key, kwargs)  # unknown keywords and wrong types: ModelArgumentError (a TypeError)
+    # unknown keywords and wrong types: ModelArgumentError (a TypeError)
+    check_model_kwargs(key, kwargs, model_parameters(key))
     try:
         model = builder(**kwargs)
     except UserInputError:

@@ -21,6 +21,7 @@ window partition act on contiguous channels-last memory, so no permute copy is p
 
 from __future__ import annotations
 
+import inspect
 import json
 import logging
 import math
@@ -47,10 +48,14 @@ from ..layers.transformer_block import (
     make_mixer,
     resolve_non_linearity,
 )
+from .records import model_config
 
 logger = logging.getLogger(__name__)
 
 __all__ = ["TransformerOperator", "channel_mlp_channels_last"]
+
+#: Registry name of the model class that fixes each mixer (a plain ``TransformerOperator`` is saved as it).
+_MIXER_MODELS = {"multipole": "mano", "global": "global-attention", "window": "window-attention"}
 
 
 class TransformerOperator(BaseModel, name="TransformerOperator"):
@@ -139,6 +144,8 @@ class TransformerOperator(BaseModel, name="TransformerOperator"):
 
     #: Mixer fixed by a subclass (``None``: chosen by the ``mixer`` argument).
     fixed_mixer: ClassVar[str | None] = None
+    #: Registry name of a subclass that fixes its mixer (``None``: the name of the ``mixer``'s model).
+    registry_name: ClassVar[str | None] = None
     #: Class defaults of the arguments whose signature default is ``None`` (subclasses override).
     class_defaults: ClassVar[dict] = {
         "lifting_channel_ratio": 2,
@@ -331,6 +338,23 @@ class TransformerOperator(BaseModel, name="TransformerOperator"):
         if hasattr(self, "_init_kwargs"):
             self._init_kwargs["reference_grid"] = list(ref) if ref is not None else None
 
+    def registry_record(self) -> tuple[str, dict]:
+        """``(registry name, constructor keywords)`` of this model, for its JSON config.
+
+        The keywords are those it was built with (as neuralop's ``BaseModel`` records them), with a
+        reference grid set later (:meth:`set_reference_grid`) included.
+        """
+        init = dict(self._init_kwargs)
+        args = init.pop("args", ())
+        init.pop("_version", None)
+        init.pop("_name", None)
+        if args:
+            init.update(inspect.signature(type(self)).bind_partial(*args).arguments)
+        if self.registry_name is None:
+            init["mixer"] = None  # the registry class of this mixer fixes it
+            return _MIXER_MODELS[self.mixer], init
+        return self.registry_name, init
+
     def num_levels(self, height: int, width: int) -> int:
         """Multipole levels each block uses on an ``height x width`` grid (1 for other mixers)."""
         mixer = self.blocks[0].mixer
@@ -344,8 +368,6 @@ class TransformerOperator(BaseModel, name="TransformerOperator"):
         this method for its ``save_every`` / ``save_best`` checkpoints too.
         """
         super().save_checkpoint(save_folder, save_name)
-        from .checkpoint import model_config
-
         try:
             config = model_config(self)
         except TypeError as err:  # e.g. a callable non_linearity: the neuralop files are still written
