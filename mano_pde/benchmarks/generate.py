@@ -13,8 +13,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
-import platform
 import tempfile
 import time
 from pathlib import Path
@@ -129,23 +127,16 @@ def benchmark_preset(name: str, workers: int, output: str | None = None) -> dict
 
 
 def _machine() -> dict[str, Any]:
-    import numpy
-    import scipy
+    from mano_pde.provenance import machine_info, package_versions
 
-    cpu = platform.processor()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    info = machine_info()
+    versions = package_versions(("numpy", "scipy"))
     return {
-        "cpu": cpu,
-        "cores": os.cpu_count(),
-        "python": platform.python_version(),
-        "numpy": numpy.__version__,
-        "scipy": scipy.__version__,
+        "cpu": info["cpu_model"],
+        "cores": info["nproc"],
+        "python": info["python"],
+        "numpy": versions["numpy"],
+        "scipy": versions["scipy"],
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
     }
 

@@ -54,7 +54,6 @@ import json
 import logging
 import math
 import os
-import platform
 import resource
 import shlex
 import subprocess
@@ -337,38 +336,11 @@ def _run_child(spec: dict[str, Any], timeout: float, env: dict[str, str] | None 
 # --------------------------------------------------------------------------------------------------
 def machine_info() -> dict[str, Any]:
     """CPU model, core count, RAM, OS, Python/torch/neuralop versions and load average."""
-    info: dict[str, Any] = {
-        "nproc": os.cpu_count(),
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-    }
-    try:
-        with open("/proc/cpuinfo") as fh:
-            for line in fh:
-                if line.startswith("model name"):
-                    info["cpu_model"] = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        info["cpu_model"] = platform.processor()
-    try:
-        with open("/proc/meminfo") as fh:
-            for line in fh:
-                if line.startswith("MemTotal:"):
-                    info["ram_gb"] = round(int(line.split()[1]) / 2**20, 1)
-                    break
-    except OSError:
-        pass
-    try:
-        info["load_average"] = [round(v, 2) for v in os.getloadavg()]
-    except OSError:
-        pass
-    try:
-        from importlib.metadata import version
+    from mano_pde.provenance import machine_info as machine
+    from mano_pde.provenance import package_versions
 
-        info["torch"] = version("torch")
-        info["neuraloperator"] = version("neuraloperator")
-    except Exception:  # pragma: no cover - metadata missing in odd installs
-        pass
+    info = machine()
+    info.update({k: v for k, v in package_versions(("torch", "neuraloperator")).items() if k != "python"})
     return info
 
 

@@ -15,7 +15,6 @@ documented for users in ``datasets/README.md``.
 
 from __future__ import annotations
 
-import datetime as _dt
 import logging
 import os
 import sys
@@ -27,6 +26,7 @@ import numpy as np
 
 from ..errors import UserInputError
 from ..files import fsync_folder, temp_path
+from ..provenance import package_versions, utc_now
 
 __all__ = [
     "SCHEMA",
@@ -60,24 +60,6 @@ class DarcyDataError(UserInputError):
 
     A :class:`~mano_pde.errors.UserInputError` (so also a ``ValueError``): the CLI reports it in one line.
     """
-
-
-def utc_now() -> str:
-    """The current UTC time in ISO 8601 (seconds)."""
-    return _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat()
-
-
-def package_versions() -> dict[str, str]:
-    """Versions of the packages that shape the data (recorded in every file)."""
-    from importlib import metadata
-
-    out = {"python": sys.version.split()[0]}
-    for dist in ("mano-pde", "numpy", "scipy", "netCDF4", "xarray"):
-        try:
-            out[dist] = metadata.version(dist)
-        except metadata.PackageNotFoundError:
-            out[dist] = "not installed"
-    return out
 
 
 def _attr_value(v: Any) -> Any:

@@ -68,21 +68,15 @@ def resolve_device(device: str = "auto") -> torch.device:
 
 
 def run_versions(device: torch.device | None = None) -> dict[str, str]:
-    """Versions of everything that shapes a result."""
-    from importlib import metadata
+    """Versions of everything that shapes a result (:mod:`mano_pde.provenance`)."""
+    from mano_pde.provenance import MODEL_DISTRIBUTIONS, package_versions, torch_info
 
-    out = {"python": platform.python_version(), "platform": platform.platform(), "torch": torch.__version__}
-    for dist in ("mano-pde", "neuraloperator", "numpy", "scipy", "xarray", "netCDF4"):
-        try:
-            out[dist] = metadata.version(dist)
-        except metadata.PackageNotFoundError:
-            out[dist] = "not installed"
-    if device is not None:
-        out["device"] = str(device)
-        if device.type == "cuda":
-            out["cuda_device_name"] = torch.cuda.get_device_name(device)
-            out["cuda"] = str(torch.version.cuda)
-    out["torch_num_threads"] = str(torch.get_num_threads())
+    versions = package_versions(MODEL_DISTRIBUTIONS)
+    out = {"python": versions.pop("python"), "platform": platform.platform(), "torch": torch.__version__}
+    out.update(versions)
+    info = torch_info(device)
+    out.update({k: v for k, v in info.items() if k not in ("torch", "torch_num_threads")})
+    out["torch_num_threads"] = info["torch_num_threads"]
     return out
 
 
