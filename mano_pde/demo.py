@@ -80,10 +80,11 @@ def run_demo(
         Full control over the sizes.
     """
     from .data import DarcyConfig, generate_darcy
+    from .device import resolve_device
     from .evaluation import evaluate
     from .evaluation.report import results_table
     from .training import TrainConfig, train
-    from .training.checkpoint import is_run_dir, resolve_device
+    from .training.runs import is_run_dir
 
     cfg = config or DemoConfig()
     if epochs is not None:
@@ -136,7 +137,12 @@ def run_demo(
 
 
 def _finished(run_dir: Path, epochs: int) -> bool:
-    from .models.checkpoint import load_torch_file
+    """Whether the run's verified resume state has all ``epochs`` (a damaged state: not finished, resume it)."""
+    from .errors import UserInputError
+    from .training.state import load_train_state
 
-    state = load_torch_file(run_dir / "train_state.pt", map_location="cpu", what="the training state of a run")
-    return isinstance(state, dict) and int(state.get("epoch", 0)) >= epochs
+    try:
+        state = load_train_state(run_dir, map_location="cpu", warn=False)
+    except (UserInputError, FileNotFoundError):
+        return False
+    return int(state["epoch"]) >= epochs

@@ -13,7 +13,15 @@ import platform
 import sys
 from typing import Any
 
-__all__ = ["DATA_DISTRIBUTIONS", "MODEL_DISTRIBUTIONS", "utc_now", "package_versions", "machine_info", "torch_info"]
+__all__ = [
+    "DATA_DISTRIBUTIONS",
+    "MODEL_DISTRIBUTIONS",
+    "utc_now",
+    "package_versions",
+    "machine_info",
+    "torch_info",
+    "run_versions",
+]
 
 #: The distributions that shape a data file.
 DATA_DISTRIBUTIONS = ("mano-pde", "numpy", "scipy", "netCDF4", "xarray")
@@ -78,4 +86,17 @@ def torch_info(device: Any = None) -> dict[str, str]:
         if torch.device(device).type == "cuda":
             out["cuda_device_name"] = torch.cuda.get_device_name(device)
             out["cuda"] = str(torch.version.cuda)
+    return out
+
+
+def run_versions(device: Any = None) -> dict[str, str]:
+    """Versions of everything that shapes a trained model or an evaluation (``versions.json`` of a run)."""
+    import torch
+
+    versions = package_versions(MODEL_DISTRIBUTIONS)
+    out = {"python": versions.pop("python"), "platform": platform.platform(), "torch": torch.__version__}
+    out.update(versions)
+    info = torch_info(device)
+    out.update({k: v for k, v in info.items() if k not in ("torch", "torch_num_threads")})
+    out["torch_num_threads"] = info["torch_num_threads"]
     return out

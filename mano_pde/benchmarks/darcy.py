@@ -395,7 +395,8 @@ def run_tuning(
 
 def _provenance(cfg: StudyConfig, out: Path, device: str, keys: list[str]) -> dict[str, Any]:
     """The record every study and tuning summary starts with: configuration, command, date, versions, sizes."""
-    from mano_pde.training.checkpoint import resolve_device, run_versions
+    from mano_pde.device import resolve_device
+    from mano_pde.provenance import run_versions
 
     return {
         "config": asdict(cfg),
@@ -433,8 +434,7 @@ def study_markdown(summary: dict[str, Any], plots: list[str] | None = None) -> s
         f"faces); train {cfg['n_train']} samples (seed {cfg['train_seed']}), test {cfg['n_test']} samples "
         f"(seed {cfg['test_seed']}). Training: {cfg['epochs']} epochs, batch {cfg['batch_size']}, Adam lr "
         f"{cfg['lr']}, {cfg['scheduler']} schedule, relative L2 loss, model seed {cfg['model_seed']}. "
-        f"Arm `single`: trained at {cfg['train_resolution']}²; arm `multi`: "
-        + " + ".join(f"{n} at {r}²" for n, r in zip(cfg["multi_n_train"], cfg["multi_resolutions"], strict=True))
+        + "; ".join(arm_descriptions(cfg))
         + ".",
         "",
         "Relative L2 error on the test set (mean over samples); `*` training grid; `direct` = model applied on the "
@@ -496,6 +496,17 @@ def study_markdown(summary: dict[str, Any], plots: list[str] | None = None) -> s
         lines += [f"![{Path(p).stem}]({p})" for p in plots]
     lines += ["", f"Full records (per-sample statistics, seeds, versions, configs): `{summary['output']}/study.json`."]
     return "\n".join(lines)
+
+
+def arm_descriptions(cfg: dict[str, Any]) -> list[str]:
+    """What each arm of the study that ran trains on (only the arms in ``cfg["arms"]``)."""
+    out = []
+    if "single" in cfg["arms"]:
+        out.append(f"arm `single`: trained at {cfg['train_resolution']}²")
+    if "multi" in cfg["arms"]:
+        mix = " + ".join(f"{n} at {r}²" for n, r in zip(cfg["multi_n_train"], cfg["multi_resolutions"], strict=True))
+        out.append(f"arm `multi`: {mix}")
+    return out
 
 
 def plot_learning_curves(runs: dict[str, dict], path: Path) -> Path:

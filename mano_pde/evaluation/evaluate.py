@@ -189,8 +189,10 @@ def evaluate(
         One record per run × test grid × method.
     """
     from mano_pde.data.io import load_arrays
+    from mano_pde.device import resolve_device
     from mano_pde.models import count_parameters
-    from mano_pde.training.checkpoint import load_run, resolve_device, run_versions
+    from mano_pde.provenance import run_versions
+    from mano_pde.training.runs import load_run
 
     from .report import plot_error_vs_resolution, plot_predictions, results_table
 

@@ -35,8 +35,8 @@ from typing import Any
 
 import torch
 
+from ..device import resolve_device
 from ..errors import UserInputError
-from .checkpoint import resolve_device
 
 __all__ = ["DistContext", "setup_distributed", "is_main_process", "TORCHRUN_VARS"]
 

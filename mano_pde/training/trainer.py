@@ -42,9 +42,10 @@ import torch
 
 from ..errors import UserInputError
 from ..files import atomic_write_text, remove_stale_temps
-from .checkpoint import is_run_dir, run_versions
+from ..provenance import run_versions
 from .config import TrainConfig
 from .distributed import DistContext, setup_distributed
+from .runs import is_run_dir
 from .state import STATE_FILE, has_train_state, load_train_state, save_train_state
 
 __all__ = [
@@ -231,7 +232,7 @@ def train(config: TrainConfig, output: str | Path, *, resume: bool = False, prog
         The run's configuration. With ``resume``, it must equal the saved one (except ``device``): the
         learning-rate schedule spans all epochs, so a resumed run is the same run, finished.
     output : path-like
-        Run directory (see :mod:`mano_pde.training.checkpoint` for its files).
+        Run directory (see :mod:`mano_pde.training.runs` for its files).
     resume : bool
         Continue an interrupted run from its last completed epoch.
     progress : bool

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import numbers
 import os
-import platform
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,49 +34,12 @@ from typing import Any
 import torch
 
 from mano_pde.errors import UserInputError
-from mano_pde.files import atomic_torch_save, atomic_write_text
 
 from .config import TrainConfig
 
-__all__ = [
-    "Run",
-    "load_run",
-    "atomic_torch_save",
-    "atomic_write_text",
-    "run_versions",
-    "resolve_device",
-    "is_run_dir",
-]
+__all__ = ["Run", "load_run", "is_run_dir", "MODEL_NAME"]
 
 MODEL_NAME = "model"
-
-
-def resolve_device(device: str = "auto") -> torch.device:
-    """``"auto"`` picks CUDA when available, else the CPU; explicit requests are checked."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, TypeError):
-        raise UserInputError(f"device {device!r} is not a torch device; use auto, cpu, cuda or cuda:N") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise UserInputError(f"device {device!r} requested but CUDA is not available; use --device cpu or auto")
-    if dev.type not in ("cpu", "cuda"):
-        raise UserInputError(f"device {device!r} is not supported; use auto, cpu, cuda or cuda:N")
-    return dev
-
-
-def run_versions(device: torch.device | None = None) -> dict[str, str]:
-    """Versions of everything that shapes a result (:mod:`mano_pde.provenance`)."""
-    from mano_pde.provenance import MODEL_DISTRIBUTIONS, package_versions, torch_info
-
-    versions = package_versions(MODEL_DISTRIBUTIONS)
-    out = {"python": versions.pop("python"), "platform": platform.platform(), "torch": torch.__version__}
-    out.update(versions)
-    info = torch_info(device)
-    out.update({k: v for k, v in info.items() if k not in ("torch", "torch_num_threads")})
-    out["torch_num_threads"] = info["torch_num_threads"]
-    return out
 
 
 def is_run_dir(folder: str | os.PathLike) -> bool:
@@ -102,8 +64,9 @@ class Run:
 
     @property
     def train_resolution(self) -> int:
-        """The (first) training grid."""
-        return self.config.resolutions[0]
+        """The finest training grid: where the ``resample`` baseline runs and the reference grid of MANO's
+        ``ref-grid`` mode (the same grid whatever the order of ``--resolution`` flags)."""
+        return max(self.config.resolutions)
 
     @torch.no_grad()
     def predict(self, a: torch.Tensor, batch_size: int = 16, sample_ids=None) -> torch.Tensor:
@@ -171,6 +134,8 @@ def load_run(folder: str | os.PathLike, device: str | torch.device = "cpu") -> R
     in_normalizer, out_normalizer = load_normalizers(folder / "normalizers.json")
     versions_file = folder / "versions.json"
     versions = read_json(versions_file, "the versions of a run") if versions_file.exists() else {}
+    from mano_pde.device import resolve_device
+
     dev = resolve_device(device) if isinstance(device, str) else device
     try:
         model = load_model(folder, MODEL_NAME)
