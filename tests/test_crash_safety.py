@@ -488,6 +488,18 @@ def test_f11_evaluation_outputs_are_one_set(three_epochs, train_file, tmp_path, 
     assert (out / COMPLETE_MARKER).is_file() and _leftovers(out) == []
 
 
+def test_weights_changed_after_they_were_saved_are_refused(three_epochs, train_file, tmp_path, capsys):
+    """The model config records the digest of the weights: valid but different weights are never scored."""
+    import shutil
+
+    run = Path(shutil.copytree(three_epochs, tmp_path / "run"))
+    weights = _weights(run)
+    torch.save({k: v + 1 for k, v in weights.items()}, run / "model_state_dict.pt")
+    assert _evaluate(run, train_file, tmp_path / "res") == 2
+    err = capsys.readouterr().err
+    assert "model_state_dict.pt does not match the digest recorded in model_config.json" in err, err
+
+
 def test_f11_an_unfinished_run_is_scored_with_a_warning(train_file, tmp_path, caplog, monkeypatch):
     run = tmp_path / "run"
     _stopped_after(train_file, run, 1, monkeypatch)

@@ -35,7 +35,7 @@ from neuralop.models.base_model import BaseModel
 from torch import nn
 
 from ..errors import UserInputError
-from ..files import atomic_torch_save, atomic_write_text
+from ..files import atomic_torch_save, atomic_write_text, sha256_file
 from .records import CONFIG_FORMAT, model_config
 from .registry import create_model
 
@@ -85,7 +85,8 @@ def save_model(model: nn.Module, folder: str | Path, name: str = "model") -> Pat
     folder.mkdir(parents=True, exist_ok=True)
     state = nn.Module.state_dict(model)  # tensors only (BaseModel.state_dict would add pickled metadata)
     # each file is written to a temporary name and renamed: a kill mid-save never leaves a torn file
-    atomic_torch_save(state, folder / f"{name}_state_dict.pt")
+    # the config, written after the weights, records their digest: load_model refuses weights changed since
+    config["state_dict_sha256"] = atomic_torch_save(state, folder / f"{name}_state_dict.pt")
     atomic_write_text(folder / f"{name}_config.json", json.dumps(config, indent=2) + "\n")
     if isinstance(model, BaseModel):
         atomic_torch_save(model._init_kwargs, folder / f"{name}_metadata.pkl")
@@ -131,6 +132,7 @@ def load_model(
             f"(mano_pde.models.save_model) or {name}_metadata.pkl (neuralop save_checkpoint)"
         )
     weights_only = True
+    digest = None
     if config_path.exists():
         config = read_json(config_path, "a model configuration")
         if not isinstance(config, dict) or config.get("format") != CONFIG_FORMAT:
@@ -139,6 +141,7 @@ def load_model(
         if not isinstance(config.get("model"), str) or not isinstance(config.get("kwargs"), dict):
             raise UserInputError(f"{config_path} lacks the model name or its keywords ('model', 'kwargs')")
         model = create_model(config["model"], **config["kwargs"])
+        digest = config.get("state_dict_sha256")
     else:
         weights_only = not trust_pickle
         init = _load(folder / f"{name}_metadata.pkl", weights_only, None)
@@ -148,7 +151,13 @@ def load_model(
         init.pop("_version", None)
         args = init.pop("args", ())
         model = BaseModel._models[cls_name](*args, **init)
-    state = _load(state_path, weights_only, map_location)
+    state = _load(state_path, weights_only, map_location)  # unreadable files are named by torch.load's checks
+    if digest is not None and sha256_file(state_path) != digest:
+        raise UserInputError(
+            f"{state_path} does not match the digest recorded in {config_path.name}: the weights changed after "
+            "they were saved (corrupted or replaced), or a save was interrupted. Restore the file, or resume the "
+            "training run (mano-pde train ... --resume) to write it again"
+        )
     state.pop("_metadata", None)
     model.load_state_dict(state, strict=strict)
     if map_location is not None and not callable(map_location) and not isinstance(map_location, dict):
