@@ -47,6 +47,8 @@ __all__ = ["evaluate", "test_indices_for", "COMPLETE_MARKER"]
 #: Written last by :func:`evaluate`, listing the files of the set with their SHA-256; absent while (or after an
 #: interrupted) evaluation writes.
 COMPLETE_MARKER = "results.complete.json"
+#: The files of one evaluation set (the plots only with ``plots=True``).
+OUTPUT_FILES = ("results.json", "results.md", "error_vs_resolution.png", "predictions.png")
 
 log = logging.getLogger(__name__)
 
@@ -215,7 +217,8 @@ def evaluate(
                 run.path,
             )
     out.mkdir(parents=True, exist_ok=True)
-    remove_stale_temps(out)
+    # only temporaries of our own outputs: the folder may hold the user's other files
+    remove_stale_temps(out, (*OUTPUT_FILES, COMPLETE_MARKER))
     # The outputs are one set: the marker of the previous set goes first and the new one is written last, so a
     # folder without results.complete.json holds an interrupted evaluation (each file is replaced atomically).
     (out / COMPLETE_MARKER).unlink(missing_ok=True)
