@@ -6,7 +6,7 @@ import dataclasses
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from ..errors import UserInputError
 
@@ -116,8 +116,27 @@ class TrainConfig:
                     "(permeability a) and 1 output channel (pressure u); drop the override"
                 )
 
+    #: Fields that say where (or how fast) a run executes, not what it computes: a run resumed or reused with
+    #: other values of these is the same run.
+    RUNTIME_FIELDS: ClassVar[tuple[str, ...]] = ("device",)
+
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+    def differences(self, other: TrainConfig) -> dict[str, tuple[Any, Any]]:
+        """Fields that differ between two configurations (``RUNTIME_FIELDS`` excepted): name -> (ours, theirs)."""
+        theirs = other.to_dict()
+        return {
+            k: (v, theirs[k]) for k, v in self.to_dict().items() if k not in self.RUNTIME_FIELDS and v != theirs[k]
+        }
+
+    def digest(self) -> str:
+        """SHA-256 of the configuration without ``RUNTIME_FIELDS``: two runs with equal digests compute the same
+        thing (the identity the experiment runner reuses and resumes runs by)."""
+        import hashlib
+
+        record = {k: v for k, v in self.to_dict().items() if k not in self.RUNTIME_FIELDS}
+        return hashlib.sha256(json.dumps(record, sort_keys=True).encode()).hexdigest()
 
     @classmethod
     def from_dict(cls, record: dict[str, Any]) -> TrainConfig:
