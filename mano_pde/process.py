@@ -1,0 +1,197 @@
+"""Process start-up settings of the ``mano-pde`` commands: glibc's ``malloc`` tuned for large tensors.
+
+Why
+---
+glibc serves every allocation above its mmap threshold (dynamic, at most 32 MB by default) with fresh
+``mmap`` pages and returns them to the kernel on ``free``. PyTorch's CPU allocator is plain ``malloc``, so a
+tensor above the threshold is page-faulted and zero-filled again on every call: a 64-channel activation is
+4 MB at 128 x 128 (reused from the heap) but 67 MB at 512 x 512 (faulted every time), and MANO's time grows
+far faster than its work from 128² to 512² (BENCHMARKS.md, "Scaling", "Supplementary: glibc's default
+allocator"). PyTorch's CPU performance guide gets the same effect from jemalloc or tcmalloc.
+
+What
+----
+:func:`configure_allocator` calls glibc's ``mallopt`` (through :mod:`ctypes`, no extra dependency) with the
+settings of one named profile (:data:`PROFILES`):
+
+* ``"tuned"`` (the default of the ``mano-pde`` processes; the profile that measured best, BENCHMARKS.md
+  "Allocator settings"): the settings of ``"no-mmap"``.
+* ``"no-mmap"``: ``M_MMAP_MAX = 0`` (no allocation is served by ``mmap``: freed tensors of every size are
+  reused from the heap) and ``M_TRIM_THRESHOLD = 2**31 - 1`` (freed memory at the top of the heap is kept,
+  up to 2 GiB, instead of being returned to the kernel after every call). The ``mallopt`` equivalent of
+  ``MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=2147483647``.
+* ``"threshold"``: ``M_MMAP_THRESHOLD = 1 GiB`` and the same trim threshold (allocations above 1 GiB are
+  still ``mmap``ed and returned at once).
+* ``"no-mmap-thp"``: ``"no-mmap"`` plus PyTorch's transparent-huge-page allocation
+  (``THP_MEM_ALLOC_ENABLE=1``, tensors of 2 MB and more aligned to 2 MB and ``madvise``d as huge pages;
+  read by PyTorch at its first allocation, so it applies only if torch has not allocated yet).
+* ``"default"``: glibc's defaults, nothing set (the opt-out).
+
+The cost: the process keeps the memory it freed (its resident set stays at its peak instead of shrinking
+between calls), and its peak can be somewhat higher than with ``mmap`` (the heap can fragment).
+
+Where it applies
+----------------
+Only where it is asked for: ``mano-pde``'s ``main()`` (train, evaluate, demo, generate, benchmarks, also
+under ``torchrun``) and the measuring child processes of ``mano-pde benchmark scaling`` call
+:func:`configure_allocator` at start-up. **Importing** ``mano_pde`` (or any of its modules) changes no
+process-global state; a library user who wants the same behaviour calls
+``mano_pde.process.configure_allocator()`` at the start of the script (before large tensors exist), or starts
+Python with ``MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=2147483647``.
+
+The environment variable ``MANO_PDE_ALLOCATOR`` chooses the profile of a process (``default`` opts out,
+``tuned`` is the default). Nothing is set, whatever the profile, when the environment already tunes glibc
+``malloc`` (a ``MALLOC_*_`` variable or ``glibc.malloc`` in ``GLIBC_TUNABLES``: the user's choice wins),
+when another allocator is preloaded (``LD_PRELOAD`` naming jemalloc, tcmalloc or mimalloc) and off glibc
+Linux. What was done is logged at debug level (``mano-pde -vv``) and returned by :func:`allocator_state`.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import os
+import sys
+from typing import Any
+
+from .errors import UserInputError
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["ENV_VAR", "PROFILES", "allocator_state", "configure_allocator", "malloc_info"]
+
+#: Environment variable naming the allocator profile of a ``mano-pde`` process (default ``"tuned"``).
+ENV_VAR = "MANO_PDE_ALLOCATOR"
+
+# mallopt parameters (glibc <malloc.h>)
+_M_PARAMS = {"M_TRIM_THRESHOLD": -1, "M_TOP_PAD": -2, "M_MMAP_THRESHOLD": -3, "M_MMAP_MAX": -4, "M_ARENA_MAX": -8}
+_INT_MAX = 2**31 - 1  # mallopt takes an int
+
+_NO_MMAP = {"M_MMAP_MAX": 0, "M_TRIM_THRESHOLD": _INT_MAX}
+
+#: Named allocator profiles: ``mallopt`` settings and environment variables (module docstring).
+PROFILES: dict[str, dict[str, dict[str, Any]]] = {
+    "tuned": {"mallopt": dict(_NO_MMAP), "env": {}},
+    "no-mmap": {"mallopt": dict(_NO_MMAP), "env": {}},
+    "threshold": {"mallopt": {"M_MMAP_THRESHOLD": 2**30, "M_TRIM_THRESHOLD": _INT_MAX}, "env": {}},
+    "no-mmap-thp": {"mallopt": dict(_NO_MMAP), "env": {"THP_MEM_ALLOC_ENABLE": "1"}},
+    "default": {"mallopt": {}, "env": {}},
+}
+
+_PRELOADED_ALLOCATORS = ("jemalloc", "tcmalloc", "mimalloc")
+
+_state: dict[str, Any] | None = None
+
+
+class _MallInfo2(ctypes.Structure):
+    _fields_ = [
+        (name, ctypes.c_size_t)
+        for name in ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks", "fordblks")
+    ] + [("keepcost", ctypes.c_size_t)]
+
+
+def _glibc() -> ctypes.CDLL | None:
+    """The process's C library if it is glibc on Linux (else ``None``)."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        if not os.confstr("CS_GNU_LIBC_VERSION"):
+            return None
+        libc = ctypes.CDLL(None)
+        libc.mallopt  # noqa: B018 - the symbol must exist
+    except (AttributeError, OSError, ValueError):
+        return None
+    return libc
+
+
+def _environment_override() -> str | None:
+    """Why the environment already decides the allocator (``None``: it does not)."""
+    tuned = sorted(k for k in os.environ if k.startswith("MALLOC_") and k.endswith("_"))
+    if tuned:
+        return f"the environment sets {', '.join(tuned)}"
+    if "glibc.malloc" in os.environ.get("GLIBC_TUNABLES", ""):
+        return "GLIBC_TUNABLES sets glibc.malloc tunables"
+    preload = os.environ.get("LD_PRELOAD", "")
+    hit = [name for name in _PRELOADED_ALLOCATORS if name in preload]
+    if hit:
+        return f"LD_PRELOAD loads {hit[0]}"
+    return None
+
+
+def configure_allocator(profile: str | None = None) -> dict[str, Any]:
+    """Set this process's ``malloc`` behaviour for large tensors (once; later calls return the first result).
+
+    Call it at the start of a process, before large tensors exist (allocations made before keep their
+    place). The ``mano-pde`` command calls it at start-up; importing the package never does.
+
+    Parameters
+    ----------
+    profile : str, optional
+        A name in :data:`PROFILES`. Default: the ``MANO_PDE_ALLOCATOR`` environment variable, else
+        ``"tuned"``. An unknown name in the environment variable is logged as a warning and nothing is set.
+
+    Returns
+    -------
+    dict
+        ``{"profile": str, "mallopt": {name: value, ...} (what was set), "env": {...} (variables set),
+        "skipped": str or None (why nothing was set)}``, also returned by :func:`allocator_state`.
+
+    Raises
+    ------
+    UserInputError
+        If ``profile`` is given and is not a name in :data:`PROFILES`.
+    """
+    global _state
+    if _state is not None:
+        return dict(_state)
+    if profile is not None and profile not in PROFILES:
+        raise UserInputError(f"unknown allocator profile {profile!r}; choose one of {', '.join(PROFILES)}")
+    name = profile if profile is not None else os.environ.get(ENV_VAR, "").strip() or "tuned"
+    state: dict[str, Any] = {"profile": name, "mallopt": {}, "env": {}, "skipped": None}
+    if name not in PROFILES:
+        logger.warning(
+            "%s=%s is not an allocator profile (%s); glibc's defaults are kept", ENV_VAR, name, ", ".join(PROFILES)
+        )
+        state["skipped"] = f"unknown profile {name!r}"
+    elif not PROFILES[name]["mallopt"] and not PROFILES[name]["env"]:
+        state["skipped"] = "profile 'default': glibc's defaults"
+    elif (reason := _environment_override()) is not None:
+        state["skipped"] = reason
+    elif (libc := _glibc()) is None:
+        state["skipped"] = "not glibc on Linux"
+    else:
+        for key, value in PROFILES[name]["env"].items():
+            if key == "THP_MEM_ALLOC_ENABLE" and "torch" in sys.modules:
+                logger.debug("torch is already imported: %s=%s may come too late", key, value)
+            os.environ[key] = value
+            state["env"][key] = value
+        for key, value in PROFILES[name]["mallopt"].items():
+            if libc.mallopt(_M_PARAMS[key], value) == 1:
+                state["mallopt"][key] = value
+            else:
+                logger.warning("mallopt(%s, %s) was refused by glibc", key, value)
+    if state["skipped"]:
+        logger.debug("allocator: nothing set (%s)", state["skipped"])
+    else:
+        logger.debug("allocator profile %r: mallopt %s, environment %s", name, state["mallopt"], state["env"])
+    _state = state
+    return dict(state)
+
+
+def allocator_state() -> dict[str, Any] | None:
+    """What :func:`configure_allocator` did in this process (``None``: it was not called)."""
+    return None if _state is None else dict(_state)
+
+
+def malloc_info() -> dict[str, int] | None:
+    """glibc's ``mallinfo2()`` counters of the main heap and mmapped chunks (``None`` off glibc or before 2.33).
+
+    ``hblkhd`` is the number of bytes in ``mmap``ed chunks, ``arena`` the bytes of the heaps obtained with
+    ``brk``/heap ``mmap``s; useful to see where a large allocation went.
+    """
+    libc = _glibc()
+    if libc is None or not hasattr(libc, "mallinfo2"):
+        return None
+    libc.mallinfo2.restype = _MallInfo2
+    info = libc.mallinfo2()
+    return {name: int(getattr(info, name)) for name, _ in _MallInfo2._fields_}
