@@ -9,13 +9,14 @@
 All three mixers meet the ``conv_module`` contract of :class:`neuralop.layers.fno_block.FNOBlocks`.
 """
 
-from .attention import GlobalAttention, WindowedMultiheadAttention
+from .attention import AttentionMixer, GlobalAttention, WindowedMultiheadAttention
 from .grid_mixer import GridTokenMixer
 from .multipole_attention import MultipoleAttention, multipole_level_shapes
 from .transformer_block import TransformerBlock, make_mixer
 from .window_attention import WindowAttention
 
 __all__ = [
+    "AttentionMixer",
     "GlobalAttention",
     "GridTokenMixer",
     "MultipoleAttention",

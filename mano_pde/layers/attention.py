@@ -1,7 +1,8 @@
-"""Multi-head softmax self-attention on 2-D grids: the windowed core, and global (ViT-like) attention.
+"""Multi-head softmax self-attention on 2-D grids: the windowed core, the mixers' base, and global attention.
 
-:class:`WindowedMultiheadAttention` is the single attention module (one set of Q/K/V/output weights) that
-the mixers share: :class:`GlobalAttention` calls it with one window covering the grid, the Swin-like
+:class:`WindowedMultiheadAttention` is the single attention module (one set of Q/K/V/output weights) of
+every mixer, built by their base :class:`AttentionMixer` (with the MANO authors' token LayerNorms as an
+option): :class:`GlobalAttention` calls it with one window covering the grid, the Swin-like
 :class:`~mano_pde.layers.window_attention.WindowAttention` with ``w x w`` windows (shifted in every other
 block), and :class:`~mano_pde.layers.multipole_attention.MultipoleAttention` with ``w x w`` windows on
 every level of its grid hierarchy.
@@ -30,7 +31,7 @@ from torch import nn
 from .grid_mixer import GridTokenMixer
 from .windowing import axis_padding, effective_window, overlap_padding, padding_key_mask
 
-__all__ = ["GlobalAttention", "WindowedMultiheadAttention"]
+__all__ = ["AttentionMixer", "GlobalAttention", "WindowedMultiheadAttention"]
 
 
 class WindowedMultiheadAttention(nn.Module):
@@ -282,11 +283,9 @@ class WindowedMultiheadAttention(nn.Module):
         return grid
 
 
-class GlobalAttention(GridTokenMixer):
-    """Global (ViT-like) multi-head softmax attention over all ``H * W`` grid points.
-
-    Quadratic in ``H * W`` in time (and, without a fused kernel, in memory): the baseline that
-    :class:`~mano_pde.layers.multipole_attention.MultipoleAttention` approximates in linear time.
+class AttentionMixer(GridTokenMixer):
+    """Base of the attention mixers: one :class:`WindowedMultiheadAttention` (one set of Q/K/V/output weights),
+    optionally preceded by the MANO authors' LayerNorms of the tokens.
 
     Parameters
     ----------
@@ -294,6 +293,10 @@ class GlobalAttention(GridTokenMixer):
         See :class:`~mano_pde.layers.grid_mixer.GridTokenMixer`.
     n_heads, head_dim, dropout, qkv_bias, position_bias
         See :class:`WindowedMultiheadAttention`.
+    token_norm : bool, optional
+        Normalise the tokens before every attention call: a LayerNorm of the tokens, then the attention's own
+        pre-norm (two LayerNorms, as in the MANO authors' ``LocalAttention2D``). The mixer then normalises its
+        own input (:attr:`normalizes_input`), so a block around it needs no pre-norm. Default False.
     **neuralop_kwargs
         Spectral-convolution options passed by neuralop's FNOBlocks; ignored.
     """
@@ -309,14 +312,50 @@ class GlobalAttention(GridTokenMixer):
         dropout: float = 0.0,
         qkv_bias: bool = True,
         position_bias: bool = False,
+        token_norm: bool = False,
         resolution_scaling_factor: float | Sequence[float] | None = None,
         **neuralop_kwargs,
     ) -> None:
         super().__init__(in_channels, out_channels, n_modes, resolution_scaling_factor, **neuralop_kwargs)
+        self.norm = nn.LayerNorm(self.in_channels) if token_norm else None
+        self.attention_norm = nn.LayerNorm(self.in_channels) if token_norm else None
         self.attention = WindowedMultiheadAttention(
             self.in_channels, self.out_channels, n_heads, head_dim, dropout, qkv_bias, position_bias
         )
 
+    @property
+    def normalizes_input(self) -> bool:
+        """Whether the mixer normalises its own input (``token_norm``)."""
+        return self.norm is not None
+
+    def attend(
+        self,
+        x: torch.Tensor,
+        window: Sequence[int] | None = None,
+        shift: Sequence[int] = (0, 0),
+        stride: Sequence[int] | None = None,
+        base: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """The shared attention on channels-last ``x`` (after the token norms), plus ``base`` if given.
+
+        ``window``, ``shift`` and ``stride`` as in :meth:`WindowedMultiheadAttention.forward`; with ``base``
+        the window merge is fused into the sum (:meth:`WindowedMultiheadAttention.forward_add`).
+        """
+        if self.norm is not None:
+            x = self.attention_norm(self.norm(x))
+        if base is None:
+            return self.attention(x, window=window, shift=shift, stride=stride)
+        return self.attention.forward_add(x, base, window=window, shift=shift, stride=stride)
+
+
+class GlobalAttention(AttentionMixer):
+    """Global (ViT-like) multi-head softmax attention over all ``H * W`` grid points.
+
+    Quadratic in ``H * W`` in time (and, without a fused kernel, in memory): the baseline that
+    :class:`~mano_pde.layers.multipole_attention.MultipoleAttention` approximates in linear time.
+    The constructor is :class:`AttentionMixer`'s.
+    """
+
     def forward_channels_last(self, x: torch.Tensor) -> torch.Tensor:
         """``[B, H, W, C_in] -> [B, H, W, C_out]``: every point attends to every point."""
-        return self.attention(x, window=None)
+        return self.attend(x, window=None)

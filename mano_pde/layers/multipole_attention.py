@@ -88,9 +88,17 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .attention import WindowedMultiheadAttention
-from .grid_mixer import GridTokenMixer
+from .attention import AttentionMixer
+from .multipole_hierarchy import (
+    check_reference_grid,
+    log_levels,
+    multipole_level_shapes,
+    reference_window,
+    restrict_to_nodes,
+)
+from .windowing import check_window
 
+# the hierarchy's functions are also importable from here (their home before the split)
 __all__ = ["LEVEL_RULES", "MultipoleAttention", "log_levels", "multipole_level_shapes", "reference_window"]
 
 _DOWNSAMPLE = ("conv", "avg")
@@ -100,70 +108,7 @@ _RESAMPLE_INIT = ("default", "average")
 LEVEL_RULES = ("log", "window")
 
 
-def log_levels(size: int, factor: int) -> int:
-    """The authors' level count ``floor(log_r(size))`` (at least 1), in exact integer arithmetic.
-
-    The authors compute ``int(math.log(image_size, r))``; the integer loop gives the same value without
-    floating-point rounding at exact powers.
-
-    >>> log_levels(64, 2), log_levels(33, 2), log_levels(64, 4), log_levels(3, 4)
-    (6, 5, 3, 1)
-    """
-    if size < 1 or factor < 2:
-        raise ValueError(f"need size >= 1 and factor >= 2, got size={size}, factor={factor}")
-    levels, power = 0, factor
-    while power <= size:
-        levels, power = levels + 1, power * factor
-    return max(1, levels)
-
-
-def multipole_level_shapes(
-    height: int, width: int, window_size: int, factor: int, n_levels: int | None = None
-) -> list[tuple[int, int]]:
-    """Grid sizes of the multipole hierarchy for an ``height x width`` input.
-
-    Level 0 is the input grid; level ``l + 1`` is ``ceil(H_l / r) x ceil(W_l / r)``. With ``n_levels``
-    the hierarchy has that many levels (the authors' rule gives ``n_levels = floor(log_r N)``, see
-    :func:`log_levels`); without it, it stops at the first level that fits in one
-    ``window_size x window_size`` window (``level_rule="window"``, this package's departure).
-
-    Parameters
-    ----------
-    height, width : int
-        Input grid size.
-    window_size : int
-        Window side ``k``.
-    factor : int
-        Down-sampling factor ``r >= 2``.
-    n_levels : int, optional
-        Number of levels (>= 1).
-
-    Returns
-    -------
-    list of (int, int)
-        ``[(H_0, W_0), (H_1, W_1), ...]``; its length is the number of levels.
-
-    Examples
-    --------
-    >>> multipole_level_shapes(64, 96, 8, 2)
-    [(64, 96), (32, 48), (16, 24), (8, 12), (4, 6)]
-    >>> multipole_level_shapes(33, 33, 8, 2, n_levels=log_levels(33, 2))
-    [(33, 33), (17, 17), (9, 9), (5, 5), (3, 3)]
-    """
-    if height < 1 or width < 1:
-        raise ValueError(f"grid must be at least 1 x 1, got {height} x {width}")
-    if factor < 2:
-        raise ValueError(f"factor must be >= 2, got {factor}")
-    if n_levels is not None and n_levels < 1:
-        raise ValueError(f"n_levels must be >= 1, got {n_levels}")
-    shapes = [(height, width)]
-    while (len(shapes) < n_levels) if n_levels is not None else (height > window_size or width > window_size):
-        height, width = -(-height // factor), -(-width // factor)
-        shapes.append((height, width))
-    return shapes
-
-
-class MultipoleAttention(GridTokenMixer):
+class MultipoleAttention(AttentionMixer):
     """Multipole attention (MANO): windowed attention on a hierarchy of grids, linear in ``H * W``.
 
     Input and output are ``[B, C, H, W]`` (neuraloperator's channel-first convention); see the module
@@ -226,8 +171,10 @@ class MultipoleAttention(GridTokenMixer):
         :meth:`set_reference_grid`.
     resolution_scaling_factor : float or sequence of float, optional
         See :class:`~mano_pde.layers.grid_mixer.GridTokenMixer`.
-    **neuralop_kwargs
-        Spectral-convolution options passed by neuralop's FNOBlocks; ignored.
+    **options
+        Go to :class:`~mano_pde.layers.attention.AttentionMixer`: ``n_heads``, ``head_dim``, ``dropout``,
+        ``position_bias``, ``resolution_scaling_factor`` above, and the spectral-convolution options passed by
+        neuralop's FNOBlocks (ignored).
 
     Examples
     --------
@@ -247,8 +194,6 @@ class MultipoleAttention(GridTokenMixer):
         out_channels: int | None = None,
         n_modes: Sequence[int] | None = None,
         *,
-        n_heads: int = 4,
-        head_dim: int | None = None,
         window_size: int = 8,
         window_stride: int | None = None,
         factor: int = 2,
@@ -260,25 +205,10 @@ class MultipoleAttention(GridTokenMixer):
         qkv_bias: bool = False,
         resample_init: str = "default",
         shift: int = 0,
-        dropout: float = 0.0,
-        position_bias: bool = False,
         reference_grid: Sequence[int] | None = None,
-        resolution_scaling_factor: float | Sequence[float] | None = None,
-        **neuralop_kwargs,
+        **options,
     ) -> None:
-        super().__init__(in_channels, out_channels, n_modes, resolution_scaling_factor, **neuralop_kwargs)
-        if not isinstance(window_size, int) or window_size < 1:
-            raise ValueError(f"window_size must be an int >= 1, got {window_size!r}")
-        stride = window_size if window_stride is None else window_stride
-        if not isinstance(stride, int) or not 1 <= stride <= window_size:
-            raise ValueError(
-                f"window_stride must be an int with 1 <= window_stride <= window_size = {window_size} "
-                f"(None: non-overlapping windows), got {window_stride!r}"
-            )
-        if not 0 <= shift < window_size:
-            raise ValueError(f"shift must satisfy 0 <= shift < window_size = {window_size}, got {shift}")
-        if shift and stride != window_size:
-            raise ValueError("shift (shifted windows) needs non-overlapping windows: drop window_stride or shift")
+        stride = check_window(window_size, shift, window_stride)
         if not isinstance(factor, int) or factor < 2:
             raise ValueError(f"factor (down-sampling ratio between levels) must be an int >= 2, got {factor}")
         for name, value, allowed in (
@@ -289,6 +219,10 @@ class MultipoleAttention(GridTokenMixer):
         ):
             if value not in allowed:
                 raise ValueError(f"{name} must be one of {allowed}, got {value!r}")
+        image_size = check_reference_grid(image_size, "image_size")
+        # the authors' LocalAttention2D (LayerNorm of the window tokens, then the attention's own pre-norm) and
+        # one attention module (one set of Q/K/V/output weights) shared by every level
+        super().__init__(in_channels, out_channels, n_modes, qkv_bias=qkv_bias, token_norm=level_norm, **options)
         self.window_size = int(window_size)
         self.window_stride = int(stride)
         self.shift = int(shift)
@@ -296,26 +230,16 @@ class MultipoleAttention(GridTokenMixer):
         self.downsample = downsample
         self.upsample = upsample
         self.level_rule = level_rule
-        self.image_size = check_reference_grid(image_size, "image_size")
+        self.image_size = image_size
         self.level_norm = bool(level_norm)
         self.resample_init = resample_init
         c_in, c_out, r = self.in_channels, self.out_channels, factor
-        # the authors' LocalAttention2D: LayerNorm of the window tokens, then the attention's own pre-norm
-        self.norm = nn.LayerNorm(c_in) if level_norm else None
-        self.attention_norm = nn.LayerNorm(c_in) if level_norm else None
-        # one attention module (one set of Q/K/V/output weights) shared by every level
-        self.attention = WindowedMultiheadAttention(c_in, c_out, n_heads, head_dim, dropout, qkv_bias, position_bias)
         self.down = nn.Conv2d(c_in, c_in, kernel_size=r, stride=r, bias=False) if downsample == "conv" else None
         self.up = nn.ConvTranspose2d(c_out, c_out, kernel_size=r, stride=r, bias=False) if upsample == "conv" else None
         if resample_init == "average":
             self._init_average_resampling()
         self.reference_grid: tuple[int, int] | None = None
         self.set_reference_grid(reference_grid)
-
-    #: The layer normalises its input on every level (the authors' layer): a block around it needs no pre-norm.
-    @property
-    def normalizes_input(self) -> bool:
-        return self.level_norm
 
     def set_reference_grid(self, grid: Sequence[int] | int | None) -> None:
         """Switch reference-grid mode on (``grid``: the training grid, ``s`` or ``(H, W)``) or off (``None``)."""
@@ -386,17 +310,13 @@ class MultipoleAttention(GridTokenMixer):
         self, x: torch.Tensor, base: torch.Tensor | None = None, window: tuple[int, int] | None = None
     ) -> torch.Tensor:
         """The shared attention ``A`` of one level (plus ``base``), windows of ``window`` (default ``k x k``)."""
-        if self.norm is not None:
-            x = self.attention_norm(self.norm(x))
         k = self.window_size
         window = (k, k) if window is None else window
         stride = None
         if self.window_stride != k:
             stride = tuple(max(1, round(self.window_stride * wi / k)) for wi in window)
         shift = tuple(round(self.shift * wi / k) for wi in window)
-        if base is None:
-            return self.attention(x, window=window, shift=shift, stride=stride)
-        return self.attention.forward_add(x, base, window=window, shift=shift, stride=stride)
+        return self.attend(x, window=window, shift=shift, stride=stride, base=base)
 
     def forward_channels_last(self, x: torch.Tensor) -> torch.Tensor:
         """``[B, H, W, C_in] -> [B, H, W, C_out]``: the V-cycle of the module docstring."""
@@ -437,48 +357,3 @@ class MultipoleAttention(GridTokenMixer):
             f"shift={self.shift}, downsample={self.downsample!r}, upsample={self.upsample!r}, "
             f"reference_grid={self.reference_grid}"
         )
-
-
-def restrict_to_nodes(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """Restrict a channels-last node grid ``[B, H, W, C]`` to ``size`` nodes of the same square.
-
-    Node injection ``x[:, ::t_h, ::t_w]`` where ``(H - 1) / (size - 1)`` is an integer on both axes (the
-    coarse nodes are fine nodes), bilinear interpolation through the nodes (``align_corners=True``, the
-    prolongation's convention) otherwise.
-    """
-    h, w = x.shape[1], x.shape[2]
-    if (h, w) == tuple(size):
-        return x
-    th, tw = (h - 1) // max(size[0] - 1, 1), (w - 1) // max(size[1] - 1, 1)
-    if (size[0] - 1) * th == h - 1 and (size[1] - 1) * tw == w - 1 and th >= 1 and tw >= 1:
-        return x[:, ::th, ::tw].contiguous()
-    y = F.interpolate(x.permute(0, 3, 1, 2), size=tuple(size), mode="bilinear", align_corners=True)
-    return y.permute(0, 2, 3, 1).contiguous()
-
-
-def check_reference_grid(grid: Sequence[int] | int | None, name: str = "reference_grid") -> tuple[int, int] | None:
-    """Validate a grid option (``None``, ``s`` or ``(H, W)``, each >= 2) and return it as ``(H, W)``."""
-    if grid is None:
-        return None
-    if isinstance(grid, int) and not isinstance(grid, bool):
-        grid = (grid, grid)
-    try:
-        pair = tuple(int(g) for g in grid)
-        ok = len(pair) == 2 and all(g >= 2 and g == v for g, v in zip(pair, grid, strict=True))
-    except (TypeError, ValueError):
-        ok = False
-    if not ok:
-        raise ValueError(
-            f"{name} must be None, an int >= 2 or a pair (H, W) of ints >= 2 (the training grid), got {grid!r}"
-        )
-    return pair
-
-
-def reference_window(window_size: int, size: int, reference: int) -> int:
-    """Window side on a ``size``-point axis that covers the physical extent of ``window_size`` points on a
-    ``reference``-point axis of the same (vertex-centred) domain: ``round(w (size - 1) / (reference - 1))``.
-
-    >>> reference_window(8, 129, 33), reference_window(8, 85, 43), reference_window(8, 33, 33)
-    (32, 16, 8)
-    """
-    return max(window_size, round(window_size * (size - 1) / (reference - 1)))

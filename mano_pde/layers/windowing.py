@@ -11,7 +11,40 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["axis_padding", "effective_window", "overlap_padding", "padding_key_mask"]
+__all__ = ["axis_padding", "check_window", "effective_window", "overlap_padding", "padding_key_mask"]
+
+
+def check_window(window_size: int, shift: int = 0, stride: int | None = None) -> int:
+    """Validate the window options of a windowed mixer; returns the stride (``window_size`` when ``None``).
+
+    Parameters
+    ----------
+    window_size : int
+        Window side, an int >= 1.
+    shift : int, optional
+        Offset of the window grid (Swin's shifted windows), ``0 <= shift < window_size``.
+    stride : int, optional
+        Step between windows, ``1 <= stride <= window_size``; ``None``: non-overlapping windows. Overlapping
+        windows cannot be shifted.
+
+    Raises
+    ------
+    ValueError
+        Naming the option and the values it accepts.
+    """
+    if not isinstance(window_size, int) or window_size < 1:
+        raise ValueError(f"window_size must be an int >= 1, got {window_size!r}")
+    step = window_size if stride is None else stride
+    if not isinstance(step, int) or not 1 <= step <= window_size:
+        raise ValueError(
+            f"window_stride must be an int with 1 <= window_stride <= window_size = {window_size} "
+            f"(None: non-overlapping windows), got {stride!r}"
+        )
+    if not 0 <= shift < window_size:
+        raise ValueError(f"shift must satisfy 0 <= shift < window_size = {window_size}, got {shift}")
+    if shift and step != window_size:
+        raise ValueError("shift (shifted windows) needs non-overlapping windows: drop window_stride or shift")
+    return step
 
 
 def effective_window(size: int, window: int) -> int:
@@ -67,10 +100,8 @@ def overlap_padding(size: int, window: int, stride: int) -> tuple[int, int]:
 
     Parameters
     ----------
-    size : int
-        Number of grid points along the axis.
-    window : int
-        Window size along the axis (``<= size``).
+    size, window : int
+        As in :func:`axis_padding`.
     stride : int
         Step between window starts, ``1 <= stride <= window``.
 

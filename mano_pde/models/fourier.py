@@ -23,15 +23,13 @@ exactly the paper's modes and parameter count (``4 x 2 x 32 x 32 x 12 x 12`` com
 
 from __future__ import annotations
 
-import math
-import numbers
 from collections.abc import Callable, Sequence
 
 from neuralop.models import FNO, TFNO
 
-from ..errors import UserInputError
 from ..layers.embeddings import make_positional_embedding
 from ..layers.transformer_block import resolve_non_linearity
+from .hyperparameters import check_fno_hyperparameters
 
 __all__ = ["FNO_PAPER_N_MODES", "fno_darcy", "tfno_darcy"]
 
@@ -39,82 +37,16 @@ __all__ = ["FNO_PAPER_N_MODES", "fno_darcy", "tfno_darcy"]
 FNO_PAPER_N_MODES: tuple[int, int] = (24, 22)
 
 
-def _paper_kwargs(
-    in_channels: int,
-    out_channels: int,
-    hidden_channels: int,
-    n_layers: int,
-    n_modes: Sequence[int],
-    positional_embedding: str | None,
-    non_linearity: str | Callable,
-    norm: str | None,
-    lifting_channel_ratio: float,
-    projection_channel_ratio: float,
-    use_channel_mlp: bool,
-    kwargs: dict,
-) -> dict:
-    _check_fno(
-        in_channels, out_channels, hidden_channels, n_layers, n_modes, lifting_channel_ratio, projection_channel_ratio
-    )
-    return dict(
-        n_modes=tuple(int(m) for m in n_modes),
-        in_channels=in_channels,
-        out_channels=out_channels,
-        hidden_channels=hidden_channels,
-        n_layers=n_layers,
-        positional_embedding=make_positional_embedding(positional_embedding, in_channels),
-        non_linearity=resolve_non_linearity(non_linearity),
-        norm=norm,
-        lifting_channel_ratio=lifting_channel_ratio,
-        projection_channel_ratio=projection_channel_ratio,
-        use_channel_mlp=use_channel_mlp,
+def _neuralop_kwargs(kwargs: dict, **arguments) -> dict:
+    """neuralop FNO/TFNO keywords from a preset's arguments: ranges checked, names resolved, ``kwargs`` added."""
+    check_fno_hyperparameters(**arguments)
+    return {
+        **arguments,
+        "n_modes": tuple(int(m) for m in arguments["n_modes"]),
+        "positional_embedding": make_positional_embedding(arguments["positional_embedding"], arguments["in_channels"]),
+        "non_linearity": resolve_non_linearity(arguments["non_linearity"]),
         **kwargs,
-    )
-
-
-def _check_fno(
-    in_channels, out_channels, hidden_channels, n_layers, n_modes, lifting_channel_ratio, projection_channel_ratio
-) -> None:
-    """Refuse hyperparameters that would build a degenerate FNO (raises :class:`UserInputError`).
-
-    neuralop builds an FNO with empty spectral weights for ``n_modes=0`` and fails deep inside for a width
-    of 0 or below (ZeroDivisionError, negative dimensions).
-    """
-
-    def is_int(v) -> bool:
-        return isinstance(v, numbers.Integral) and not isinstance(v, bool)
-
-    for key, value in (
-        ("in_channels", in_channels),
-        ("out_channels", out_channels),
-        ("hidden_channels", hidden_channels),
-        ("n_layers", n_layers),
-    ):
-        if not is_int(value) or value < 1:
-            raise UserInputError(f"{key} must be a positive int, got {value!r}")
-    modes = [n_modes] if is_int(n_modes) else n_modes
-    if (
-        isinstance(modes, (str, bytes))
-        or not isinstance(modes, Sequence)
-        or len(modes) != 2
-        or not all(is_int(m) and m >= 1 for m in modes)
-    ):
-        raise UserInputError(
-            f"n_modes must be two positive ints (modes per direction, neuralop counting), got {n_modes!r}; "
-            f"e.g. --n-modes 12 or n_modes=(24, 22)"
-        )
-    for key, value in (
-        ("lifting_channel_ratio", lifting_channel_ratio),
-        ("projection_channel_ratio", projection_channel_ratio),
-    ):
-        if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value) or value < 0:
-            raise UserInputError(f"{key} must be a finite number >= 0, got {value!r}")
-    if int(projection_channel_ratio * hidden_channels) < 1:
-        raise UserInputError(
-            f"projection_channel_ratio = {projection_channel_ratio!r} gives the projection MLP "
-            f"{int(projection_channel_ratio * hidden_channels)} hidden units (x hidden_channels {hidden_channels}); "
-            "use a ratio with ratio * hidden_channels >= 1 (the preset: 4)"
-        )
+    }
 
 
 def fno_darcy(
@@ -159,22 +91,7 @@ def fno_darcy(
     -------
     neuralop.models.FNO
     """
-    return FNO(
-        **_paper_kwargs(
-            in_channels,
-            out_channels,
-            hidden_channels,
-            n_layers,
-            n_modes,
-            positional_embedding,
-            non_linearity,
-            norm,
-            lifting_channel_ratio,
-            projection_channel_ratio,
-            use_channel_mlp,
-            kwargs,
-        )
-    )
+    return FNO(**_neuralop_kwargs(**locals()))  # locals(): exactly the arguments at this point
 
 
 def tfno_darcy(
@@ -204,19 +121,4 @@ def tfno_darcy(
     -------
     neuralop.models.TFNO
     """
-    return TFNO(
-        **_paper_kwargs(
-            in_channels,
-            out_channels,
-            hidden_channels,
-            n_layers,
-            n_modes,
-            positional_embedding,
-            non_linearity,
-            norm,
-            lifting_channel_ratio,
-            projection_channel_ratio,
-            use_channel_mlp,
-            dict(factorization=factorization, rank=rank, **kwargs),
-        )
-    )
+    return TFNO(**_neuralop_kwargs(**locals()))  # locals(): exactly the arguments at this point

@@ -24,8 +24,6 @@ from __future__ import annotations
 import inspect
 import json
 import logging
-import math
-import numbers
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import ClassVar
@@ -48,6 +46,7 @@ from ..layers.transformer_block import (
     make_mixer,
     resolve_non_linearity,
 )
+from .hyperparameters import check_transformer_hyperparameters
 from .records import model_config
 
 logger = logging.getLogger(__name__)
@@ -201,7 +200,7 @@ class TransformerOperator(BaseModel, name="TransformerOperator"):
             lifting_channel_ratio = defaults["lifting_channel_ratio"]
         if projection_channel_ratio is None:
             projection_channel_ratio = defaults["projection_channel_ratio"]
-        _check_hyperparameters(
+        check_transformer_hyperparameters(
             in_channels=in_channels,
             out_channels=out_channels,
             hidden_channels=hidden_channels,
@@ -376,58 +375,6 @@ class TransformerOperator(BaseModel, name="TransformerOperator"):
         from ..files import atomic_write_text
 
         atomic_write_text(Path(save_folder) / f"{save_name}_config.json", json.dumps(config, indent=2) + "\n")
-
-
-def _is_int(value) -> bool:
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
-
-
-def _check_hyperparameters(**hp) -> None:
-    """Refuse hyperparameters that would build a degenerate network (raises :class:`UserInputError`).
-
-    Checked before any layer is built, so the message names the constructor keyword, not a layer's internals.
-    """
-    for key in ("in_channels", "out_channels", "hidden_channels", "n_layers", "n_heads", "window_size"):
-        if not _is_int(hp[key]) or hp[key] < 1:
-            raise UserInputError(f"{key} must be a positive int, got {hp[key]!r}")
-    width, heads = hp["hidden_channels"], hp["n_heads"]
-    if hp["head_dim"] is not None and (not _is_int(hp["head_dim"]) or hp["head_dim"] < 1):
-        raise UserInputError(f"head_dim must be a positive int or None, got {hp['head_dim']!r}")
-    if hp["head_dim"] is None and width % heads:
-        raise UserInputError(
-            f"hidden_channels = {width} is not divisible by n_heads = {heads}; choose n_heads dividing {width} "
-            "or pass head_dim"
-        )
-    stride = hp["window_stride"]
-    if stride is not None and (not _is_int(stride) or not 1 <= stride <= hp["window_size"]):
-        raise UserInputError(
-            f"window_stride must be an int in [1, window_size = {hp['window_size']}] or None, got {stride!r}"
-        )
-    if not _is_int(hp["factor"]) or hp["factor"] < 2:
-        raise UserInputError(f"factor (down-sampling ratio between levels) must be an int >= 2, got {hp['factor']!r}")
-    for key in ("mlp_ratio", "dropout", "lifting_channel_ratio", "projection_channel_ratio"):
-        value = hp[key]
-        if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
-            raise UserInputError(f"{key} must be a finite number, got {value!r}")
-    if not 0 <= hp["dropout"] < 1:
-        raise UserInputError(f"dropout must be in [0, 1), got {hp['dropout']!r}")
-    ratio = hp["mlp_ratio"]
-    if ratio <= 0 or width * ratio < 1:
-        raise UserInputError(
-            f"mlp_ratio = {ratio!r} gives each block's MLP a hidden width of {width * ratio:g} < 1 "
-            f"(hidden_channels {width} x mlp_ratio); use mlp_ratio > 0 with mlp_ratio * hidden_channels >= 1 "
-            "(e.g. the default 2)"
-        )
-    if hp["lifting_channel_ratio"] < 0:
-        raise UserInputError(
-            f"lifting_channel_ratio must be >= 0 (0: a linear lifting), got {hp['lifting_channel_ratio']!r}"
-        )
-    projection = hp["projection_channel_ratio"]
-    if int(projection * width) < 1:
-        raise UserInputError(
-            f"projection_channel_ratio = {projection!r} gives the projection MLP {max(int(projection * width), 0)} "
-            f"hidden units (hidden_channels {width} x ratio); use a ratio with ratio * hidden_channels >= 1"
-        )
 
 
 def channel_mlp_channels_last(mlp: ChannelMLP, x: torch.Tensor) -> torch.Tensor:

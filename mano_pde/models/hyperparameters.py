@@ -1,0 +1,122 @@
+"""Range checks of model hyperparameters, run before any layer is built.
+
+A degenerate value (a width of 0, ``n_modes=0``, a ratio that leaves an MLP without hidden units) would
+otherwise build an empty network or fail deep inside torch or neuraloperator; these checks raise a
+:class:`~mano_pde.errors.UserInputError` that names the constructor keyword instead. Types are checked
+earlier, from the annotations (:mod:`mano_pde.models.arguments`).
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from collections.abc import Sequence
+
+from ..errors import UserInputError
+
+__all__ = ["check_fno_hyperparameters", "check_transformer_hyperparameters", "is_int"]
+
+
+def is_int(value) -> bool:
+    """An integer that is not a bool."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def _positive_ints(values: dict) -> None:
+    for key, value in values.items():
+        if not is_int(value) or value < 1:
+            raise UserInputError(f"{key} must be a positive int, got {value!r}")
+
+
+def _finite(values: dict, minimum: float | None = None) -> None:
+    for key, value in values.items():
+        bad = isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value)
+        if bad or (minimum is not None and value < minimum):
+            bound = "" if minimum is None else f" >= {minimum:g}"
+            raise UserInputError(f"{key} must be a finite number{bound}, got {value!r}")
+
+
+def _projection_width(ratio: float, width: int, hint: str = "") -> None:
+    """The projection MLP needs ``int(ratio * width) >= 1`` hidden units."""
+    if int(ratio * width) < 1:
+        raise UserInputError(
+            f"projection_channel_ratio = {ratio!r} gives the projection MLP {max(int(ratio * width), 0)} hidden "
+            f"units (hidden_channels {width} x ratio); use a ratio with ratio * hidden_channels >= 1{hint}"
+        )
+
+
+def check_transformer_hyperparameters(**hp) -> None:
+    """Refuse hyperparameters that would build a degenerate transformer operator.
+
+    Takes the keywords of :class:`~mano_pde.models.TransformerOperator` it checks (``in_channels``,
+    ``out_channels``, ``hidden_channels``, ``n_layers``, ``n_heads``, ``head_dim``, ``window_size``,
+    ``window_stride``, ``factor``, ``mlp_ratio``, ``dropout``, ``lifting_channel_ratio``,
+    ``projection_channel_ratio``), with the class defaults already applied.
+
+    Raises
+    ------
+    mano_pde.errors.UserInputError
+        Naming the keyword, its value and the range it must lie in.
+    """
+    _positive_ints(
+        {k: hp[k] for k in ("in_channels", "out_channels", "hidden_channels", "n_layers", "n_heads", "window_size")}
+    )
+    width, heads = hp["hidden_channels"], hp["n_heads"]
+    if hp["head_dim"] is not None and (not is_int(hp["head_dim"]) or hp["head_dim"] < 1):
+        raise UserInputError(f"head_dim must be a positive int or None, got {hp['head_dim']!r}")
+    if hp["head_dim"] is None and width % heads:
+        raise UserInputError(
+            f"hidden_channels = {width} is not divisible by n_heads = {heads}; choose n_heads dividing {width} "
+            "or pass head_dim"
+        )
+    stride = hp["window_stride"]
+    if stride is not None and (not is_int(stride) or not 1 <= stride <= hp["window_size"]):
+        raise UserInputError(
+            f"window_stride must be an int in [1, window_size = {hp['window_size']}] or None, got {stride!r}"
+        )
+    if not is_int(hp["factor"]) or hp["factor"] < 2:
+        raise UserInputError(f"factor (down-sampling ratio between levels) must be an int >= 2, got {hp['factor']!r}")
+    _finite({k: hp[k] for k in ("mlp_ratio", "dropout", "lifting_channel_ratio", "projection_channel_ratio")})
+    if not 0 <= hp["dropout"] < 1:
+        raise UserInputError(f"dropout must be in [0, 1), got {hp['dropout']!r}")
+    ratio = hp["mlp_ratio"]
+    if ratio <= 0 or width * ratio < 1:
+        raise UserInputError(
+            f"mlp_ratio = {ratio!r} gives each block's MLP a hidden width of {width * ratio:g} < 1 "
+            f"(hidden_channels {width} x mlp_ratio); use mlp_ratio > 0 with mlp_ratio * hidden_channels >= 1 "
+            "(e.g. the default 2)"
+        )
+    if hp["lifting_channel_ratio"] < 0:
+        raise UserInputError(
+            f"lifting_channel_ratio must be >= 0 (0: a linear lifting), got {hp['lifting_channel_ratio']!r}"
+        )
+    _projection_width(hp["projection_channel_ratio"], width)
+
+
+def check_fno_hyperparameters(**hp) -> None:
+    """Refuse hyperparameters that would build a degenerate FNO/TFNO.
+
+    Takes the keywords of :func:`~mano_pde.models.fno_darcy` (others are ignored). neuralop builds an FNO
+    with empty spectral weights for ``n_modes=0`` and fails deep inside for a width of 0 or below
+    (ZeroDivisionError, negative dimensions).
+
+    Raises
+    ------
+    mano_pde.errors.UserInputError
+        Naming the keyword, its value and the range it must lie in.
+    """
+    _positive_ints({k: hp[k] for k in ("in_channels", "out_channels", "hidden_channels", "n_layers")})
+    n_modes = hp["n_modes"]
+    modes = [n_modes] if is_int(n_modes) else n_modes
+    if (
+        isinstance(modes, (str, bytes))
+        or not isinstance(modes, Sequence)
+        or len(modes) != 2
+        or not all(is_int(m) and m >= 1 for m in modes)
+    ):
+        raise UserInputError(
+            f"n_modes must be two positive ints (modes per direction, neuralop counting), got {n_modes!r}; "
+            f"e.g. --n-modes 12 or n_modes=(24, 22)"
+        )
+    _finite({k: hp[k] for k in ("lifting_channel_ratio", "projection_channel_ratio")}, minimum=0)
+    _projection_width(hp["projection_channel_ratio"], hp["hidden_channels"], " (the preset: 4)")
