@@ -1,0 +1,151 @@
+"""The data sub-commands: ``generate`` (solve Darcy problems), ``info`` (summarise a file) and ``import``."""
+
+from __future__ import annotations
+
+import argparse
+
+from . import CLIError
+
+__all__ = ["add_generate", "add_import", "add_info"]
+
+
+def add_generate(sub: argparse._SubParsersAction) -> None:
+    from ..data.presets import DEFAULT_PRESET, PRESETS
+
+    p = sub.add_parser(
+        "generate",
+        help="generate a Darcy dataset (netCDF4)",
+        description="Solve -div(a grad u) = f on (0,1)^2, u = 0 on the boundary, for random permeabilities a. "
+        "Resumable: rerun the same command after an interruption. Presets: "
+        + "; ".join(f"{k}: {v.n_samples} samples at {v.resolution}^2" for k, v in PRESETS.items()),
+    )
+    p.add_argument("--preset", default=DEFAULT_PRESET, help=f"named preset (default {DEFAULT_PRESET})")
+    p.add_argument("--n-samples", type=int, help="number of samples")
+    p.add_argument("--resolution", type=int, help="grid points per direction, boundary included")
+    p.add_argument("--seed", type=int, help="root seed (sample i depends only on seed and i)")
+    p.add_argument("--alpha", type=float, help="GRF smoothness alpha")
+    p.add_argument("--tau", type=float, help="GRF inverse length scale tau")
+    p.add_argument("--map", dest="permeability_map", choices=("piecewise", "lognormal"), help="permeability map")
+    p.add_argument("--high", type=float, help="piecewise map: value where the field >= 0")
+    p.add_argument("--low", type=float, help="piecewise map: value where the field < 0")
+    p.add_argument("--sigma", type=float, help="lognormal map: a = exp(sigma * field)")
+    p.add_argument("--forcing", type=float, help="constant right-hand side f")
+    p.add_argument("--face", dest="face_average", choices=("harmonic", "arithmetic"), help="face averaging")
+    p.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
+    p.add_argument(
+        "--scheduler",
+        metavar="ADDRESS",
+        help="compute on an existing dask.distributed cluster, e.g. tcp://host:8786 (needs mano-pde[dist]); "
+        "same file as with --workers",
+    )
+    p.add_argument(
+        "--dask-workers",
+        type=int,
+        metavar="N",
+        help="compute on a local dask.distributed cluster of N worker processes (needs mano-pde[dist])",
+    )
+    p.add_argument("--dtype", choices=("float32", "float64"), default="float32", help="storage precision")
+    p.add_argument("--chunk-size", type=int, help="samples per resumable chunk")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output / unfinished run")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("-o", "--output", required=True, help="output .nc file")
+    p.set_defaults(func=_cmd_generate)
+
+
+def _cmd_generate(args: argparse.Namespace) -> int:
+    from ..data import describe, generate_darcy, get_preset, open_darcy
+
+    if args.scheduler is not None or args.dask_workers is not None:
+        from ..data.dask_backend import require_distributed
+
+        try:
+            require_distributed()
+        except ImportError as exc:
+            raise CLIError(str(exc)) from None
+
+    config = get_preset(args.preset).replace(
+        n_samples=args.n_samples,
+        resolution=args.resolution,
+        seed=args.seed,
+        alpha=args.alpha,
+        tau=args.tau,
+        permeability_map=args.permeability_map,
+        high=args.high,
+        low=args.low,
+        sigma=args.sigma,
+        forcing=args.forcing,
+        face_average=args.face_average,
+    )
+    from ..data.dask_backend import DaskGenerationError
+
+    try:
+        path = generate_darcy(
+            config,
+            args.output,
+            workers=args.workers,
+            dtype=args.dtype,
+            chunk_size=args.chunk_size,
+            overwrite=args.overwrite,
+            progress=not args.no_progress,
+            scheduler=args.scheduler,
+            dask_workers=args.dask_workers,
+        )
+    except DaskGenerationError as exc:
+        raise CLIError(str(exc)) from None
+    with open_darcy(path) as ds:
+        print(f"{path}\n{describe(ds)}")
+    return 0
+
+
+def add_info(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "info",
+        help="summarise a Darcy file",
+        description="Dims, reachable resolutions, parameters and value ranges of a Darcy data file.",
+    )
+    p.add_argument("file")
+    p.add_argument("--resolution", type=int, help="summarise the view at this (reachable) resolution")
+    p.set_defaults(func=_cmd_info)
+
+
+def _cmd_info(args: argparse.Namespace) -> int:
+    from ..data import describe, open_darcy
+
+    with open_darcy(args.file, args.resolution) as ds:
+        print(describe(ds))
+    return 0
+
+
+def add_import(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "import",
+        help="convert third-party Darcy data to the mano_pde schema",
+        description="Reads FNO-paper .mat files (MATLAB v5 or v7.3), neuraloperator darcy_*.pt files and "
+        "PDEBench 2D_DarcyFlow_*.hdf5 files.",
+    )
+    p.add_argument("src")
+    p.add_argument("-o", "--output", required=True)
+    p.add_argument("--dtype", choices=("float32", "float64"), default="float32")
+    p.add_argument("--high", type=float, default=12.0, help="value for True in boolean permeability masks")
+    p.add_argument("--low", type=float, default=3.0, help="value for False in boolean permeability masks")
+    p.add_argument("--overwrite", action="store_true")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=_cmd_import)
+
+
+def _cmd_import(args: argparse.Namespace) -> int:
+    from ..data import describe, open_darcy
+    from ..data.importers import import_darcy
+
+    path = import_darcy(
+        args.src,
+        args.output,
+        dtype=args.dtype,
+        overwrite=args.overwrite,
+        high=args.high,
+        low=args.low,
+        progress=not args.no_progress,
+    )
+    with open_darcy(path) as ds:
+        print(f"{path}\n{describe(ds)}")
+    return 0
