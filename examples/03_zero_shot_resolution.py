@@ -17,9 +17,8 @@ import argparse
 import logging
 from pathlib import Path
 
-from mano_pde.data import DarcyConfig, generate_darcy
-from mano_pde.evaluation import evaluate, results_table
-from mano_pde.training import TrainConfig, train
+from mano_pde.evaluation import results_table
+from mano_pde.experiments import ArmSpec, DataSpec, EvalSpec, ExperimentSpec, ModelSpec, run_experiment
 
 MODELS = {
     "mano": {"hidden_channels": 32, "n_layers": 4, "window_size": 8, "n_heads": 4},
@@ -27,6 +26,35 @@ MODELS = {
     # training grid's Nyquist frequency would never be trained and would act randomly on finer grids.
     "fno": {"n_modes": [16, 16]},
 }
+
+
+def zero_shot_spec(args: argparse.Namespace) -> ExperimentSpec:
+    """The example as an experiment spec: runs in ``OUT/<model>``, results in ``OUT``."""
+    if args.data:  # the user's file, used as it is
+        data = DataSpec(path=str(Path(args.data).resolve()))
+    else:
+        data = DataSpec(path="darcy_129.nc", generate={"n_samples": args.n_train + args.n_test, "resolution": 129})
+    return ExperimentSpec(
+        name="zero-shot",
+        data={"data": data},
+        train={
+            "data": "data",
+            "resolutions": [args.train_resolution],
+            "n_train": [args.n_train],
+            "n_test": args.n_test,
+            "epochs": args.epochs,
+            "batch_size": 8,
+            "lr": 2e-3,
+        },
+        models={name: ModelSpec(name, kwargs) for name, kwargs in MODELS.items()},
+        arms={
+            "zero-shot": ArmSpec(
+                models=list(MODELS),
+                run_dir="{model}",
+                evaluate=EvalSpec(data="data", resolutions=args.test_resolutions, n_test=args.n_test, output="."),
+            )
+        },
+    )
 
 
 def main() -> None:
@@ -42,27 +70,8 @@ def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
 
     out = Path(args.output)
-    data = Path(args.data) if args.data else out / "darcy_129.nc"
-    if not data.exists():
-        generate_darcy(DarcyConfig(n_samples=args.n_train + args.n_test, resolution=129), data, workers=2)
-    runs = []
-    for name, kwargs in MODELS.items():
-        run = out / name
-        config = TrainConfig(
-            model=name,
-            data=str(data),
-            resolutions=[args.train_resolution],
-            n_train=[args.n_train],
-            n_test=args.n_test,
-            epochs=args.epochs,
-            batch_size=8,
-            lr=2e-3,
-            model_kwargs=kwargs,
-        )
-        train(config, run, resume=(run / "config.json").exists())
-        runs.append(run)
-    records = evaluate(runs, data, args.test_resolutions, out, n_test=args.n_test)
-    print(results_table(records))
+    summary = run_experiment(zero_shot_spec(args), out)
+    print(results_table(summary["records"]))
     print(f"plots: {out / 'error_vs_resolution.png'}, {out / 'predictions.png'}")
 
 

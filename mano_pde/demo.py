@@ -12,14 +12,19 @@ The defaults are sized for 2 CPU cores and about ten minutes; they are far from 
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import numbers
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .errors import UserInputError
 
-__all__ = ["DemoConfig", "run_demo"]
+if TYPE_CHECKING:
+    from .experiments import ExperimentSpec
+
+__all__ = ["DemoConfig", "demo_spec", "run_demo"]
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +58,42 @@ class DemoConfig:
     )
 
 
+def demo_spec(cfg: DemoConfig) -> ExperimentSpec:
+    """The demo as an experiment spec: one data file, one arm (``runs/<model>``, results in ``results/``)."""
+    from .experiments import ArmSpec, DataSpec, EvalSpec, ExperimentSpec, ModelSpec
+
+    return ExperimentSpec(
+        name="demo",
+        description="mano-pde demo: MANO and FNO trained on a coarse grid, scored on finer grids",
+        data={
+            "data": DataSpec(
+                path=f"darcy_{cfg.data_resolution}.nc",
+                generate={"n_samples": cfg.n_train + cfg.n_test, "resolution": cfg.data_resolution, "seed": cfg.seed},
+            )
+        },
+        train={
+            "data": "data",
+            "resolutions": [cfg.train_resolution],
+            "n_train": [cfg.n_train],
+            "n_test": cfg.n_test,
+            "epochs": cfg.epochs,
+            "batch_size": cfg.batch_size,
+            "lr": cfg.lr,
+            "seed": cfg.seed,
+        },
+        models={name: ModelSpec(name, dict(kwargs)) for name, kwargs in cfg.models.items()},
+        arms={
+            "demo": ArmSpec(
+                models=list(cfg.models),
+                run_dir="runs/{model}",
+                evaluate=EvalSpec(
+                    data="data", resolutions=list(cfg.test_resolutions), n_test=cfg.n_test, output="results"
+                ),
+            )
+        },
+    )
+
+
 def run_demo(
     output: str | Path,
     *,
@@ -64,10 +105,14 @@ def run_demo(
 ) -> str:
     """Run the demo and return the zero-shot results table (markdown).
 
+    The demo is an experiment spec (:func:`demo_spec`) run by :func:`mano_pde.experiments.run_experiment`: a
+    finished run is reused only if it was trained with this very configuration (else the error names the
+    differences: pass another ``output``); an interrupted one resumes.
+
     Parameters
     ----------
     output : path-like
-        Folder for ``darcy_<s>.nc``, ``runs/<model>`` and ``results/``.
+        Folder for ``darcy_<s>.nc``, ``runs/<model>``, ``results/`` and ``experiment.json``.
     epochs : int, optional
         Override the training epochs.
     workers : int
@@ -79,70 +124,14 @@ def run_demo(
     config : DemoConfig, optional
         Full control over the sizes.
     """
-    from .data import DarcyConfig, generate_darcy
-    from .device import resolve_device
-    from .evaluation import evaluate
     from .evaluation.report import results_table
-    from .training import TrainConfig, train
-    from .training.runs import is_run_dir
+    from .experiments import run_experiment
 
     cfg = config or DemoConfig()
     if epochs is not None:
         if isinstance(epochs, bool) or not isinstance(epochs, numbers.Integral) or epochs < 1:
             raise UserInputError(f"epochs (--epochs) must be an int >= 1, got {epochs!r}")
-        cfg.epochs = int(epochs)
-    if isinstance(workers, bool) or not isinstance(workers, numbers.Integral) or workers < 1:
-        raise UserInputError(f"workers (--workers) must be an int >= 1, got {workers!r}")
-    resolve_device(device)  # an unknown or unavailable device fails now, not after the data are generated
-    out = Path(output)
-    data = out / f"darcy_{cfg.data_resolution}.nc"
-    # every training configuration is built (and so validated) before anything is generated
-    configs = {
-        name: TrainConfig(
-            model=name,
-            data=str(data),
-            resolutions=[cfg.train_resolution],
-            n_train=[cfg.n_train],
-            n_test=cfg.n_test,
-            epochs=cfg.epochs,
-            batch_size=cfg.batch_size,
-            lr=cfg.lr,
-            seed=cfg.seed,
-            device=device,
-            model_kwargs=dict(kwargs),
-        )
-        for name, kwargs in cfg.models.items()
-    }
-    out.mkdir(parents=True, exist_ok=True)
-    if not data.exists():
-        log.info("generating %s", data)
-        generate_darcy(
-            DarcyConfig(n_samples=cfg.n_train + cfg.n_test, resolution=cfg.data_resolution, seed=cfg.seed),
-            data,
-            workers=workers,
-            progress=progress,
-        )
-    runs = []
-    for name, tc in configs.items():
-        run_dir = out / "runs" / name
-        state = run_dir / "train_state.pt"
-        if is_run_dir(run_dir) and state.exists() and _finished(run_dir, cfg.epochs):
-            log.info("reusing finished run %s", run_dir)
-        else:
-            train(tc, run_dir, resume=(run_dir / "config.json").exists(), progress=progress)
-        runs.append(run_dir)
-    records = evaluate(runs, data, list(cfg.test_resolutions), out / "results", device=device, n_test=cfg.n_test)
-    table = results_table(records)
-    return f"{table}\n\nresults, plots and run directories: {out.resolve()}"
-
-
-def _finished(run_dir: Path, epochs: int) -> bool:
-    """Whether the run's verified resume state has all ``epochs`` (a damaged state: not finished, resume it)."""
-    from .errors import UserInputError
-    from .training.state import load_train_state
-
-    try:
-        state = load_train_state(run_dir, map_location="cpu", warn=False)
-    except (UserInputError, FileNotFoundError):
-        return False
-    return int(state["epoch"]) >= epochs
+        cfg = dataclasses.replace(cfg, epochs=int(epochs))
+    summary = run_experiment(demo_spec(cfg), output, workers=workers, device=device, progress=progress)
+    table = results_table(summary["records"])
+    return f"{table}\n\nresults, plots and run directories: {Path(output).resolve()}"

@@ -1,0 +1,321 @@
+"""What an experiment's summary says, as markdown and plots: results per arm, learning curves, targets.
+
+Everything here reads the summary of :func:`mano_pde.experiments.run_experiment` (or its ``*.json`` file) and the
+runs' own files; nothing trains or evaluates.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+from typing import Any
+
+from ..files import atomic_savefig
+
+__all__ = [
+    "learning_curve",
+    "validation_summary",
+    "plot_learning_curves",
+    "experiment_markdown",
+    "validation_markdown",
+    "coordinates_markdown",
+    "targets_markdown",
+    "tuning_markdown",
+    "experiment_minutes",
+]
+
+#: ``mano_pde.training.trainer.FINAL_METRICS`` (not imported: this module must not load torch).
+FINAL_METRICS = "final_metrics.json"
+METHODS = ("direct", "ref-grid", "resample")
+
+
+def learning_curve(run_dir: str | Path) -> dict[str, list[float]]:
+    """A run's per-epoch log as columns: ``epoch``, ``train_loss`` and the held-out errors.
+
+    With a validation split (``n_val > 0``) the held-out columns are ``val_rel_l2_{r}`` (the learning curves
+    on validation data), else ``test_rel_l2_{r}``.
+
+    Parameters
+    ----------
+    run_dir : path-like
+        A run directory of :func:`mano_pde.training.train`.
+
+    Returns
+    -------
+    dict
+        Column name to per-epoch values (``epoch`` as integers).
+    """
+    with open(Path(run_dir) / "log.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    keep = [k for k in (rows[0] if rows else {}) if k == "epoch" or k == "train_loss" or "_rel_l2_" in k]
+    return {k: [int(r[k]) if k == "epoch" else float(r[k]) for r in rows] for k in keep}
+
+
+def validation_summary(run_dir: str | Path) -> dict[str, Any]:
+    """Learning curve and final metrics of a run trained with a validation split (``final_metrics.json``)."""
+    metrics = json.loads((Path(run_dir) / FINAL_METRICS).read_text())
+    return {"learning_curve": learning_curve(run_dir), **metrics}
+
+
+def plot_learning_curves(runs: dict[str, dict], path: Path) -> Path:
+    """One plot of every run's validation error per epoch (mean over its training grids); ``multi`` dashed."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7.5, 4.5))
+    colors: dict[str, str] = {}
+    for key, v in runs.items():
+        arm, model = key.split("/", 1)
+        curve = v["learning_curve"]
+        fields = [k for k in curve if k.startswith("val_rel_l2_")]
+        ys = [sum(vals) / len(fields) for vals in zip(*(curve[f] for f in fields), strict=True)]
+        color = colors.setdefault(model, f"C{len(colors)}")
+        ax.plot(curve["epoch"], ys, "--" if arm == "multi" else "-", color=color, label=f"{model} ({arm})")
+    ax.set_yscale("log")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("validation relative L2 (mean over training grids)")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_savefig(fig, path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def experiment_minutes(summary: dict[str, Any]) -> float:
+    """Wall time of an uninterrupted experiment: data generation + every run's training + evaluation, minutes."""
+    return (summary["data"]["generation_s"] + sum(summary["train_wall_s"].values()) + summary["eval_wall_s"]) / 60
+
+
+def _test_grids(cfg: dict[str, Any]) -> list[int]:
+    grids = {s for arm in cfg["arms"].values() if arm.get("evaluate") for s in arm["evaluate"]["resolutions"]}
+    return sorted(grids)
+
+
+def _data_lines(cfg: dict[str, Any]) -> list[str]:
+    """One description per generated data entry (generator parameters with their defaults filled in)."""
+    from ..data.presets import DarcyConfig
+
+    out = []
+    for key, entry in cfg["data"].items():
+        gen = entry.get("generate")
+        if gen is None:
+            out.append(f"`{key}` = `{entry['path']}`")
+            continue
+        c = DarcyConfig(**gen)
+        law = f"a ∈ {{{c.high:g}, {c.low:g}}}" if c.permeability_map == "piecewise" else f"a = exp({c.sigma:g} g)"
+        out.append(
+            f"`{key}`: {c.n_samples} samples at {c.resolution}² (seed {c.seed}; α = {c.alpha:g}, τ = {c.tau:g}, "
+            f"{law}, f = {c.forcing:g}, {c.face_average} faces)"
+        )
+    return out
+
+
+def _arm_line(cfg: dict[str, Any], name: str) -> str:
+    kw = {**cfg["train"], **cfg["arms"][name].get("train", {})}
+    res, n = kw["resolutions"], kw["n_train"]
+    n = n * len(res) if len(n) == 1 else n
+    mix = " + ".join(f"{k} at {r}²" for k, r in zip(n, res, strict=True))
+    extra = f", {kw['epochs']} epochs" if kw["epochs"] != cfg["train"]["epochs"] else ""
+    return f"arm `{name}`: {mix}{extra}"
+
+
+def experiment_markdown(summary: dict[str, Any], plots: list[str] | None = None) -> str:
+    """An experiment's report: results per arm, parameters, timings, validation, targets, provenance, plots."""
+    cfg, recs = summary["config"], summary["records"]
+    tests = _test_grids(cfg)
+    tr = cfg["train"]
+    v = summary["versions"]
+    lines = [
+        f"Command: `{summary['command']}` — {summary['date']}.",
+        f"Wall time of the whole experiment: {experiment_minutes(summary):.1f} min = data generation "
+        f"{summary['data']['generation_s']:.0f} s + training {sum(summary['train_wall_s'].values()) / 60:.1f} min "
+        f"(sum of the runs' logged epoch times) + evaluation {summary['eval_wall_s'] / 60:.1f} min; this invocation "
+        f"took {summary['total_wall_s'] / 60:.1f} min (finished runs and data files are reused).",
+        f"Machine: {v.get('platform')}, torch {v.get('torch')}, neuraloperator {v.get('neuraloperator')}, device "
+        f"{v.get('device')}, {v.get('torch_num_threads')} threads.",
+        "Data (Darcy): " + "; ".join(_data_lines(cfg)) + f". Training: {tr.get('epochs')} epochs, batch "
+        f"{tr.get('batch_size')}, Adam lr {tr.get('lr')}, {tr.get('scheduler', 'cosine')} schedule, relative "
+        f"{tr.get('loss', 'l2').upper()} loss, model seed {tr.get('seed', 0)}. "
+        + "; ".join(_arm_line(cfg, a) for a in cfg["arms"])
+        + ".",
+        "",
+        "Relative L2 error on the test set (mean over samples); `*` training grid; `direct` = model applied on the "
+        "test grid (zero-shot on finer grids), `ref-grid` = MANO applied on the test grid with its multipole "
+        "windows kept at their training-grid physical size (zero-shot, same weights; `MultipoleAttention` "
+        "reference-grid mode), `resample` = model run on its training grid and its prediction interpolated "
+        "(bilinear).",
+        "",
+        "| arm | model | parameters | train time | method | " + " | ".join(f"{s}²" for s in tests) + " |",
+        "|" + "---|" * (5 + len(tests)),
+    ]
+    for arm in cfg["arms"]:
+        for model in summary["parameters"]:
+            for method in METHODS:
+                cells = {
+                    r["test_resolution"]: r
+                    for r in recs
+                    if r["arm"] == arm and r["run"] == model and r["method"] == method
+                }
+                if not cells:
+                    continue
+                trained = next(iter(cells.values()))["train_resolutions"]
+                star = method == "direct"  # resample at a training grid still runs at the coarsest one
+                vals = [
+                    f"{cells[s]['rel_l2_mean']:.4f}{'*' if star and s in trained else ''}" if s in cells else "–"
+                    for s in tests
+                ]
+                lines.append(
+                    f"| {arm} | {model} | {summary['parameters'][model]:,} | "
+                    f"{summary['train_wall_s'][f'{arm}/{model}'] / 60:.1f} min | {method} | " + " | ".join(vals) + " |"
+                )
+    lines += validation_markdown(summary)
+    lines += coordinates_markdown(summary)
+    lines += _inference_lines(summary, tests)
+    lines += targets_markdown(summary)
+    if plots:
+        lines += ["", "Plots (error vs. grid; one test sample's fields and errors), per arm:", ""]
+        lines += [f"![{Path(p).stem}]({p})" for p in plots]
+    lines += ["", f"Full records (per-sample statistics, seeds, versions, configs): `{summary['output']}`."]
+    return "\n".join(lines)
+
+
+def _inference_lines(summary: dict[str, Any], tests: list[int]) -> list[str]:
+    recs = summary["records"]
+    first = next(iter(summary["config"]["arms"]))
+    lines = [
+        "",
+        "Inference time per sample (seconds):",
+        "",
+        "| model | " + " | ".join(f"{s}²" for s in tests) + " |",
+        "|" + "---|" * (1 + len(tests)),
+    ]
+    for model in summary["parameters"]:
+        for method in ("direct", "ref-grid"):
+            cells = {
+                r["test_resolution"]: r
+                for r in recs
+                if r["arm"] == first and r["run"] == model and r["method"] == method
+            }
+            if cells:
+                label = model if method == "direct" else f"{model} ({method})"
+                lines.append(
+                    f"| {label} | "
+                    + " | ".join(f"{cells[s]['inference_s_per_sample']:.4f}" if s in cells else "–" for s in tests)
+                    + " |"
+                )
+    return lines
+
+
+def coordinates_markdown(summary: dict[str, Any]) -> list[str]:
+    """Lines of the coordinate table: each ``<model>-periodic-grid`` run (neuralop's ``i / s`` embedding) beside the
+    same model with node coordinates (``i / (s - 1)``), direct errors of the first arm; empty without such pairs."""
+    tests = _test_grids(summary["config"])
+    first = next(iter(summary["config"]["arms"]))
+    cells: dict[tuple[str, int], float] = {
+        (r["run"], r["test_resolution"]): r["rel_l2_mean"]
+        for r in summary["records"]
+        if r["arm"] == first and r["method"] == "direct"
+    }
+    pairs = [(k.removesuffix("-periodic-grid"), k) for k in summary["parameters"] if k.endswith("-periodic-grid")]
+    pairs = [(node, grid) for node, grid in pairs if node in summary["parameters"]]
+    if not pairs:
+        return []
+    lines = [
+        "",
+        "Coordinates: direct error with neuralop's periodic grid embedding (node `i` of `s` at `i / s`, the "
+        "embedding before this fix) → with node coordinates (`i / (s − 1)`, the same value for the same node at "
+        f"every grid); same data, seeds and training otherwise (arm `{first}`).",
+        "",
+        "| model | " + " | ".join(f"{s}² before → after" for s in tests) + " |",
+        "|" + "---|" * (1 + len(tests)),
+    ]
+    for node, grid in pairs:
+        vals = []
+        for t in tests:
+            a, b = cells.get((grid, t)), cells.get((node, t))
+            vals.append("–" if a is None or b is None else f"{a:.4f} → {b:.4f}")
+        lines.append(f"| {node} | " + " | ".join(vals) + " |")
+    return lines
+
+
+def validation_markdown(summary: dict[str, Any]) -> list[str]:
+    """Lines of the validation table (best epoch vs last epoch per run); empty without a validation split."""
+    runs = summary.get("validation") or {}
+    if not runs:
+        return []
+    cfg = summary["config"]
+    lines = [
+        "",
+        f"Validation: {cfg['train'].get('n_val')} samples of the training file right after each arm's training "
+        f"block, scored every epoch (learning curves: `val_rel_l2_<grid>` in each run's `log.csv`; also in the "
+        "summary JSON); the test file is scored once, after the last epoch. The evaluated weights are the last "
+        "epoch's; the best epoch shows whether a run had plateaued (error: mean over the training grids).",
+        "",
+        "| arm | model | best val epoch | best val rel. L2 | last-epoch val rel. L2 | epochs |",
+        "|---|---|---|---|---|---|",
+    ]
+    for key, v in runs.items():
+        arm, model = key.split("/", 1)
+        val_fields = [k for k in v["learning_curve"] if k.startswith("val_rel_l2_")]
+        last = sum(v[f] for f in val_fields) / len(val_fields)
+        lines.append(
+            f"| {arm} | {model} | {v['best_val_epoch']} | {v['best_val_rel_l2']:.4f} | {last:.4f} | {v['epoch']} |"
+        )
+    return lines
+
+
+def targets_markdown(summary: dict[str, Any]) -> list[str]:
+    """The spec's targets checked against this summary's numbers (``left ≤ factor × right``), met or missed."""
+    cfg = summary["config"]
+    targets = cfg.get("targets") or []
+    if not targets:
+        return []
+
+    def cell(arm: str, run: str, side: dict[str, Any]) -> float | None:
+        for r in summary["records"]:
+            if (r["arm"], r["run"], r["method"], r["test_resolution"]) == (arm, run, side["method"], side["grid"]):
+                return r["rel_l2_mean"]
+        return None
+
+    lines = ["", "Targets (declared in the experiment spec; mean relative L2 on the test set):", ""]
+    for t in targets:
+        left, right, factor = t["left"], t["right"], float(t.get("factor", 1.0))
+        if "run" in left:
+            runs = [left["run"]]
+        else:
+            runs = [k for k in summary["parameters"] if cfg["models"][k]["model"] == left["model"]]
+        for run in runs:
+            other = run if right.get("run") == "self" else right["run"]
+            a, b = cell(t["arm"], run, left), cell(t["arm"], other, right)
+            if a is None or b is None:
+                lines.append(f"- not checked: `{run}` {t['label']} (a result is missing from this run)")
+                continue
+            verdict = "met" if a <= factor * b else "**missed**"
+            lines.append(f"- {verdict}: `{run}` {t['label']} ({a:.4f} vs {factor * b:.4f})")
+    return lines
+
+
+def tuning_markdown(summary: dict[str, Any], arm: str) -> str:
+    """The report of a tuning arm: variants, parameters, train time and the validation table only."""
+    cfg = summary["config"]
+    kw = {**cfg["train"], **cfg["arms"][arm].get("train", {})}
+    lines = [
+        f"Command: `{summary['command']}` — {summary['date']}. {kw['epochs']} epochs per variant at "
+        f"{'/'.join(f'{r}²' for r in kw['resolutions'])}, {kw['n_train']} training samples; compared on the "
+        "validation split only.",
+        "",
+        "| variant | options | parameters | train time |",
+        "|---|---|---|---|",
+    ]
+    for key in cfg["arms"][arm]["models"]:
+        lines.append(
+            f"| {key} | `{json.dumps(cfg['models'][key])}` | {summary['parameters'][key]:,} | "
+            f"{summary['train_wall_s'][f'{arm}/{key}'] / 60:.1f} min |"
+        )
+    lines += validation_markdown(summary)
+    return "\n".join(lines)

@@ -1,0 +1,312 @@
+"""The experiment runner: generate the data, train (resuming or reusing), evaluate, summarise — for any spec.
+
+One rule decides what happens to a run (:func:`run_status`): its folder's ``config.json`` must describe the
+same run as the spec (:meth:`~mano_pde.training.TrainConfig.digest`, device excepted) — a folder holding another
+run is refused, naming the differences — and the run is *finished* when its verified resume state has all its
+epochs (and, with a validation split, its test score ``final_metrics.json``); else it is resumed. Data files are
+reused when they hold the spec's sample stream (same seed and generator parameters) with enough samples.
+Every step is resumable: rerunning the same command after an interruption finishes the work.
+
+``mano-pde demo``, ``examples/03_zero_shot_resolution.py`` and ``mano-pde benchmark darcy`` are specs run
+by :func:`run_experiment`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ..errors import UserInputError
+from ..files import atomic_write_text
+from .spec import DataSpec, ExperimentSpec
+
+if TYPE_CHECKING:
+    from ..training import TrainConfig
+
+__all__ = ["PlannedRun", "plan_runs", "data_paths", "ensure_data", "run_status", "run_experiment"]
+
+log = logging.getLogger(__name__)
+
+#: Per-folder record of how long each generated data file took (seconds, by file name).
+GENERATION_TIMES = "generation_s.json"
+
+
+@dataclass(frozen=True)
+class PlannedRun:
+    """One training run of an experiment: its arm, its key in ``spec.models``, its folder and configuration."""
+
+    arm: str
+    key: str
+    run_dir: Path
+    config: TrainConfig
+
+    @property
+    def label(self) -> str:
+        return f"{self.arm}/{self.key}"
+
+
+def data_paths(spec: ExperimentSpec, output: str | Path) -> dict[str, Path]:
+    """Every data entry's path (relative paths are under ``output``)."""
+    return {k: Path(output) / d.path for k, d in spec.data.items()}
+
+
+def _darcy_config(entry: DataSpec, key: str) -> Any:
+    from ..data import DarcyConfig
+
+    try:
+        return DarcyConfig(**entry.generate)
+    except TypeError as exc:
+        raise UserInputError(f"data.{key}.generate: {exc}") from None
+
+
+def plan_runs(spec: ExperimentSpec, output: str | Path, *, device: str = "auto") -> list[PlannedRun]:
+    """Every run of the spec's non-optional arms with its full, validated :class:`~mano_pde.training.TrainConfig`.
+
+    Nothing is written: bad hyperparameters fail here, before any data is generated (:func:`run_experiment` also
+    builds every model once, which checks the model keywords).
+    """
+    from ..training import TrainConfig
+
+    paths = data_paths(spec, output)
+    runs = []
+    for arm_name in spec.default_arms():
+        arm = spec.arms[arm_name]
+        for key in arm.models:
+            m = spec.models[key]
+            kw = {**spec.train, **arm.train}
+            for ref in ("data", "test_data"):
+                if kw.get(ref) is not None:
+                    kw[ref] = str(paths[kw[ref]])
+            if "data" not in kw:
+                raise UserInputError(f"{spec.name}: no training data for {arm_name}/{key} (set train.data)")
+            try:
+                config = TrainConfig(model=m.model, model_kwargs=dict(m.kwargs), device=device, **kw)
+            except TypeError as exc:
+                raise UserInputError(f"{spec.name}: training keywords of {arm_name}/{key}: {exc}") from None
+            run_dir = Path(output) / arm.run_dir.format(arm=arm_name, model=key)
+            runs.append(PlannedRun(arm_name, key, run_dir, config))
+    return runs
+
+
+def _needed_data(spec: ExperimentSpec, runs: list[PlannedRun]) -> dict[str, int]:
+    """Data entries the selected arms use, with the samples each must hold (0: whatever it holds)."""
+    need: dict[str, int] = {}
+    for arm_name in {r.arm for r in runs}:
+        arm = spec.arms[arm_name]
+        kw = {**spec.train, **arm.train}
+        refs = [kw.get("data"), kw.get("test_data"), arm.evaluate.data if arm.evaluate is not None else None]
+        for ref in refs:
+            if ref is not None:
+                need.setdefault(ref, 0)
+    for key in need:
+        gen = spec.data[key].generate
+        if gen is not None:
+            need[key] = int(gen.get("n_samples", 0))
+    return need
+
+
+def ensure_data(
+    spec: ExperimentSpec, output: str | Path, *, runs: list[PlannedRun], workers: int = 2, progress: bool = True
+) -> tuple[dict[str, Path], float]:
+    """Generate the data files the runs need (or check the existing ones); their paths and generation seconds.
+
+    An existing file is reused only if it holds the spec's sample stream (seed and generator parameters) and at
+    least the spec's ``n_samples``; otherwise the error names the file and the fix.
+    """
+    from ..data import generate_darcy, open_darcy, same_sample_stream
+    from ..data.schema import SCHEMA
+
+    paths = data_paths(spec, output)
+    used = {}
+    total = 0.0
+    for key, n in _needed_data(spec, runs).items():
+        entry, path = spec.data[key], paths[key]
+        times_path = path.parent / GENERATION_TIMES
+        times = json.loads(times_path.read_text()) if times_path.is_file() else {}
+        if entry.generate is None:
+            if not path.is_file():
+                raise UserInputError(f"data file {path} (data.{key}) does not exist and the spec does not generate it")
+        elif path.exists():
+            dc = _darcy_config(entry, key)
+            with open_darcy(path) as ds:
+                have, attrs = int(ds.sizes["sample"]), dict(ds.attrs)
+            wanted = {"mano_pde_schema": SCHEMA, "resolution": dc.resolution, **dc.to_attrs()}
+            if not same_sample_stream(attrs, wanted):
+                raise UserInputError(
+                    f"{path} (data.{key}) was made with other generator parameters than the spec's "
+                    f"({entry.generate}); delete it (and the runs trained on it) or use another -o"
+                )
+            if have < n:
+                raise UserInputError(
+                    f"{path} holds {have} samples but the {spec.name} experiment needs {n} (data.{key}); it was made "
+                    "by an earlier version of the experiment: delete it (and the runs) or use another -o"
+                )
+        else:
+            log.info("generating %s", path)
+            t0 = time.perf_counter()
+            generate_darcy(_darcy_config(entry, key), path, workers=workers, progress=progress)
+            times[path.name] = time.perf_counter() - t0
+            atomic_write_text(times_path, json.dumps(times, indent=2) + "\n")
+        used[key] = path
+        total += float(times.get(path.name, 0.0))
+    return used, total
+
+
+def run_status(run: PlannedRun) -> str:
+    """``"new"``, ``"resume"`` or ``"finished"`` — the one rule by which runs are reused (module docstring).
+
+    Raises
+    ------
+    mano_pde.errors.UserInputError
+        The folder holds a run with another configuration (the message lists the differences).
+    """
+    from ..training import TrainConfig
+    from ..training.runs import is_run_dir
+    from ..training.state import load_train_state
+    from ..training.trainer import FINAL_METRICS
+
+    if not (run.run_dir / "config.json").is_file():
+        return "new"
+    saved = TrainConfig.load(run.run_dir / "config.json")
+    diff = saved.differences(run.config)
+    if diff:
+        raise UserInputError(
+            f"{run.run_dir} holds another run than {run.label} of this experiment ("
+            + ", ".join(f"{k}: saved {a!r}, wanted {b!r}" for k, (a, b) in diff.items())
+            + "); use another -o folder, or delete that run folder to train it again"
+        )
+    try:
+        state = load_train_state(run.run_dir, map_location="cpu", warn=False)
+    except (UserInputError, FileNotFoundError):
+        return "resume"  # the trainer falls back to the previous state or says why it cannot
+    finished = int(state["epoch"]) >= run.config.epochs and is_run_dir(run.run_dir)
+    if run.config.n_val and not (run.run_dir / FINAL_METRICS).is_file():
+        finished = False
+    return "finished" if finished else "resume"
+
+
+def _train_wall(run_dir: Path) -> float:
+    import csv
+
+    with open(run_dir / "log.csv", newline="") as fh:
+        return sum(float(r["epoch_time_s"]) for r in csv.DictReader(fh))
+
+
+def count_parameters_of(model: str, kwargs: dict[str, Any]) -> int:
+    """Parameters of a registry model built with ``kwargs`` (on the CPU)."""
+    from ..models import count_parameters, create_model
+
+    return count_parameters(create_model(model, **kwargs))
+
+
+def run_experiment(
+    spec: ExperimentSpec,
+    output: str | Path,
+    *,
+    workers: int = 2,
+    device: str = "auto",
+    progress: bool = True,
+    summary_name: str | None = "experiment",
+) -> dict[str, Any]:
+    """Run ``spec`` into ``output`` (resumable) and return its summary.
+
+    Parameters
+    ----------
+    spec : ExperimentSpec
+        What to run: its non-optional arms (see :meth:`ExperimentSpec.select` to narrow it or to choose an
+        optional arm).
+    output : path-like
+        The experiment folder (relative data paths, run folders and results live under it).
+    workers : int
+        Data-generation processes.
+    device : str
+        ``auto`` (CUDA when present), ``cpu`` or ``cuda[:N]``; not part of a run's identity.
+    progress : bool
+        Progress bars.
+    summary_name : str, optional
+        Write the summary to ``output/<summary_name>.json`` (``None``: don't).
+
+    Returns
+    -------
+    dict
+        ``config`` (the spec), ``command``, ``date``, ``versions``, ``parameters`` (per model key), ``output``,
+        ``data`` (paths by entry, ``generation_s``), ``runs`` (folder, status and config digest per
+        ``arm/model``), ``train_wall_s`` (logged epoch times per ``arm/model``), ``validation`` (learning curve
+        and final metrics of runs with a validation split), ``eval_wall_s``, ``records`` (the evaluator's records,
+        each with its ``arm``) and ``total_wall_s``.
+    """
+    import numbers
+
+    from ..device import resolve_device
+    from ..evaluation import evaluate
+    from ..provenance import run_versions
+    from ..training import train
+    from .report import validation_summary
+
+    if isinstance(workers, bool) or not isinstance(workers, numbers.Integral) or workers < 1:
+        raise UserInputError(f"workers (--workers) must be an int >= 1, got {workers!r}")
+    resolve_device(device)  # an unknown or unavailable device fails now, not after the data are generated
+    t_start = time.perf_counter()
+    out = Path(output)
+    spec = spec.select()  # the arms that run (the summary records what ran)
+    runs = plan_runs(spec, out, device=device)  # every configuration validated before any work
+    keys = list(dict.fromkeys(r.key for r in runs))
+    summary: dict[str, Any] = {
+        "config": spec.to_dict(),
+        "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "versions": run_versions(resolve_device(device)),
+        "parameters": {k: count_parameters_of(spec.models[k].model, spec.models[k].kwargs) for k in keys},
+        "output": str(out),
+    }
+    out.mkdir(parents=True, exist_ok=True)
+    files, t_data = ensure_data(spec, out, runs=runs, workers=workers, progress=progress)
+    summary.update(
+        data={**{k: str(p) for k, p in files.items()}, "generation_s": t_data},
+        runs={},
+        train_wall_s={},
+        validation={},
+        eval_wall_s=0.0,
+        records=[],
+    )
+    for arm_name in spec.default_arms():
+        arm = spec.arms[arm_name]
+        arm_runs = [r for r in runs if r.arm == arm_name]
+        for run in arm_runs:
+            status = run_status(run)
+            if status == "finished":
+                log.info("reusing finished run %s", run.run_dir)
+            else:
+                train(run.config, run.run_dir, resume=status == "resume", progress=progress)
+            summary["runs"][run.label] = {
+                "dir": str(run.run_dir),
+                "status": status,
+                "config_digest": run.config.digest(),
+            }
+            summary["train_wall_s"][run.label] = _train_wall(run.run_dir)
+            if run.config.n_val:
+                summary["validation"][run.label] = validation_summary(run.run_dir)
+        if arm.evaluate is None or not arm_runs:
+            continue
+        t_eval = time.perf_counter()
+        records = evaluate(
+            [r.run_dir for r in arm_runs],
+            files[arm.evaluate.data],
+            list(arm.evaluate.resolutions),
+            out / arm.evaluate.output.format(arm=arm_name),
+            device=device,
+            n_test=arm.evaluate.n_test,
+        )
+        summary["eval_wall_s"] += time.perf_counter() - t_eval
+        for r in records:
+            r["arm"] = arm_name
+        summary["records"].extend(records)
+    summary["total_wall_s"] = time.perf_counter() - t_start
+    if summary_name:
+        atomic_write_text(out / f"{summary_name}.json", json.dumps(summary, indent=2) + "\n")
+    return summary

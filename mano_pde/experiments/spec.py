@@ -1,0 +1,260 @@
+"""Experiment specifications: which data, which runs, which evaluation — declared once, run by one runner.
+
+An experiment is a small declarative record (a TOML file, or built in Python):
+
+``data``
+    Named data files: a path (relative to the experiment folder unless absolute) and, optionally, how to generate it
+    (:class:`~mano_pde.data.DarcyConfig` keywords, ``n_samples`` included). A file without ``generate`` must exist.
+``train``
+    :class:`~mano_pde.training.TrainConfig` keywords shared by every run; ``data`` and ``test_data`` name entries
+    of ``data``.
+``models``
+    Named runs: a registry model and its constructor keywords (one registry model may appear under several names,
+    e.g. ``mano`` and ``mano-bias``).
+``arms``
+    Sets of runs trained the same way and evaluated together: the models they train, their ``train`` overrides
+    (e.g. a mix of grids), the folder of each run (``run_dir``, a template in ``{arm}`` and ``{model}``) and the
+    evaluation (data entry, test grids, number of test samples, output folder). An ``optional`` arm runs only when
+    asked for by name (the study's tuning arm).
+``targets``
+    Comparisons reported as met or missed (``left ≤ factor × right`` on mean relative L2): the project's targets
+    live in the spec, not in library code.
+
+:func:`load_spec` reads a TOML file or a spec shipped with the package (``mano_pde/experiments/specs/*.toml``,
+e.g. ``darcy-cpu``); :meth:`ExperimentSpec.select` narrows and overrides one before it runs.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..errors import UserInputError
+
+__all__ = [
+    "ArmSpec",
+    "DataSpec",
+    "EvalSpec",
+    "ExperimentSpec",
+    "ModelSpec",
+    "TargetSpec",
+    "builtin_specs",
+    "load_spec",
+]
+
+#: Keys of the experiment-wide ``train`` table that the runner resolves itself (data entries, model).
+_RESOLVED_TRAIN_KEYS = ("data", "test_data")
+
+
+@dataclass(frozen=True)
+class DataSpec:
+    """A data file: where it lives and, optionally, how to generate it (``DarcyConfig`` keywords)."""
+
+    path: str
+    generate: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A registry model with its constructor keywords."""
+
+    model: str
+    kwargs: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class EvalSpec:
+    """How an arm is scored: data entry, test grids, test samples (``None``: the evaluator's default), folder."""
+
+    data: str
+    resolutions: list[int]
+    n_test: int | None = None
+    output: str = "results/{arm}"
+
+
+@dataclass(frozen=True)
+class ArmSpec:
+    """Runs trained the same way and evaluated together."""
+
+    models: list[str]
+    train: dict[str, Any] = field(default_factory=dict)
+    evaluate: EvalSpec | None = None
+    run_dir: str = "runs/{arm}/{model}"
+    optional: bool = False
+
+
+@dataclass(frozen=True)
+class TargetSpec:
+    """``left ≤ factor × right`` on the mean relative L2 of two cells of an arm's results.
+
+    ``left`` names a ``run`` or, with ``model``, every run of that registry model; each side names a ``method``
+    (``direct``, ``ref-grid``, ``resample``) and a ``grid``; ``right["run"] == "self"`` compares a run with itself.
+    """
+
+    label: str
+    arm: str
+    left: dict[str, Any]
+    right: dict[str, Any]
+    factor: float = 1.0
+
+
+@dataclass
+class ExperimentSpec:
+    """Everything that determines an experiment (see the module docstring)."""
+
+    name: str
+    data: dict[str, DataSpec]
+    train: dict[str, Any]
+    models: dict[str, ModelSpec]
+    arms: dict[str, ArmSpec]
+    targets: list[TargetSpec] = field(default_factory=list)
+    description: str = ""
+
+    def __post_init__(self) -> None:
+        for key in ("data", "test_data"):
+            if self.train.get(key) is not None and self.train[key] not in self.data:
+                raise UserInputError(f"{self.name}: train.{key} = {self.train[key]!r} names no entry of data")
+        for arm_name, arm in self.arms.items():
+            unknown = [m for m in arm.models if m not in self.models]
+            if unknown:
+                raise UserInputError(
+                    f"{self.name}: arm {arm_name!r} trains unknown model(s) {unknown}; models: {list(self.models)}"
+                )
+            for key in ("data", "test_data"):
+                if arm.train.get(key) is not None and arm.train[key] not in self.data:
+                    raise UserInputError(f"{self.name}: arms.{arm_name}.train.{key} names no entry of data")
+            if arm.evaluate is not None and arm.evaluate.data not in self.data:
+                raise UserInputError(
+                    f"{self.name}: arms.{arm_name}.evaluate.data = {arm.evaluate.data!r} names no entry of data"
+                )
+            if "{model}" not in arm.run_dir:
+                raise UserInputError(f"{self.name}: arms.{arm_name}.run_dir must contain '{{model}}'")
+        for t in self.targets:
+            if t.arm not in self.arms:
+                raise UserInputError(f"{self.name}: target {t.label!r} names unknown arm {t.arm!r}")
+
+    # ------------------------------------------------------------------------------------------ records
+    def to_dict(self) -> dict[str, Any]:
+        """The spec as plain data (JSON/TOML-able; ``None`` values dropped)."""
+        return _drop_none(dataclasses.asdict(self))
+
+    @classmethod
+    def from_dict(cls, record: dict[str, Any]) -> ExperimentSpec:
+        """Build a spec from plain data (a parsed TOML file); unknown keys are refused, naming the table."""
+        record = copy.deepcopy(record)
+        _known(record, ExperimentSpec, "the experiment")
+        try:
+            data = {k: DataSpec(**_known(v, DataSpec, f"data.{k}")) for k, v in record.get("data", {}).items()}
+            models = {k: ModelSpec(**_known(v, ModelSpec, f"models.{k}")) for k, v in record.get("models", {}).items()}
+            arms = {}
+            for k, v in record.get("arms", {}).items():
+                v = _known(v, ArmSpec, f"arms.{k}")
+                if v.get("evaluate") is not None:
+                    v["evaluate"] = EvalSpec(**_known(v["evaluate"], EvalSpec, f"arms.{k}.evaluate"))
+                arms[k] = ArmSpec(**v)
+            targets = [TargetSpec(**_known(t, TargetSpec, "targets")) for t in record.get("targets", [])]
+            return cls(
+                name=record["name"],
+                data=data,
+                train=dict(record.get("train", {})),
+                models=models,
+                arms=arms,
+                targets=targets,
+                description=record.get("description", ""),
+            )
+        except (KeyError, TypeError) as exc:
+            raise UserInputError(f"incomplete experiment specification: {exc}") from None
+
+    # ------------------------------------------------------------------------------------------ selection
+    def default_arms(self) -> list[str]:
+        """The arms that run when none are named: every arm but the optional ones (:func:`run_experiment` runs
+        these; :meth:`select` an optional arm by name to run it)."""
+        return [k for k, a in self.arms.items() if not a.optional]
+
+    def select(
+        self, *, arms: list[str] | None = None, models: list[str] | None = None, epochs: int | None = None
+    ) -> ExperimentSpec:
+        """A copy narrowed to ``arms`` (default: the non-optional ones) and ``models`` (keys of ``models``), with
+        the experiment-wide ``epochs`` replaced (arms that set their own epochs keep them)."""
+        arms = list(arms) if arms else self.default_arms()
+        bad = [a for a in arms if a not in self.arms]
+        if bad:
+            raise UserInputError(f"unknown arm(s) {bad} for {self.name}; choose from {list(self.arms)}")
+        if models:
+            bad = [m for m in models if m not in self.models]
+            if bad:
+                raise UserInputError(f"unknown model(s) {bad} for {self.name}; choose from {list(self.models)}")
+        new = copy.deepcopy(self)
+        new.arms = {  # an arm asked for by name is no longer optional
+            a: dataclasses.replace(
+                self.arms[a], models=[m for m in self.arms[a].models if not models or m in models], optional=False
+            )
+            for a in arms
+        }
+        new.targets = [t for t in self.targets if t.arm in new.arms]
+        if epochs is not None:
+            if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
+                raise UserInputError(f"epochs (--epochs) must be an int >= 1, got {epochs!r}")
+            new.train["epochs"] = epochs
+        return new
+
+
+def _known(record: Any, cls: type, where: str) -> dict[str, Any]:
+    if not isinstance(record, dict):
+        raise UserInputError(f"{where} must be a table, got {type(record).__name__}")
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(record) - names)
+    if unknown:
+        raise UserInputError(f"unknown key(s) {unknown} in {where}; known: {sorted(names)}")
+    return record
+
+
+def _drop_none(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _drop_none(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [_drop_none(v) for v in value]
+    return value
+
+
+def _specs_folder() -> Path:
+    return Path(__file__).with_name("specs")
+
+
+def builtin_specs() -> list[str]:
+    """Names of the specs shipped with the package (``load_spec(name)`` reads them)."""
+    return sorted(p.stem for p in _specs_folder().glob("*.toml"))
+
+
+def load_spec(source: str | Path) -> ExperimentSpec:
+    """Read an experiment spec: a TOML file path or the name of a shipped spec (:func:`builtin_specs`).
+
+    Raises
+    ------
+    mano_pde.errors.UserInputError
+        No such file or spec, TOML that does not parse, unknown keys or references.
+    """
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:  # pragma: no cover - Python 3.10
+        import tomli as tomllib
+
+    path = Path(source)
+    if not path.suffix and not path.exists():
+        path = _specs_folder() / f"{source}.toml"
+        if not path.is_file():
+            raise UserInputError(f"no experiment spec {str(source)!r}; shipped specs: {builtin_specs()}")
+    if not path.is_file():
+        raise UserInputError(f"experiment spec {path} does not exist")
+    try:
+        record = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise UserInputError(f"{path} is not a valid TOML experiment spec: {exc}") from None
+    try:
+        return ExperimentSpec.from_dict(record)
+    except UserInputError as exc:
+        raise UserInputError(f"{path}: {exc}") from None
