@@ -1,14 +1,34 @@
-"""The ``train`` sub-command."""
+"""The ``train`` sub-command: its options are the fields of :class:`~mano_pde.training.config.TrainConfig`.
+
+Each configuration field is one option (:mod:`mano_pde.commands.options`: name, type, default, help and
+choices from the field), so a field added to ``TrainConfig`` is an option of ``mano-pde train`` without
+code here; the model names are those of the torch-free :mod:`mano_pde.model_catalogue`. The model's
+constructor keywords (``TrainConfig.model_kwargs``) come from the shortcuts below and ``--model-arg``.
+"""
 
 from __future__ import annotations
 
 import argparse
 
+from ..model_catalogue import MODELS
+from ..training.config import TrainConfig
 from . import CLIError
+from .options import add_field_options, field_values
 
 __all__ = ["add_train"]
 
-_MODELS = ("mano", "fno", "tfno", "global-attention", "window-attention")
+#: Set from the model options below, not from an option of its own.
+_SKIP = ("model_kwargs",)
+
+#: Shortcut options for common model keywords: keyword -> help (an int each; ``n_modes`` is given once and
+#: used for both directions).
+_MODEL_OPTIONS = {
+    "hidden_channels": "width",
+    "n_layers": "blocks / Fourier layers",
+    "n_heads": "attention models",
+    "window_size": "attention models",
+    "n_modes": "Fourier models: modes per direction (neuralop counting)",
+}
 
 
 def _model_arg(text: str) -> tuple[str, str]:
@@ -28,46 +48,12 @@ def add_train(sub: argparse._SubParsersAction) -> None:
         "the validation samples are, and the test samples are scored once at the end). "
         "Data-parallel (DDP) when launched by torchrun: torchrun --nproc_per_node=N -m mano_pde.cli train ... "
         "(--batch-size is then the global batch, a multiple of N).",
+        epilog="models: " + "; ".join(f"{name}: {text}" for name, text in MODELS.items()),
     )
-    p.add_argument("--model", required=True, choices=_MODELS)
-    p.add_argument("--data", required=True, help="training data file")
-    p.add_argument(
-        "--resolution",
-        type=int,
-        action="append",
-        required=True,
-        help="training grid; repeat for multi-resolution training",
-    )
-    p.add_argument(
-        "--n-train", type=int, nargs="+", required=True, help="training samples (one value, or one per --resolution)"
-    )
-    p.add_argument("--n-test", type=int, default=32, help="held-out samples (the file's last; default 32)")
-    p.add_argument("--test-data", help="separate held-out data file")
-    p.add_argument(
-        "--n-val",
-        type=int,
-        default=0,
-        help="validation samples held out from the training file (the N right after the training block) for the "
-        "per-epoch log and model selection; the test file is then scored only at the end (final_metrics.json). "
-        "Default 0: no validation split, the test error is logged every epoch",
-    )
-    p.add_argument("--epochs", type=int, default=20)
-    p.add_argument("--batch-size", type=int, default=8, help="global batch size (split across torchrun processes)")
-    p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--weight-decay", type=float, default=1e-4)
-    p.add_argument("--scheduler", choices=("cosine", "step", "none"), default="cosine")
-    p.add_argument("--step-size", type=int, default=100, help="step scheduler: epochs per decay")
-    p.add_argument("--gamma", type=float, default=0.5, help="step scheduler: decay factor")
-    p.add_argument("--loss", choices=("l2", "h1"), default="l2", help="relative L2 (LpLoss) or H1 (H1Loss)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
-    p.add_argument("--bf16", action="store_true", help="bfloat16 autocast (CUDA only)")
+    add_field_options(p, TrainConfig, skip=_SKIP)
     g = p.add_argument_group("model hyperparameters (defaults: the model's own)")
-    g.add_argument("--hidden-channels", type=int)
-    g.add_argument("--n-layers", type=int)
-    g.add_argument("--n-heads", type=int, help="attention models")
-    g.add_argument("--window-size", type=int, help="attention models")
-    g.add_argument("--n-modes", type=int, help="Fourier models: modes per direction (neuralop counting)")
+    for key, help_ in _MODEL_OPTIONS.items():
+        g.add_argument("--" + key.replace("_", "-"), type=int, help=help_)
     g.add_argument(
         "--model-arg",
         type=_model_arg,
@@ -83,49 +69,32 @@ def add_train(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_cmd_train)
 
 
-def _cmd_train(args: argparse.Namespace) -> int:
+def _model_kwargs(args: argparse.Namespace) -> dict[str, object]:
+    """The model's constructor keywords from the shortcut options and ``--model-arg`` (each keyword once)."""
     from ..models.registry import parse_model_args
-    from ..training import TrainConfig, train
 
     kwargs: dict[str, object] = {}
-    for key in ("hidden_channels", "n_layers", "n_heads", "window_size"):
-        if getattr(args, key) is not None:
-            kwargs[key] = getattr(args, key)
-    if args.n_modes is not None:
-        kwargs["n_modes"] = [args.n_modes, args.n_modes]
+    for key in _MODEL_OPTIONS:
+        value = getattr(args, key)
+        if value is not None:
+            kwargs[key] = [value, value] if key == "n_modes" else value
     extra = parse_model_args(args.model, args.model_arg)  # typed by the constructor's annotations
     both = sorted(set(kwargs) & set(extra))
     if both:
         raise CLIError(
             "given twice, as an option and as --model-arg: "
-            + ", ".join(f"--{k.replace('_', '-')} {kwargs[k]} and --model-arg {k}={extra[k]}" for k in both)
+            + ", ".join(f"--{k.replace('_', '-')} {args.__dict__[k]} and --model-arg {k}={extra[k]}" for k in both)
             + "; keep one"
         )
-    kwargs.update(extra)
-    config = TrainConfig(
-        model=args.model,
-        data=args.data,
-        resolutions=args.resolution,
-        n_train=args.n_train,
-        n_test=args.n_test,
-        n_val=args.n_val,
-        test_data=args.test_data,
-        epochs=args.epochs,
-        batch_size=args.batch_size,
-        lr=args.lr,
-        weight_decay=args.weight_decay,
-        scheduler=args.scheduler,
-        step_size=args.step_size,
-        gamma=args.gamma,
-        loss=args.loss,
-        seed=args.seed,
-        device=args.device,
-        amp_bf16=args.bf16,
-        model_kwargs=kwargs,
-    )
-    out = train(config, args.output, resume=args.resume, progress=not args.no_progress)
+    return {**kwargs, **extra}
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from ..training import train
     from ..training.distributed import is_main_process
 
+    config = TrainConfig(**field_values(TrainConfig, args, skip=_SKIP), model_kwargs=_model_kwargs(args))
+    out = train(config, args.output, resume=args.resume, progress=not args.no_progress)
     if is_main_process():  # under torchrun: once, from rank 0
         print(f"{out}\n{(out / 'log.csv').read_text().strip()}")
         if (out / "final_metrics.json").is_file():  # --n-val: the test score, computed once after the last epoch

@@ -31,6 +31,7 @@ from neuralop.models import FNO
 from torch import nn
 
 from ..errors import UserInputError
+from ..model_catalogue import MODELS
 from .arguments import check_model_kwargs, parameters_of
 from .arguments import parse_model_args as _parse_model_args
 from .attention_operators import GlobalAttentionOperator, WindowAttentionOperator
@@ -58,13 +59,21 @@ class _Entry:
     forwards_to: type | None = None
 
 
-_REGISTRY: dict[str, _Entry] = {
-    "mano": _Entry(MANO, "MANO: transformer operator with multipole attention (linear, global context)"),
-    "fno": _Entry(fno_darcy, "neuralop FNO, FNO-paper Darcy preset (width 32, 12 modes, 4 layers)", FNO),
-    "tfno": _Entry(tfno_darcy, "neuralop TFNO (Tucker, rank 0.1), same preset as fno", FNO),
-    "global-attention": _Entry(GlobalAttentionOperator, "ViT-like transformer operator (global attention)"),
-    "window-attention": _Entry(WindowAttentionOperator, "Swin-like transformer operator (shifted windows)"),
+#: Registry name -> (builder, class receiving the builder's ``**kwargs``); the names and their descriptions are
+#: those of the torch-free :mod:`mano_pde.model_catalogue`, which the command line reads.
+_BUILDERS: dict[str, tuple[Callable[..., nn.Module], type | None]] = {
+    "mano": (MANO, None),
+    "fno": (fno_darcy, FNO),
+    "tfno": (tfno_darcy, FNO),
+    "global-attention": (GlobalAttentionOperator, None),
+    "window-attention": (WindowAttentionOperator, None),
 }
+if set(_BUILDERS) != set(MODELS):
+    raise ImportError(
+        f"the model registry {sorted(_BUILDERS)} and mano_pde.model_catalogue.MODELS {sorted(MODELS)} disagree: "
+        "add or remove the name in both"
+    )
+_REGISTRY: dict[str, _Entry] = {name: _Entry(builder, MODELS[name], to) for name, (builder, to) in _BUILDERS.items()}
 
 
 def _canonical(name: str) -> str:

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from ..errors import UserInputError
+from ..model_catalogue import MODEL_NAMES
 
 __all__ = ["TrainConfig", "LOSSES", "SCHEDULERS"]
 
@@ -19,6 +20,10 @@ SCHEDULERS = ("cosine", "step", "none")
 @dataclass
 class TrainConfig:
     """Everything that determines a training run (saved as ``config.json`` in the run directory).
+
+    ``mano-pde train`` takes one option per field (:mod:`mano_pde.commands.options`): the field's type and
+    default, its ``metadata["help"]`` as help, and ``metadata["choices"]`` / ``"flag"`` / ``"repeat"`` where
+    set; a new field is an option without further code (a bool field: a flag).
 
     Attributes
     ----------
@@ -59,25 +64,34 @@ class TrainConfig:
         Constructor overrides passed to :func:`mano_pde.models.create_model`.
     """
 
-    model: str
-    data: str
-    resolutions: list[int]
-    n_train: list[int]
-    epochs: int = 20
-    n_test: int = 32
-    n_val: int = 0
-    test_data: str | None = None
-    batch_size: int = 8
-    lr: float = 1e-3
-    weight_decay: float = 1e-4
-    scheduler: str = "cosine"
-    step_size: int = 100
-    gamma: float = 0.5
-    loss: str = "l2"
-    seed: int = 0
-    device: str = "auto"
-    amp_bf16: bool = False
-    model_kwargs: dict[str, Any] = field(default_factory=dict)
+    model: str = field(metadata={"help": "the model to train", "choices": MODEL_NAMES})
+    data: str = field(metadata={"help": "training data file"})
+    resolutions: list[int] = field(
+        metadata={"help": "training grid; repeat for multi-resolution training", "flag": "--resolution", "repeat": True}
+    )
+    n_train: list[int] = field(metadata={"help": "training samples (one value, or one per --resolution)"})
+    epochs: int = field(default=20, metadata={"help": "training epochs"})
+    n_test: int = field(default=32, metadata={"help": "held-out samples: the last of the test file"})
+    n_val: int = field(
+        default=0,
+        metadata={
+            "help": "validation samples held out from the training file (the N right after the training block) for "
+            "the per-epoch log and model selection; the test file is then scored only at the end "
+            "(final_metrics.json). 0: no validation split, the test error is logged every epoch"
+        },
+    )
+    test_data: str | None = field(default=None, metadata={"help": "separate held-out data file"})
+    batch_size: int = field(default=8, metadata={"help": "global batch size (split across torchrun processes)"})
+    lr: float = field(default=1e-3, metadata={"help": "Adam learning rate"})
+    weight_decay: float = field(default=1e-4, metadata={"help": "Adam weight decay"})
+    scheduler: str = field(default="cosine", metadata={"help": "learning-rate schedule", "choices": SCHEDULERS})
+    step_size: int = field(default=100, metadata={"help": "step scheduler: epochs per decay"})
+    gamma: float = field(default=0.5, metadata={"help": "step scheduler: decay factor"})
+    loss: str = field(default="l2", metadata={"help": "relative L2 (LpLoss) or H1 (H1Loss)", "choices": LOSSES})
+    seed: int = field(default=0, metadata={"help": "seeds weights, batch order and dropout"})
+    device: str = field(default="auto", metadata={"help": "auto, cpu, cuda or cuda:N"})
+    amp_bf16: bool = field(default=False, metadata={"help": "bfloat16 autocast (CUDA only)", "flag": "--bf16"})
+    model_kwargs: dict[str, Any] = field(default_factory=dict, metadata={"help": "model constructor keywords"})
 
     def __post_init__(self) -> None:
         self.resolutions = [int(r) for r in self.resolutions]
