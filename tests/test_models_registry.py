@@ -220,6 +220,61 @@ def test_neuralop_checkpoint_of_mano_reloads_under_weights_only(tmp_path):
         torch.testing.assert_close(load_model(tmp_path)(x), model(x))
 
 
+#: ``model_config.json`` of ``create_model("mano", hidden_channels=8, n_layers=1, n_heads=2, image_size=17)`` with
+#: ``set_reference_grid(33)``, as mano_pde wrote it before the models kept their own record (its keywords came from
+#: neuraloperator's private ``_init_kwargs``, in that order).
+LEGACY_MANO_CONFIG = {
+    "format": "mano_pde.model/1",
+    "model": "mano",
+    "kwargs": {
+        **dict(hidden_channels=8, n_layers=1, n_heads=2, image_size=17, in_channels=1, out_channels=1, mixer=None),
+        **dict(head_dim=None, window_size=8, window_stride=None, factor=2, downsample="conv", upsample="conv"),
+        **dict(level_rule="log", level_norm=True, resample_init="default", qkv_bias=None, shift_windows=True),
+        **dict(shift_multipole=False, mlp_ratio=2.0, dropout=0.0, lifting_channel_ratio=None),
+        **dict(projection_channel_ratio=None, positional_embedding="node", non_linearity="gelu"),
+        **dict(projection_non_linearity=None, norm="layer_norm", reference_grid=[33, 33], position_bias=False),
+    },
+    "model_version": "0.1.0",
+    "mano_pde_version": "0.1.0",
+}
+
+
+def test_models_record_their_own_arguments_as_before_and_legacy_configs_load(tmp_path):
+    """The JSON record is the model's own (no neuralop internals) and holds what the previous record held."""
+    from mano_pde.models import model_config
+
+    model = create_model("mano", hidden_channels=8, n_layers=1, n_heads=2, image_size=17).eval()
+    model.set_reference_grid(33)
+    assert model_config(model)["kwargs"] == LEGACY_MANO_CONFIG["kwargs"]
+    assert model.init_arguments["reference_grid"] == [33, 33]
+    # a checkpoint whose model_config.json the previous code wrote loads (digest of the weights as recorded)
+    save_model(model, tmp_path)
+    digest = json.loads((tmp_path / "model_config.json").read_text())["state_dict_sha256"]
+    legacy = {**LEGACY_MANO_CONFIG, "state_dict_sha256": digest}
+    (tmp_path / "model_config.json").write_text(json.dumps(legacy, indent=2) + "\n")
+    reloaded = load_model(tmp_path).eval()
+    assert reloaded.reference_grid == (33, 33)
+    x = torch.randn(1, 1, 65, 65)
+    with torch.no_grad():
+        torch.testing.assert_close(reloaded(x), model(x), rtol=0, atol=0)
+
+
+def test_neuralop_checkpoint_of_a_model_built_with_positional_arguments(tmp_path):
+    """neuralop's own record kept positional arguments beside their defaults, so from_checkpoint failed with
+    'multiple values for argument'; the model's own record names every argument."""
+    model = MANO(1, 1, 8, 1, n_heads=2, window_size=4).eval()
+    model.set_reference_grid(16)
+    model.save_checkpoint(tmp_path, "model")
+    assert not list(tmp_path.glob(".*.tmp"))  # written atomically
+    x = torch.randn(1, 1, 31, 31)
+    with torch.no_grad():
+        rebuilt = MANO.from_checkpoint(tmp_path, "model").eval()
+        assert rebuilt.hidden_channels == 8 and rebuilt.reference_grid == (16, 16)
+        torch.testing.assert_close(rebuilt(x), model(x), rtol=0, atol=0)
+        (tmp_path / "model_config.json").unlink()  # load_model's fallback: neuralop's metadata, plain data only
+        torch.testing.assert_close(load_model(tmp_path).eval()(x), model(x), rtol=0, atol=0)
+
+
 def test_neuralop_checkpoint_of_fno_needs_trust(tmp_path):
     """neuralop's FNO pickles F.gelu / SpectralConv (issue #558): refused unless trusted."""
     model = create_model("fno", **TINY["fno"]).eval()

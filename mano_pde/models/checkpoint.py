@@ -88,8 +88,8 @@ def save_model(model: nn.Module, folder: str | Path, name: str = "model") -> Pat
     # the config, written after the weights, records their digest: load_model refuses weights changed since
     config["state_dict_sha256"] = atomic_torch_save(state, folder / f"{name}_state_dict.pt")
     atomic_write_text(folder / f"{name}_config.json", json.dumps(config, indent=2) + "\n")
-    if isinstance(model, BaseModel):
-        atomic_torch_save(model._init_kwargs, folder / f"{name}_metadata.pkl")
+    if isinstance(model, BaseModel):  # neuralop's constructor record, the "_metadata" of BaseModel.state_dict()
+        atomic_torch_save(model.state_dict()["_metadata"], folder / f"{name}_metadata.pkl")
     logger.debug("saved %s model to %s (prefix %r)", config["model"], folder, name)
     return folder
 

@@ -21,7 +21,6 @@ window partition act on contiguous channels-last memory, so no permute copy is p
 
 from __future__ import annotations
 
-import inspect
 import json
 import logging
 from collections.abc import Callable, Sequence
@@ -47,7 +46,7 @@ from ..layers.transformer_block import (
     resolve_non_linearity,
 )
 from .hyperparameters import check_transformer_hyperparameters
-from .records import model_config
+from .records import model_config, record_arguments
 
 logger = logging.getLogger(__name__)
 
@@ -152,6 +151,7 @@ class TransformerOperator(BaseModel, name="TransformerOperator"):
         "projection_non_linearity": None,
     }
 
+    @record_arguments
     def __init__(
         self,
         in_channels: int,
@@ -334,25 +334,30 @@ class TransformerOperator(BaseModel, name="TransformerOperator"):
         for block in self.blocks:
             block.mixer.set_reference_grid(grid)
         ref = self.reference_grid
-        if hasattr(self, "_init_kwargs"):
-            self._init_kwargs["reference_grid"] = list(ref) if ref is not None else None
+        self.init_arguments["reference_grid"] = list(ref) if ref is not None else None
 
     def registry_record(self) -> tuple[str, dict]:
         """``(registry name, constructor keywords)`` of this model, for its JSON config.
 
-        The keywords are those it was built with (as neuralop's ``BaseModel`` records them), with a
-        reference grid set later (:meth:`set_reference_grid`) included.
+        The keywords are those it was built with (:attr:`init_arguments`, every parameter, defaults
+        included), with a reference grid set later (:meth:`set_reference_grid`) included.
         """
-        init = dict(self._init_kwargs)
-        args = init.pop("args", ())
-        init.pop("_version", None)
-        init.pop("_name", None)
-        if args:
-            init.update(inspect.signature(type(self)).bind_partial(*args).arguments)
+        init = dict(self.init_arguments)
         if self.registry_name is None:
             init["mixer"] = None  # the registry class of this mixer fixes it
             return _MIXER_MODELS[self.mixer], init
         return self.registry_name, init
+
+    def neuralop_metadata(self) -> dict:
+        """The constructor record in neuraloperator's checkpoint format (``_metadata`` of :meth:`state_dict`,
+        ``{name}_metadata.pkl``): what ``from_checkpoint`` rebuilds the model from, as this model records it."""
+        return {**self.init_arguments, "_version": type(self)._version, "args": (), "_name": type(self).__name__}
+
+    def state_dict(self, *args, **kwargs) -> dict:
+        """neuralop's state dict: the tensors and ``"_metadata"``, the record of :meth:`neuralop_metadata`."""
+        state = nn.Module.state_dict(self, *args, **kwargs)
+        state["_metadata"] = self.neuralop_metadata()
+        return state
 
     def num_levels(self, height: int, width: int) -> int:
         """Multipole levels each block uses on an ``height x width`` grid (1 for other mixers)."""
@@ -362,19 +367,24 @@ class TransformerOperator(BaseModel, name="TransformerOperator"):
     def save_checkpoint(self, save_folder: str | Path, save_name: str) -> None:
         """neuralop's checkpoint (``{name}_state_dict.pt`` + ``{name}_metadata.pkl``) plus a JSON config.
 
-        The extra ``{name}_config.json`` lets :func:`mano_pde.models.load_model` rebuild the model
-        without unpickling anything (``torch.load(..., weights_only=True)``). neuralop's Trainer calls
-        this method for its ``save_every`` / ``save_best`` checkpoints too.
+        The two neuralop files are those of ``BaseModel.save_checkpoint`` (``from_checkpoint`` reads them),
+        written atomically and with this model's own constructor record. The extra ``{name}_config.json``
+        lets :func:`mano_pde.models.load_model` rebuild the model without unpickling anything
+        (``torch.load(..., weights_only=True)``). neuralop's Trainer calls this method for its
+        ``save_every`` / ``save_best`` checkpoints too.
         """
-        super().save_checkpoint(save_folder, save_name)
+        from ..files import atomic_torch_save, atomic_write_text
+
+        folder = Path(save_folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        atomic_torch_save(self.state_dict(), folder / f"{save_name}_state_dict.pt")
+        atomic_torch_save(self.neuralop_metadata(), folder / f"{save_name}_metadata.pkl")
         try:
             config = model_config(self)
         except TypeError as err:  # e.g. a callable non_linearity: the neuralop files are still written
             logger.warning("no JSON config written for %s: %s", save_name, err)
             return
-        from ..files import atomic_write_text
-
-        atomic_write_text(Path(save_folder) / f"{save_name}_config.json", json.dumps(config, indent=2) + "\n")
+        atomic_write_text(folder / f"{save_name}_config.json", json.dumps(config, indent=2) + "\n")
 
 
 def channel_mlp_channels_last(mlp: ChannelMLP, x: torch.Tensor) -> torch.Tensor:
