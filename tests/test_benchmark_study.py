@@ -238,6 +238,7 @@ def test_shipped_specs_load_and_plan(tmp_path):
         (lambda r: r["train"].update(data="nope"), "train.data = 'nope' names no entry of data"),
         (lambda r: r["arms"]["single"].update(colour="red"), r"unknown key\(s\) \['colour'\] in arms.single"),
         (lambda r: r["targets"][0].update(arm="triple"), "names unknown arm 'triple'"),
+        (lambda r: r["targets"][0]["right"].pop("grid"), "each side needs run .*, method and grid"),
     ],
 )
 def test_bad_specs_are_named(change, phrase):

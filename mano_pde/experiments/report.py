@@ -115,20 +115,34 @@ def _data_lines(cfg: dict[str, Any]) -> list[str]:
     return out
 
 
-def _arm_line(cfg: dict[str, Any], name: str) -> str:
-    kw = {**cfg["train"], **cfg["arms"][name].get("train", {})}
-    res, n = kw["resolutions"], kw["n_train"]
-    n = n * len(res) if len(n) == 1 else n
-    mix = " + ".join(f"{k} at {r}²" for k, r in zip(n, res, strict=True))
-    extra = f", {kw['epochs']} epochs" if kw["epochs"] != cfg["train"]["epochs"] else ""
-    return f"arm `{name}`: {mix}{extra}"
+def _arm_configs(summary: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The training configuration of each arm that ran (its first run's; the arm's runs differ only in model)."""
+    out: dict[str, dict[str, Any]] = {}
+    for label, run in summary["runs"].items():
+        out.setdefault(label.split("/", 1)[0], run["config"])
+    return out
+
+
+def _training_line(summary: dict[str, Any]) -> str:
+    arms = _arm_configs(summary)
+    if not arms:
+        return ""
+    first = next(iter(arms.values()))
+    parts = []
+    for name, c in arms.items():
+        mix = " + ".join(f"{n} at {r}²" for n, r in zip(c["n_train"], c["resolutions"], strict=True))
+        parts.append(f"arm `{name}`: {mix}" + (f", {c['epochs']} epochs" if c["epochs"] != first["epochs"] else ""))
+    return (
+        f" Training: {first['epochs']} epochs, batch {first['batch_size']}, Adam lr {first['lr']} (weight decay "
+        f"{first['weight_decay']}), {first['scheduler']} schedule, relative {first['loss'].upper()} loss, model seed "
+        f"{first['seed']}; " + "; ".join(parts) + "."
+    )
 
 
 def experiment_markdown(summary: dict[str, Any], plots: list[str] | None = None) -> str:
     """An experiment's report: results per arm, parameters, timings, validation, targets, provenance, plots."""
     cfg, recs = summary["config"], summary["records"]
     tests = _test_grids(cfg)
-    tr = cfg["train"]
     v = summary["versions"]
     lines = [
         f"Command: `{summary['command']}` — {summary['date']}.",
@@ -138,11 +152,7 @@ def experiment_markdown(summary: dict[str, Any], plots: list[str] | None = None)
         f"took {summary['total_wall_s'] / 60:.1f} min (finished runs and data files are reused).",
         f"Machine: {v.get('platform')}, torch {v.get('torch')}, neuraloperator {v.get('neuraloperator')}, device "
         f"{v.get('device')}, {v.get('torch_num_threads')} threads.",
-        "Data (Darcy): " + "; ".join(_data_lines(cfg)) + f". Training: {tr.get('epochs')} epochs, batch "
-        f"{tr.get('batch_size')}, Adam lr {tr.get('lr')}, {tr.get('scheduler', 'cosine')} schedule, relative "
-        f"{tr.get('loss', 'l2').upper()} loss, model seed {tr.get('seed', 0)}. "
-        + "; ".join(_arm_line(cfg, a) for a in cfg["arms"])
-        + ".",
+        "Data (Darcy): " + "; ".join(_data_lines(cfg)) + "." + _training_line(summary),
         "",
         "Relative L2 error on the test set (mean over samples); `*` training grid; `direct` = model applied on the "
         "test grid (zero-shot on finer grids), `ref-grid` = MANO applied on the test grid with its multipole "
@@ -248,10 +258,10 @@ def validation_markdown(summary: dict[str, Any]) -> list[str]:
     runs = summary.get("validation") or {}
     if not runs:
         return []
-    cfg = summary["config"]
+    n_val = next(iter(_arm_configs(summary).values()))["n_val"]
     lines = [
         "",
-        f"Validation: {cfg['train'].get('n_val')} samples of the training file right after each arm's training "
+        f"Validation: {n_val} samples of the training file right after each arm's training "
         f"block, scored every epoch (learning curves: `val_rel_l2_<grid>` in each run's `log.csv`; also in the "
         "summary JSON); the test file is scored once, after the last epoch. The evaluated weights are the last "
         "epoch's; the best epoch shows whether a run had plateaued (error: mean over the training grids).",
@@ -303,7 +313,7 @@ def targets_markdown(summary: dict[str, Any]) -> list[str]:
 def tuning_markdown(summary: dict[str, Any], arm: str) -> str:
     """The report of a tuning arm: variants, parameters, train time and the validation table only."""
     cfg = summary["config"]
-    kw = {**cfg["train"], **cfg["arms"][arm].get("train", {})}
+    kw = _arm_configs(summary)[arm]
     lines = [
         f"Command: `{summary['command']}` — {summary['date']}. {kw['epochs']} epochs per variant at "
         f"{'/'.join(f'{r}²' for r in kw['resolutions'])}, {kw['n_train']} training samples; compared on the "

@@ -235,10 +235,10 @@ def run_experiment(
     -------
     dict
         ``config`` (the spec), ``command``, ``date``, ``versions``, ``parameters`` (per model key), ``output``,
-        ``data`` (paths by entry, ``generation_s``), ``runs`` (folder, status and config digest per
-        ``arm/model``), ``train_wall_s`` (logged epoch times per ``arm/model``), ``validation`` (learning curve
-        and final metrics of runs with a validation split), ``eval_wall_s``, ``records`` (the evaluator's records,
-        each with its ``arm``) and ``total_wall_s``.
+        ``data`` (paths by entry, ``generation_s``), ``runs`` (folder, status, training configuration and its
+        digest per ``arm/model``), ``train_wall_s`` (logged epoch times per ``arm/model``), ``validation``
+        (learning curve and final metrics of runs with a validation split), ``eval_wall_s``, ``records`` (the
+        evaluator's records, each with its ``arm``) and ``total_wall_s``.
     """
     import numbers
 
@@ -287,6 +287,7 @@ def run_experiment(
                 "dir": str(run.run_dir),
                 "status": status,
                 "config_digest": run.config.digest(),
+                "config": run.config.to_dict(),
             }
             summary["train_wall_s"][run.label] = _train_wall(run.run_dir)
             if run.config.n_val:

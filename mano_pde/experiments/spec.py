@@ -136,6 +136,13 @@ class ExperimentSpec:
         for t in self.targets:
             if t.arm not in self.arms:
                 raise UserInputError(f"{self.name}: target {t.label!r} names unknown arm {t.arm!r}")
+            for side, need in ((t.left, ("method", "grid")), (t.right, ("run", "method", "grid"))):
+                missing = [k for k in need if k not in side]
+                if missing or ("run" not in side and "model" not in side):
+                    raise UserInputError(
+                        f"{self.name}: target {t.label!r}: each side needs run (left: or model), method and grid; "
+                        f"got {side}"
+                    )
 
     # ------------------------------------------------------------------------------------------ records
     def to_dict(self) -> dict[str, Any]:
