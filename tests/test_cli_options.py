@@ -113,3 +113,22 @@ def test_train_options_build_the_config(monkeypatch, tmp_path):
     seen.clear()
     assert main(["train", "--model", "mano", "--data", "d.nc", "--resolution", "9", "--n-train", "3", "-o", "r"]) == 0
     assert seen == [(TrainConfig(model="mano", data="d.nc", resolutions=[9], n_train=[3]), False, True)]
+
+
+def test_generate_options_are_the_darcy_config_fields_over_the_preset():
+    from mano_pde.data.presets import DarcyConfig, get_preset
+
+    actions = {a.dest: a for a in _subparser("generate")._actions}
+    for f in dataclasses.fields(DarcyConfig):
+        assert f.metadata.get("help") and f.name in actions, f"DarcyConfig.{f.name} is not a documented option"
+    assert actions["permeability_map"].option_strings == ["--map"]
+    assert actions["face_average"].choices == ("harmonic", "arithmetic")
+    parser = build_parser()
+    args = parser.parse_args(
+        ["generate", "-o", "x.nc", "--preset", "fno-darcy", "--n-samples", "4", "--map", "lognormal"]
+    )
+    given = field_values(DarcyConfig, args)
+    assert given == {"n_samples": 4, "permeability_map": "lognormal"}  # the rest is the preset's
+    assert get_preset("fno-darcy").replace(**given) == DarcyConfig(
+        n_samples=4, resolution=421, permeability_map="lognormal", face_average="arithmetic"
+    )

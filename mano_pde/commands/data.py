@@ -5,12 +5,13 @@ from __future__ import annotations
 import argparse
 
 from . import CLIError
+from .options import add_field_options, field_values
 
 __all__ = ["add_generate", "add_import", "add_info"]
 
 
 def add_generate(sub: argparse._SubParsersAction) -> None:
-    from ..data.presets import DEFAULT_PRESET, PRESETS
+    from ..data.presets import DEFAULT_PRESET, PRESETS, DarcyConfig
 
     p = sub.add_parser(
         "generate",
@@ -20,17 +21,8 @@ def add_generate(sub: argparse._SubParsersAction) -> None:
         + "; ".join(f"{k}: {v.n_samples} samples at {v.resolution}^2" for k, v in PRESETS.items()),
     )
     p.add_argument("--preset", default=DEFAULT_PRESET, help=f"named preset (default {DEFAULT_PRESET})")
-    p.add_argument("--n-samples", type=int, help="number of samples")
-    p.add_argument("--resolution", type=int, help="grid points per direction, boundary included")
-    p.add_argument("--seed", type=int, help="root seed (sample i depends only on seed and i)")
-    p.add_argument("--alpha", type=float, help="GRF smoothness alpha")
-    p.add_argument("--tau", type=float, help="GRF inverse length scale tau")
-    p.add_argument("--map", dest="permeability_map", choices=("piecewise", "lognormal"), help="permeability map")
-    p.add_argument("--high", type=float, help="piecewise map: value where the field >= 0")
-    p.add_argument("--low", type=float, help="piecewise map: value where the field < 0")
-    p.add_argument("--sigma", type=float, help="lognormal map: a = exp(sigma * field)")
-    p.add_argument("--forcing", type=float, help="constant right-hand side f")
-    p.add_argument("--face", dest="face_average", choices=("harmonic", "arithmetic"), help="face averaging")
+    g = p.add_argument_group("generator parameters (defaults: the preset's)")
+    add_field_options(g, DarcyConfig, defaults=False)
     p.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
     p.add_argument(
         "--scheduler",
@@ -54,6 +46,7 @@ def add_generate(sub: argparse._SubParsersAction) -> None:
 
 def _cmd_generate(args: argparse.Namespace) -> int:
     from ..data import describe, generate_darcy, get_preset, open_darcy
+    from ..data.presets import DarcyConfig
 
     if args.scheduler is not None or args.dask_workers is not None:
         from ..data.dask_backend import require_distributed
@@ -63,19 +56,7 @@ def _cmd_generate(args: argparse.Namespace) -> int:
         except ImportError as exc:
             raise CLIError(str(exc)) from None
 
-    config = get_preset(args.preset).replace(
-        n_samples=args.n_samples,
-        resolution=args.resolution,
-        seed=args.seed,
-        alpha=args.alpha,
-        tau=args.tau,
-        permeability_map=args.permeability_map,
-        high=args.high,
-        low=args.low,
-        sigma=args.sigma,
-        forcing=args.forcing,
-        face_average=args.face_average,
-    )
+    config = get_preset(args.preset).replace(**field_values(DarcyConfig, args))
     from ..data.dask_backend import DaskGenerationError
 
     try:

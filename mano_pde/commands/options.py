@@ -24,6 +24,9 @@ A field's ``metadata`` (``dataclasses.field(metadata={...})``) may add:
 
 Fields of other types (e.g. a dict) cannot be options: the caller passes them in ``skip`` and fills them
 itself; an unsupported field that is not skipped raises ``TypeError`` when the parser is built.
+
+With ``defaults=False`` the options have no default: :func:`field_values` then returns only the fields
+given on the command line, to override another configuration (``mano-pde generate --preset NAME --seed 3``).
 """
 
 from __future__ import annotations
@@ -58,7 +61,10 @@ def _fields(cls: type, skip: typing.Collection[str]) -> list[dataclasses.Field]:
 
 
 def add_field_options(
-    parser: argparse.ArgumentParser | argparse._ArgumentGroup, cls: type, skip: typing.Collection[str] = ()
+    parser: argparse.ArgumentParser | argparse._ArgumentGroup,
+    cls: type,
+    skip: typing.Collection[str] = (),
+    defaults: bool = True,
 ) -> None:
     """Add one option per field of the dataclass ``cls`` to ``parser`` (see the module docstring).
 
@@ -70,6 +76,9 @@ def add_field_options(
         A dataclass.
     skip : collection of str, optional
         Fields that get no option (the caller sets them).
+    defaults : bool, optional
+        The fields' defaults are the options' defaults (True, the default). False: an option not given is
+        left out of :func:`field_values` (the fields must then all have defaults).
 
     Raises
     ------
@@ -82,7 +91,7 @@ def add_field_options(
         kind, is_list = _option_type(hints[f.name])
         flag = meta.get("flag", "--" + f.name.replace("_", "-"))
         kwargs: dict[str, Any] = {"dest": f.name, "help": meta.get("help", f"{cls.__name__}.{f.name}")}
-        if "flag" in meta and not (kind is bool and not is_list):
+        if "flag" in meta and "choices" not in meta and not (kind is bool and not is_list):
             kwargs["metavar"] = flag.lstrip("-").replace("-", "_").upper()
         required = f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
         default = None if required else (f.default if f.default_factory is dataclasses.MISSING else f.default_factory())
@@ -103,10 +112,12 @@ def add_field_options(
                 kwargs["nargs"] = "+"
             if "choices" in meta:
                 kwargs["choices"] = tuple(meta["choices"])
-            if default is not None and not required:
+            if default is not None and not required and defaults:
                 kwargs["help"] += f" (default {default})"
         if required:
             kwargs["required"] = True
+        elif not defaults:
+            kwargs["default"] = argparse.SUPPRESS
         else:  # argparse appends to a default list: a repeated option starts empty and falls back in field_values
             kwargs["default"] = None if kwargs.get("action") == "append" else default
         parser.add_argument(flag, **kwargs)
@@ -115,8 +126,8 @@ def add_field_options(
 def field_values(cls: type, args: argparse.Namespace, skip: typing.Collection[str] = ()) -> dict[str, Any]:
     """The values of ``cls``'s fields parsed by the options of :func:`add_field_options`: field name -> value.
 
-    A repeated option (``"repeat"``) that was not given is left out, so that ``cls(**values)`` applies the
-    field's default.
+    An option that was not given is left out when it has no default (``defaults=False``) or is repeated
+    (``"repeat"``), so that ``cls(**values)`` applies the field's default.
     """
-    values = {f.name: getattr(args, f.name) for f in _fields(cls, skip)}
+    values = {f.name: getattr(args, f.name) for f in _fields(cls, skip) if hasattr(args, f.name)}
     return {k: v for k, v in values.items() if not (v is None and cls.__dataclass_fields__[k].metadata.get("repeat"))}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import numbers
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from solvers import FACE_AVERAGES, PERMEABILITY_MAPS
@@ -42,19 +42,26 @@ class DarcyConfig:
         Constant right-hand side ``f``.
     face_average : {"harmonic", "arithmetic"}
         Face coefficients of the 5-point stencil.
+
+    Each field's ``metadata`` holds its ``mano-pde generate`` help (and flag, choices): the command takes one
+    option per field (:mod:`mano_pde.commands.options`).
     """
 
-    n_samples: int = 128
-    resolution: int = 129
-    seed: int = 0
-    alpha: float = 2.0
-    tau: float = 3.0
-    permeability_map: str = "piecewise"
-    high: float = 12.0
-    low: float = 3.0
-    sigma: float = 1.0
-    forcing: float = 1.0
-    face_average: str = "harmonic"
+    n_samples: int = field(default=128, metadata={"help": "number of samples"})
+    resolution: int = field(default=129, metadata={"help": "grid points per direction, boundary included"})
+    seed: int = field(default=0, metadata={"help": "root seed (sample i depends only on seed and i)"})
+    alpha: float = field(default=2.0, metadata={"help": "GRF smoothness alpha"})
+    tau: float = field(default=3.0, metadata={"help": "GRF inverse length scale tau"})
+    permeability_map: str = field(
+        default="piecewise", metadata={"help": "permeability map", "flag": "--map", "choices": PERMEABILITY_MAPS}
+    )
+    high: float = field(default=12.0, metadata={"help": "piecewise map: value where the field >= 0"})
+    low: float = field(default=3.0, metadata={"help": "piecewise map: value where the field < 0"})
+    sigma: float = field(default=1.0, metadata={"help": "lognormal map: a = exp(sigma * field)"})
+    forcing: float = field(default=1.0, metadata={"help": "constant right-hand side f"})
+    face_average: str = field(
+        default="harmonic", metadata={"help": "face averaging", "flag": "--face", "choices": FACE_AVERAGES}
+    )
 
     def __post_init__(self) -> None:
         """Refuse invalid parameters with :class:`~mano_pde.errors.UserInputError` (before any work is done)."""

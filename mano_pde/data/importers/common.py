@@ -163,6 +163,21 @@ def _ring_max_abs(u: Any, axes: tuple[int, int]) -> float:
     return out
 
 
+def _node_grid_attrs(
+    fmt: str, s: int, u: Any, u_axes: tuple[int, int], *, assumption: str, forcing_note: str, **fields: Any
+) -> dict[str, Any]:
+    """:func:`_source_attrs` of a file that stores neither coordinates nor the forcing (the FNO Darcy convention).
+
+    Records the assumed grid (``s`` nodes of [0, 1] including the boundary, ``assumption`` says why) and
+    forcing (``f = 1``, ``forcing_note``), then ``source_u_boundary_max_abs``: the largest ``|u|`` on the grid's
+    outer ring (``u_axes`` of ``u``), 0 on a grid that includes the boundary. ``fields`` are the other
+    :func:`_source_attrs` keywords.
+    """
+    attrs = _source_attrs(fmt, forcing=1.0, forcing_note=forcing_note, grid=_node_grid(s, assumption), **fields)
+    attrs["source_u_boundary_max_abs"] = _ring_max_abs(u, u_axes)
+    return attrs
+
+
 def _mask_to_permeability(x: np.ndarray, high: float, low: float) -> np.ndarray:
     return np.where(x.astype(bool), high, low)
 

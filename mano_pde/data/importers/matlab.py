@@ -8,18 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from ..schema import DarcyDataError
-from .common import (
-    _REFERENCES,
-    _attr_str,
-    _check_grid,
-    _h5_dataset,
-    _node_grid,
-    _ring_max_abs,
-    _shape,
-    _Source,
-    _source_attrs,
-    log,
-)
+from .common import _REFERENCES, _attr_str, _check_grid, _h5_dataset, _node_grid_attrs, _shape, _Source, log
 
 
 def _mat_header(text: bytes) -> str:
@@ -95,6 +84,8 @@ def _open_mat_v5(path: Path, stack: contextlib.ExitStack, high: float, low: floa
     attrs = _fno_attrs(
         "fno-mat-v5",
         s,
+        u_all,
+        (1, 2),
         variables="; ".join(f"{k} {_shape(v[0])} {v[1]}" for k, v in found.items()),
         a_shape=a_all.shape,
         u_shape=u_all.shape,
@@ -103,28 +94,26 @@ def _open_mat_v5(path: Path, stack: contextlib.ExitStack, high: float, low: floa
         header=_mat_header(data.get("__header__", b"")),
         layout="MATLAB v5 arrays as read by scipy.io.loadmat, axes unchanged",
     )
-    attrs["source_u_boundary_max_abs"] = _ring_max_abs(u_all, (1, 2))
     return _Source(n, s, lambda i, j: (a_all[i:j], u_all[i:j]), attrs)
 
 
 def _fno_attrs(
-    fmt: str, s: int, *, variables: str, a_shape, u_shape, a_dtype, u_dtype, header: str, layout: str
+    fmt: str, s: int, u, u_axes, *, variables: str, a_shape, u_shape, a_dtype, u_dtype, header: str, layout: str
 ) -> dict:
-    return _source_attrs(
+    return _node_grid_attrs(
         fmt,
+        s,
+        u,
+        u_axes,
+        assumption="assumed: the .mat file stores no coordinates; FNO convention, whose reference code subsamples "
+        "421 -> (421 - 1)/r + 1 and uses linspace(0, 1, s)",
+        forcing_note="f = 1: the FNO paper's Darcy benchmark (§5.2); the .mat file does not store it",
         variables=variables,
         names=("coeff", "sol"),
         shapes=(a_shape, u_shape),
         dtypes=(str(np.dtype(a_dtype)), str(np.dtype(u_dtype))),
         extra={"source_header": header or "none", "source_layout": layout},
         references=_REFERENCES["fno"],
-        forcing=1.0,
-        forcing_note="f = 1: the FNO paper's Darcy benchmark (§5.2); the .mat file does not store it",
-        grid=_node_grid(
-            s,
-            "assumed: the .mat file stores no coordinates; FNO convention, whose reference code subsamples "
-            "421 -> (421 - 1)/r + 1 and uses linspace(0, 1, s)",
-        ),
         axis_mapping="a[n, i, j] = coeff[n, i, j], u[n, i, j] = sol[n, i, j]: axis 1 stored as y, axis 2 as x "
         "(rows are y in the reference MATLAB generator)",
         import_note="coeff -> a and sol -> u, values copied unchanged (cast to the output dtype)",
@@ -166,6 +155,8 @@ def _open_mat_v73(path: Path, stack: contextlib.ExitStack, high: float, low: flo
     attrs = _fno_attrs(
         "fno-mat-v7.3",
         s,
+        du,
+        (0, 1) if reverse else (1, 2),
         variables="; ".join(
             f"{k} {_shape(v.shape)}" + (f" {_attr_str(v.attrs['MATLAB_class'])}" if "MATLAB_class" in v.attrs else "")
             for k, v in f.items()
@@ -178,5 +169,4 @@ def _open_mat_v73(path: Path, stack: contextlib.ExitStack, high: float, low: flo
         header=header,
         layout=layout,
     )
-    attrs["source_u_boundary_max_abs"] = _ring_max_abs(du, (0, 1) if reverse else (1, 2))
     return _Source(n, s, read, attrs)

@@ -11,17 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from ..schema import DarcyDataError
-from .common import (
-    _REFERENCES,
-    _check_grid,
-    _mask_to_permeability,
-    _node_grid,
-    _ring_max_abs,
-    _shape,
-    _Source,
-    _source_attrs,
-    log,
-)
+from .common import _REFERENCES, _check_grid, _mask_to_permeability, _node_grid_attrs, _shape, _Source, log
 
 
 def _open_pt(path: Path, stack: contextlib.ExitStack, high: float, low: float) -> _Source:
@@ -77,8 +67,14 @@ def _open_pt(path: Path, stack: contextlib.ExitStack, high: float, low: float) -
         raise DarcyDataError(f"{path}: y has dtype {y.dtype}, expected floating-point pressure values")
     is_mask = x.dtype == bool
     float_mask = (not is_mask) and np.issubdtype(x.dtype, np.number) and bool(np.all((x == 0) | (x == 1)))
-    attrs = _source_attrs(
+    attrs = _node_grid_attrs(
         "neuralop-pt",
+        s,
+        y,
+        (1, 2),
+        assumption="assumed: the .pt file stores no coordinates and neuraloperator does not document the grid of "
+        "its Darcy files; FNO convention. source_u_boundary_max_abs = 0 supports a grid including the boundary",
+        forcing_note="assumed f = 1 (the FNO Darcy benchmark); the .pt file does not store the forcing",
         variables="; ".join(
             f"{k} {_shape(v.shape)} {str(v.dtype).replace('torch.', '')}"
             if isinstance(v, torch.Tensor)
@@ -89,16 +85,8 @@ def _open_pt(path: Path, stack: contextlib.ExitStack, high: float, low: float) -
         shapes=(src_x_shape, src_y_shape),
         dtypes=(str(data["x"].dtype).replace("torch.", ""), str(data["y"].dtype).replace("torch.", "")),
         references=_REFERENCES["neuralop"],
-        forcing=1.0,
-        forcing_note="assumed f = 1 (the FNO Darcy benchmark); the .pt file does not store the forcing",
-        grid=_node_grid(
-            s,
-            "assumed: the .pt file stores no coordinates and neuraloperator does not document the grid of its "
-            "Darcy files; FNO convention. source_u_boundary_max_abs = 0 supports a grid including the boundary",
-        ),
         axis_mapping="a[n, i, j] = x[n, i, j], u[n, i, j] = y[n, i, j]: axis 1 stored as y, axis 2 as x",
     )
-    attrs["source_u_boundary_max_abs"] = _ring_max_abs(y, (1, 2))
     if is_mask or float_mask:
         kind = "boolean" if is_mask else "0/1-valued float"
         attrs.update(
