@@ -175,9 +175,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=(logging.WARNING, logging.INFO, logging.DEBUG)[min(args.verbose + 1, 2)],
         format="%(levelname)s %(name)s: %(message)s",
     )
-    from .process import configure_allocator  # start-up malloc settings (mano_pde.process; MANO_PDE_ALLOCATOR)
+    from .process import configure_process  # start-up malloc and OpenMP settings (mano_pde.process)
 
-    configure_allocator()
+    configure_process()
     previous = _handle_sigterm()
     try:
         return int(args.func(args) or 0)

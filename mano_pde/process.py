@@ -1,7 +1,10 @@
-"""Process start-up settings of the ``mano-pde`` commands: glibc's ``malloc`` tuned for large tensors.
+"""Process start-up settings of the ``mano-pde`` commands: glibc's ``malloc`` tuned for large tensors, and
+OpenMP threads that sleep instead of spinning while they wait.
 
-Why
----
+:func:`configure_process` applies both (:func:`configure_allocator`, :func:`configure_threads`).
+
+Allocator: why
+--------------
 glibc serves every allocation above its mmap threshold (dynamic, at most 32 MB by default) with fresh
 ``mmap`` pages and returns them to the kernel on ``free``. PyTorch's CPU allocator is plain ``malloc``, so a
 tensor above the threshold is page-faulted and zero-filled again on every call: a 64-channel activation is
@@ -9,8 +12,8 @@ tensor above the threshold is page-faulted and zero-filled again on every call: 
 far faster than its work from 128² to 512² (BENCHMARKS.md, "Scaling", "Supplementary: glibc's default
 allocator"). PyTorch's CPU performance guide gets the same effect from jemalloc or tcmalloc.
 
-What
-----
+Allocator: what
+---------------
 :func:`configure_allocator` calls glibc's ``mallopt`` (through :mod:`ctypes`, no extra dependency) with the
 settings of one named profile (:data:`PROFILES`):
 
@@ -30,14 +33,26 @@ settings of one named profile (:data:`PROFILES`):
 The cost: the process keeps the memory it freed (its resident set stays at its peak instead of shrinking
 between calls), and its peak can be somewhat higher than with ``mmap`` (the heap can fragment).
 
+OpenMP threads
+--------------
+PyTorch's CPU kernels run on GNU OpenMP (``libgomp``), whose idle threads spin for a while (300,000 polls) at
+every barrier before they sleep. On a machine whose cores are busy with other processes, a spinning thread
+holds a core that the thread with the remaining work needs, and every parallel region waits for a time slice:
+MANO at 128² with 2 threads ran 5-15x slower than with sleeping threads while other jobs shared the 2 cores
+(BENCHMARKS.md, "Start-up settings"). :func:`configure_threads` sets ``OMP_WAIT_POLICY=PASSIVE`` (threads sleep
+at once) in the process environment, which ``libgomp`` reads when it is loaded, i.e. when torch is first
+imported: it applies only if torch is not imported yet, and not if the environment already sets
+``OMP_WAIT_POLICY`` or ``GOMP_SPINCOUNT`` (set ``OMP_WAIT_POLICY=ACTIVE``, or ``GOMP_SPINCOUNT=300000`` for
+libgomp's default, to opt out).
+
 Where it applies
 ----------------
 Only where it is asked for: ``mano-pde``'s ``main()`` (train, evaluate, demo, generate, benchmarks, also
 under ``torchrun``) and the measuring child processes of ``mano-pde benchmark scaling`` call
-:func:`configure_allocator` at start-up. **Importing** ``mano_pde`` (or any of its modules) changes no
-process-global state; a library user who wants the same behaviour calls
-``mano_pde.process.configure_allocator()`` at the start of the script (before large tensors exist), or starts
-Python with ``MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=2147483647``.
+:func:`configure_process` at start-up. **Importing** ``mano_pde`` (or any of its modules) changes no
+process-global state; a library user who wants the same behaviour calls ``mano_pde.process.configure_process()``
+at the start of the script (before ``import torch``), or starts Python with ``MALLOC_MMAP_MAX_=0
+MALLOC_TRIM_THRESHOLD_=2147483647 OMP_WAIT_POLICY=PASSIVE``.
 
 The environment variable ``MANO_PDE_ALLOCATOR`` chooses the profile of a process (``default`` opts out,
 ``tuned`` is the default). Nothing is set, whatever the profile, when the environment already tunes glibc
@@ -58,7 +73,16 @@ from .errors import UserInputError
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["ENV_VAR", "PROFILES", "allocator_state", "configure_allocator", "malloc_info"]
+__all__ = [
+    "ENV_VAR",
+    "PROFILES",
+    "allocator_state",
+    "configure_allocator",
+    "configure_process",
+    "configure_threads",
+    "malloc_info",
+    "threads_state",
+]
 
 #: Environment variable naming the allocator profile of a ``mano-pde`` process (default ``"tuned"``).
 ENV_VAR = "MANO_PDE_ALLOCATOR"
@@ -81,6 +105,10 @@ PROFILES: dict[str, dict[str, dict[str, Any]]] = {
 _PRELOADED_ALLOCATORS = ("jemalloc", "tcmalloc", "mimalloc")
 
 _state: dict[str, Any] | None = None
+_threads_state: dict[str, Any] | None = None
+
+#: Variables by which the environment already decides how OpenMP threads wait.
+_OMP_WAIT_VARS = ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")
 
 
 class _MallInfo2(ctypes.Structure):
@@ -195,3 +223,47 @@ def malloc_info() -> dict[str, int] | None:
     libc.mallinfo2.restype = _MallInfo2
     info = libc.mallinfo2()
     return {name: int(getattr(info, name)) for name, _ in _MallInfo2._fields_}
+
+
+def configure_threads() -> dict[str, Any]:
+    """Make OpenMP threads sleep instead of spinning while they wait (``OMP_WAIT_POLICY=PASSIVE``; once).
+
+    Must run before torch is imported (``libgomp`` reads the variable when it is loaded); does nothing if
+    torch is already imported or the environment sets ``OMP_WAIT_POLICY`` or ``GOMP_SPINCOUNT``.
+
+    Returns
+    -------
+    dict
+        ``{"env": {...} (variables set), "skipped": str or None}``, also returned by :func:`threads_state`.
+    """
+    global _threads_state
+    if _threads_state is not None:
+        return dict(_threads_state)
+    state: dict[str, Any] = {"env": {}, "skipped": None}
+    given = [k for k in _OMP_WAIT_VARS if k in os.environ]
+    if given:
+        state["skipped"] = f"the environment sets {', '.join(given)}"
+    elif "torch" in sys.modules:
+        state["skipped"] = "torch (and its OpenMP runtime) is already loaded"
+    else:
+        os.environ["OMP_WAIT_POLICY"] = state["env"]["OMP_WAIT_POLICY"] = "PASSIVE"
+    logger.debug("OpenMP wait policy: %s", state["skipped"] or "OMP_WAIT_POLICY=PASSIVE")
+    _threads_state = state
+    return dict(state)
+
+
+def threads_state() -> dict[str, Any] | None:
+    """What :func:`configure_threads` did in this process (``None``: it was not called)."""
+    return None if _threads_state is None else dict(_threads_state)
+
+
+def configure_process(profile: str | None = None) -> dict[str, Any]:
+    """The start-up settings of a ``mano-pde`` process: :func:`configure_allocator` (``profile``) and
+    :func:`configure_threads`. Call it first thing in a script, before ``import torch``.
+
+    Returns
+    -------
+    dict
+        ``{"allocator": ..., "threads": ...}``: the two functions' results.
+    """
+    return {"allocator": configure_allocator(profile), "threads": configure_threads()}

@@ -33,7 +33,8 @@ def big_malloc_is_mmapped():
 
 
 def _clean_env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_") and k != process.ENV_VAR}
+    drop = {process.ENV_VAR, "OMP_WAIT_POLICY", "GOMP_SPINCOUNT"}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_") and k not in drop}
     env.pop("GLIBC_TUNABLES", None)
     env.update(extra)
     return env
@@ -51,14 +52,16 @@ def test_importing_the_package_sets_nothing_and_main_sets_the_tuned_profile():
     code = """
 import mano_pde, mano_pde.models, mano_pde.training, mano_pde.evaluation, mano_pde.cli, mano_pde.demo
 import mano_pde.benchmarks.scaling, torch
-after_import = {"state": process.allocator_state(), "mmapped": big_malloc_is_mmapped()}
+import os
+after_import = {"state": process.allocator_state(), "mmapped": big_malloc_is_mmapped(),
+                "omp": [process.threads_state(), os.environ.get("OMP_WAIT_POLICY")]}
 from mano_pde import cli
 code = cli.main(["info", "/nonexistent/file.nc"])  # fails fast (exit 2) after the start-up settings
 print(json.dumps({"import": after_import, "code": code, "state": process.allocator_state(),
                   "mmapped": big_malloc_is_mmapped()}))
 """
     res = _run(code)
-    assert res["import"] == {"state": None, "mmapped": True}  # glibc's defaults: 64 MB -> mmap
+    assert res["import"] == {"state": None, "mmapped": True, "omp": [None, None]}  # glibc's defaults: 64 MB -> mmap
     assert res["code"] == 2
     assert res["state"]["profile"] == "tuned" and res["state"]["skipped"] is None
     assert res["state"]["mallopt"] == process.PROFILES["tuned"]["mallopt"]
@@ -89,3 +92,19 @@ def test_unknown_profiles():
     state = json.loads(out.stdout)
     assert state["mallopt"] == {} and "unknown profile 'x'" in state["skipped"]
     assert "MANO_PDE_ALLOCATOR=x is not an allocator profile" in out.stderr  # a warning, the process goes on
+
+
+def test_openmp_threads_sleep_when_main_starts_before_torch():
+    code = """
+import os
+from mano_pde import cli
+cli.main(["info", "/nonexistent/file.nc"])
+import torch  # libgomp reads OMP_WAIT_POLICY now
+print(json.dumps({"threads": process.threads_state(), "policy": os.environ.get("OMP_WAIT_POLICY")}))
+"""
+    res = _run(code)
+    assert res == {"threads": {"env": {"OMP_WAIT_POLICY": "PASSIVE"}, "skipped": None}, "policy": "PASSIVE"}
+    res = _run(code, GOMP_SPINCOUNT="300000")  # the user's choice (here libgomp's default spinning) wins
+    assert res["policy"] is None and "GOMP_SPINCOUNT" in res["threads"]["skipped"]
+    late = _run("import torch\nprint(json.dumps(process.configure_threads()))")  # too late once torch is loaded
+    assert late["env"] == {} and "already loaded" in late["skipped"]
