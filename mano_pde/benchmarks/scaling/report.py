@@ -21,15 +21,35 @@ __all__ = ["format_report", "plot", "scaling_ratios"]
 # --------------------------------------------------------------------------------------------------
 # report
 # --------------------------------------------------------------------------------------------------
-def _find(records, model, mode, n):
+#: Column names of the variants (eager fp32 / bf16 / compiled / both).
+VARIANT_LABELS = {"fp32": "eager fp32", "bf16": "bf16", "fp32-compiled": "compiled", "bf16-compiled": "bf16+compiled"}
+
+
+def _find(records, model, mode, n, variant="fp32"):
     for r in records:
-        if r["model"] == model and r["mode"] == mode and r["resolution"] == n:
+        if r["model"] == model and r["mode"] == mode and r["resolution"] == n and r.get("variant", "fp32") == variant:
             return r
     return None
 
 
+def _ok(r) -> bool:
+    return r is not None and r.get("status") == "ok"
+
+
+def _variants(records) -> list[str]:
+    present = {r.get("variant", "fp32") for r in records if r.get("mode") in MODES}
+    return [v for v in VARIANT_LABELS if v in present] or ["fp32"]
+
+
+def _gflops(r) -> float | None:
+    """Achieved GFLOP/s of a record (analytic FLOPs of its mode over its time), None without a FLOP count."""
+    if not _ok(r) or not r.get("flops") or r["time_s"] <= 0:
+        return None
+    return r["flops"]["forward" if r["mode"] == "inference" else "train"] / r["time_s"] / 1e9
+
+
 def scaling_ratios(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Growth and speed ratios of MANO computed from the measured records (``value`` is None if not measurable).
+    """Growth, speed and arithmetic ratios of MANO from the measured records (``value`` None if not measurable).
 
     Parameters
     ----------
@@ -40,33 +60,38 @@ def scaling_ratios(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     -------
     list of dict
         ``{"quantity": str, "value": float or None, "detail": str}`` for: MANO's time and peak-memory growth
-        from 128^2 to 512^2 (each mode), global attention's time over MANO's at 256^2 (each mode) and MANO's
-        training-step time over FNO's (``fno`` and, if measured, ``fno-small``) at 128^2.
+        from 128^2 to 512^2 (each mode and variant), global attention's time over MANO's at 256^2 (each mode),
+        MANO's training-step time over FNO's (``fno`` and, if measured, ``fno-small``) at 128^2, and, where
+        measured, each variant's speed-up over eager fp32 at 128^2 and the achieved GFLOP/s over the GEMM
+        throughput of the same precision at 128^2.
     """
     ratios: list[dict[str, Any]] = []
-    ok = lambda r: r is not None and r.get("status") == "ok"  # noqa: E731
-
+    variants = _variants(records)
     for mode in MODES:
-        a, b = _find(records, "mano", mode, 128), _find(records, "mano", mode, 512)
-        for key, label in (("time_s", "time"), ("peak_mem_mb", "peak memory")):
-            t = {"quantity": f"MANO {mode} {label} growth 128^2 -> 512^2 (grid points: 16x)"}
-            if ok(a) and ok(b) and a[key] > 0:
-                ratio = b[key] / a[key]
-                detail = f"{ratio:.1f}x"
-                if key == "time_s" and a.get("cpu_time_s"):
-                    detail += f"; CPU time {b['cpu_time_s'] / a['cpu_time_s']:.1f}x"
-                t.update(value=ratio, detail=detail)
-            else:
-                t.update(value=None, detail="not measured")
-            ratios.append(t)
+        for variant in variants:
+            a, b = _find(records, "mano", mode, 128, variant), _find(records, "mano", mode, 512, variant)
+            tag = "" if variant == "fp32" else f" [{VARIANT_LABELS[variant]}]"
+            for key, label in (("time_s", "time"), ("peak_mem_mb", "peak memory")):
+                t = {"quantity": f"MANO {mode} {label} growth 128^2 -> 512^2 (grid points: 16x){tag}"}
+                if _ok(a) and _ok(b) and a[key] > 0:
+                    ratio = b[key] / a[key]
+                    detail = f"{ratio:.1f}x"
+                    if key == "time_s" and a.get("cpu_time_s"):
+                        detail += f"; CPU time {b['cpu_time_s'] / a['cpu_time_s']:.1f}x"
+                    t.update(value=ratio, detail=detail)
+                elif variant != "fp32":
+                    continue
+                else:
+                    t.update(value=None, detail="not measured")
+                ratios.append(t)
 
     for mode in MODES:
         m, g = _find(records, "mano", mode, 256), _find(records, "global-attention", mode, 256)
         t = {"quantity": f"global attention time / MANO time at 256^2 ({mode})"}
-        if ok(m) and ok(g):
+        if _ok(m) and _ok(g):
             ratio = g["time_s"] / m["time_s"]
             t.update(value=ratio, detail=f"{ratio:.0f}x")
-        elif ok(m) and g is not None and g.get("status") in ("timeout", "skipped", "oom"):
+        elif _ok(m) and g is not None and g.get("status") in ("timeout", "skipped", "oom"):
             t.update(value=None, detail=f"global attention: {g['status']} ({g.get('error', '')})")
         else:
             t.update(value=None, detail="not measured")
@@ -77,12 +102,39 @@ def scaling_ratios(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
         if f is None and label != "fno":
             continue
         t = {"quantity": f"MANO training step time / `{label}`'s at 128^2"}
-        if ok(m) and ok(f):
+        if _ok(m) and _ok(f):
             ratio = m["time_s"] / f["time_s"]
             t.update(value=ratio, detail=f"{ratio:.2f}x (params: MANO {m['params']:,}, {label} {f['params']:,})")
         else:
             t.update(value=None, detail="not measured")
         ratios.append(t)
+
+    for mode in MODES:
+        base = _find(records, "mano", mode, 128)
+        for variant in variants[1:]:
+            r = _find(records, "mano", mode, 128, variant)
+            if _ok(base) and _ok(r):
+                speedup = base["time_s"] / r["time_s"]
+                detail = f"{speedup:.2f}x ({base['time_s'] * 1e3:.1f} ms -> {r['time_s'] * 1e3:.1f} ms)"
+                if r.get("compile_s") is not None:
+                    detail += f", compile time {r['compile_s']:.1f} s"
+                quantity = f"MANO {mode} speed-up of {VARIANT_LABELS[variant]} over eager fp32 at 128^2"
+                ratios.append({"quantity": quantity, "value": speedup, "detail": detail})
+        for variant in variants:
+            r = _find(records, "mano", mode, 128, variant)
+            achieved = _gflops(r)
+            gemm = _find(records, "mano", "gemm", 128, r.get("precision", "fp32")) if r else None
+            if achieved is not None and _ok(gemm):
+                share = achieved / gemm["gflops"]
+                ratios.append(
+                    {
+                        "quantity": f"MANO {mode} achieved / GEMM throughput ({r['precision']}) at 128^2 "
+                        f"[{VARIANT_LABELS[variant]}]",
+                        "value": share,
+                        "detail": f"{100 * share:.0f} % ({achieved:.1f} of {gemm['gflops']:.1f} GFLOP/s; "
+                        f"square GEMM {gemm['square_gflops']:.1f})",
+                    }
+                )
     return ratios
 
 
@@ -91,17 +143,71 @@ def _fmt_cell(r, key, scale, digits):
         return "--"
     if r.get("status") != "ok":
         return r.get("status", "?")
+    if r.get(key) is None:
+        return "--"
     mark = "*" if r.get("single_cold_call") and key != "peak_mem_mb" else ""
     return f"{r[key] * scale:.{digits}f}{mark}"
 
 
+def _table(title: str, header: list[str], rows: list[list[str]]) -> list[str]:
+    lines = [f"**{title}**", "", "| " + " | ".join(header) + " |", "|---:|" + "---:|" * (len(header) - 1)]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return [*lines, ""]
+
+
+def _arithmetic_tables(records, resolutions, variants) -> list[str]:
+    """Per model with FLOP counts and mode: GFLOP per call, achieved GFLOP/s per variant, GEMM throughput."""
+    lines: list[str] = []
+    precisions = [p for p in ("fp32", "bf16") if any(v.startswith(p) for v in variants)]
+    models = list(dict.fromkeys(r["model"] for r in records if r.get("flops")))
+    for model in models:
+        for mode in MODES:
+            if not any(r.get("flops") and r["model"] == model and r["mode"] == mode for r in records):
+                continue
+            header = ["n x n", "GFLOP per call"]
+            header += [f"{VARIANT_LABELS[v]} GFLOP/s" for v in variants]
+            header += [f"GEMM {p} (MANO's shapes)" for p in precisions] + [f"GEMM {p} (square)" for p in precisions]
+            header += [f"{VARIANT_LABELS[v]} % of GEMM {v.split('-')[0]}" for v in variants]
+            rows = []
+            for n in resolutions:
+                recs = [_find(records, model, mode, n, v) for v in variants]
+                flops = next((r["flops"] for r in recs if _ok(r) and r.get("flops")), None)
+                if flops is None:
+                    continue
+                gemm = {p: _find(records, model, "gemm", n, p) for p in precisions}
+                row = [f"{n}x{n}", f"{flops['forward' if mode == 'inference' else 'train'] / 1e9:.2f}"]
+                row += [f"{g:.1f}" if (g := _gflops(r)) is not None else "--" for r in recs]
+                row += [f"{gemm[p]['gflops']:.1f}" if _ok(gemm[p]) else "--" for p in precisions]
+                row += [f"{gemm[p]['square_gflops']:.1f}" if _ok(gemm[p]) else "--" for p in precisions]
+                for v, r in zip(variants, recs, strict=True):
+                    g, ref = _gflops(r), gemm.get(v.split("-")[0])
+                    row.append(f"{100 * g / ref['gflops']:.0f} %" if g is not None and _ok(ref) else "--")
+                rows.append(row)
+            lines += _table(f"{model} {mode}: achieved arithmetic throughput", header, rows)
+    if models:
+        lines += [
+            "FLOPs: products only (`mano_pde/benchmarks/scaling/flops.py`; a training step = 3 x forward minus the "
+            "lifting's input gradient). GEMM: `torch.matmul` throughput of the level-0 Q/K/V, attention, output and "
+            "MLP products of one block, run back to back (fastest of repeated calls), and of one 1024^3 product.",
+            "",
+        ]
+    return lines
+
+
 def format_report(result: dict[str, Any]) -> str:
-    """Markdown: settings, machine, per-mode tables of time and memory, and the ratios.
+    """Markdown: settings, machine, per-mode tables of time and memory (a column per model and variant), the
+    variants' speed-ups and compile times, the achieved GFLOP/s beside the GEMM throughput, and the ratios.
 
     The ratios are ``result["ratios"]`` (:func:`scaling_ratios`), computed from the records if absent.
     """
     records, info, s = result["records"], result["machine"], result["settings"]
     models, resolutions = s["models"], sorted(s["resolutions"])
+    variants = s.get("variants") or _variants(records)
+    allocators = {json.dumps(r["allocator"], sort_keys=True) for r in records if r.get("allocator")}
+    if allocators:
+        allocator = "children applied " + "; ".join(sorted(allocators))
+    else:
+        allocator = f"{s.get('allocator', 'system')} {json.dumps(s.get('allocator_env', {}))}"
     lines = [
         f"Command: `{result['command']}`",
         "",
@@ -110,14 +216,15 @@ def format_report(result: dict[str, Any]) -> str:
         f"load average before {info.get('load_average')}, after {result.get('machine_load_after')}",
         f"- torch {info.get('torch')}, neuraloperator {info.get('neuraloperator')}, Python {info.get('python')}; "
         f"device {s['device']}, torch threads {s['threads']}, batch {s['batch_size']}",
-        f"- Timing: median of up to {s['repeats']} calls after one warm-up, each configuration in a fresh "
-        f"process, timeout {s['timeout_s']:.0f} s; memory: peak RSS increase over the pre-call RSS (CPU); "
-        f"allocator: {s.get('allocator', 'system')} {json.dumps(s.get('allocator_env', {}))}",
+        f"- Timing: fastest of up to {s['repeats']} calls after one warm-up, each configuration in a fresh "
+        f"process ({s.get('rounds', 1)} round(s), variants interleaved), timeout {s['timeout_s']:.0f} s; memory: "
+        f"peak RSS increase over the pre-call RSS (CPU); allocator: {allocator}",
+        f"- Variants: {', '.join(VARIANT_LABELS.get(v, v) for v in variants)}",
         "",
     ]
     params = {}
     for r in records:
-        if r.get("status") == "ok":
+        if r.get("status") == "ok" and "params" in r:
             params[r["model"]] = r["params"]
     lines.append(
         "Models: "
@@ -128,20 +235,40 @@ def format_report(result: dict[str, Any]) -> str:
         )
     )
     lines.append("")
+    columns = [(m, v) for m in models for v in variants]
+    names = [m if len(variants) == 1 else f"{m} {VARIANT_LABELS.get(v, v)}" for m, v in columns]
     for mode in s["modes"]:
         for key, label, scale, digits in (
             ("time_s", "wall time [ms]", 1e3, 1),
             ("cpu_time_s", "CPU time of the process [ms]", 1e3, 1),
             ("peak_mem_mb", "peak memory [MB]", 1, 1),
         ):
-            lines.append(f"**{mode}, {label}**")
-            lines.append("")
-            lines.append("| n x n | " + " | ".join(models) + " |")
-            lines.append("|---:|" + "---:|" * len(models))
+            rows = [
+                [f"{n}x{n}", *(_fmt_cell(_find(records, m, mode, n, v), key, scale, digits) for m, v in columns)]
+                for n in resolutions
+            ]
+            lines += _table(f"{mode}, {label}", ["n x n", *names], rows)
+        if len(variants) > 1:
+            rows, comp = [], []
             for n in resolutions:
-                cells = [_fmt_cell(_find(records, m, mode, n), key, scale, digits) for m in models]
-                lines.append(f"| {n}x{n} | " + " | ".join(cells) + " |")
-            lines.append("")
+                row, crow = [f"{n}x{n}"], [f"{n}x{n}"]
+                for m in models:
+                    base = _find(records, m, mode, n)
+                    for v in variants[1:]:
+                        r = _find(records, m, mode, n, v)
+                        row.append(f"{base['time_s'] / r['time_s']:.2f}x" if _ok(base) and _ok(r) else "--")
+                        if v.endswith("compiled"):
+                            crow.append(_fmt_cell(r, "compile_s", 1, 1))
+                rows.append(row)
+                comp.append(crow)
+            header = ["n x n", *(f"{m} {VARIANT_LABELS[v]}" for m in models for v in variants[1:])]
+            lines += _table(f"{mode}, speed-up over eager fp32 (time ratio)", header, rows)
+            compiled = [v for v in variants if v.endswith("compiled")]
+            if compiled:
+                header = ["n x n", *(f"{m} {VARIANT_LABELS[v]}" for m in models for v in compiled)]
+                title = f"{mode}, compile time [s] (first call minus the fastest call; not in the times above)"
+                lines += _table(title, header, comp)
+    lines += _arithmetic_tables(records, resolutions, variants)
     if any(r.get("single_cold_call") for r in records):
         lines.append("`*`: one call longer than the time budget: the warm-up call itself is the measurement.")
         lines.append("")
@@ -151,7 +278,8 @@ def format_report(result: dict[str, Any]) -> str:
         lines.append("")
         for r in notes:
             lines.append(
-                f"- {r['model']} {r['mode']} {r['resolution']}x{r['resolution']}: {r['status']} -- {r.get('error', '')}"
+                f"- {r['model']} {r['mode']} {r.get('variant', 'fp32')} {r['resolution']}x{r['resolution']}: "
+                f"{r['status']} -- {r.get('error', '')}"
             )
         lines.append("")
     lines.append("Ratios:")
@@ -171,21 +299,26 @@ def plot(records: list[dict[str, Any]], path: str | Path, title: str = "") -> No
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(2, 2, figsize=(11, 8.5), sharex=True)
-    models = list(dict.fromkeys(r["model"] for r in records))
+    series = list(dict.fromkeys((r["model"], r.get("variant", "fp32")) for r in records if r["mode"] in MODES))
     for col, mode in enumerate(MODES):
         for row, (key, ylabel, scale) in enumerate(
             (("time_s", "time [s]", 1.0), ("peak_mem_mb", "peak memory [MB]", 1.0))
         ):
             ax = axes[row, col]
-            for model in models:
+            for model, variant in series:
                 pts = [
                     (r["n_points"], r[key] * scale)
                     for r in records
-                    if r["model"] == model and r["mode"] == mode and r.get("status") == "ok" and r[key] > 0
+                    if r["model"] == model
+                    and r.get("variant", "fp32") == variant
+                    and r["mode"] == mode
+                    and r.get("status") == "ok"
+                    and r[key] > 0
                 ]
                 if pts:
                     xs, ys = zip(*sorted(pts), strict=True)
-                    ax.plot(xs, ys, marker="o", label=model)
+                    label = model if variant == "fp32" else f"{model} {VARIANT_LABELS.get(variant, variant)}"
+                    ax.plot(xs, ys, marker="o", label=label)
             ax.set_xscale("log")
             ax.set_yscale("log")
             ax.grid(True, which="both", alpha=0.3)
