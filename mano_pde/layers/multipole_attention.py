@@ -277,7 +277,14 @@ class MultipoleAttention(AttentionMixer):
         xn = x.permute(0, 3, 1, 2)  # NCHW view with channels_last strides: no copy
         ph, pw = (-h) % r, (-w) % r
         if ph or pw:
-            xn = F.pad(xn, (0, pw, 0, ph), mode="replicate")
+            if getattr(torch.compiler, "is_compiling", lambda: False)():  # torch >= 2.3
+                # torch.compile: inductor takes replication_pad2d_backward's gradient as contiguous, the CPU kernel
+                # returns it channels_last (a stride assert fails); the same padding by concatenation compiles
+                x = torch.cat([x, x[:, -1:].expand(-1, ph, -1, -1)], 1) if ph else x
+                x = torch.cat([x, x[:, :, -1:].expand(-1, -1, pw, -1)], 2) if pw else x
+                xn = x.permute(0, 3, 1, 2)
+            else:
+                xn = F.pad(xn, (0, pw, 0, ph), mode="replicate")
         y = self.down(xn) if self.down is not None else F.avg_pool2d(xn, r)
         return y.permute(0, 2, 3, 1).contiguous()
 
