@@ -32,6 +32,7 @@ __all__ = [
     "atomic_torch_save",
     "atomic_savefig",
     "temp_path",
+    "stale_temps",
     "remove_stale_temps",
     "sha256_file",
     "sha256_bytes",
@@ -161,8 +162,8 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-def remove_stale_temps(folder: str | os.PathLike, names: tuple[str, ...] | None = None) -> list[Path]:
-    """Remove temporary files and folders (``.NAME.PID.tmp``) left in ``folder`` by processes that are gone.
+def stale_temps(folder: str | os.PathLike, names: tuple[str, ...] | None = None, *, own: bool = False) -> list[Path]:
+    """The temporary files and folders (``.NAME.PID.tmp``) in ``folder`` whose process is gone.
 
     Parameters
     ----------
@@ -170,23 +171,47 @@ def remove_stale_temps(folder: str | os.PathLike, names: tuple[str, ...] | None 
         Where to look (not recursive). A missing folder is fine.
     names : tuple of str, optional
         Only temporaries of these target names (e.g. ``("darcy.nc", "darcy.nc.parts")``); default: all.
+    own : bool
+        Count this process's temporaries as well (for a caller that knows no one in this process is writing
+        them, e.g. under the output's lock: they were left by an earlier call that was interrupted).
+
+    Returns
+    -------
+    list of Path
+        Sorted by name.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    found = []
+    for p in folder.iterdir():
+        m = _TEMP_RE.match(p.name)
+        if m is None or (names is not None and m["name"] not in names):
+            continue
+        pid = int(m["pid"])
+        if (pid == os.getpid() and own) or (pid != os.getpid() and not _pid_alive(pid)):
+            found.append(p)
+    return sorted(found)
+
+
+def remove_stale_temps(folder: str | os.PathLike, names: tuple[str, ...] | None = None) -> list[Path]:
+    """Remove temporary files and folders (``.NAME.PID.tmp``) left in ``folder`` by processes that are gone.
+
+    Parameters
+    ----------
+    folder : path-like
+        Where to look (not recursive); a missing folder is fine.
+    names : tuple of str, optional
+        Only the temporaries of these target names (as in :func:`stale_temps`); default: all.
 
     Returns
     -------
     list of Path
         What was removed (logged at INFO level). Temporaries of live processes, this one included, stay.
     """
-    folder = Path(folder)
-    if not folder.is_dir():
-        return []
     removed = []
-    for p in folder.iterdir():
-        m = _TEMP_RE.match(p.name)
-        if m is None or (names is not None and m["name"] not in names):
-            continue
-        pid = int(m["pid"])
-        if pid == os.getpid() or _pid_alive(pid):
-            continue
+    for p in stale_temps(folder, names):
+        pid = int(_TEMP_RE.match(p.name)["pid"])
         try:
             if p.is_dir() and not p.is_symlink():
                 shutil.rmtree(p)

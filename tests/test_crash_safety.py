@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -139,6 +140,125 @@ def test_f2_killed_while_removing_the_shards_reruns_cleanly(tmp_path, monkeypatc
     (tmp_path / f".f2.nc.parts.{_dead_pid()}.tmp").mkdir()
     generate_darcy(CONFIG, out, chunk_size=CHUNK, progress=False, overwrite=True)
     assert sorted(os.listdir(tmp_path)) == ["f2.nc"]
+
+
+#: Every instant between "the file is renamed into place" and "the clean-up is done" (``ShardFolder.remove``).
+F2_INSTANTS = (
+    "before .parts is renamed",
+    "after .parts is renamed",
+    "while the renamed folder is deleted",
+    "at the end",
+)
+
+
+def _interrupt_the_clean_up(monkeypatch, out: Path, instant: str) -> None:
+    """Make ``generate`` raise ``KeyboardInterrupt`` at ``instant`` of the shard folder's removal."""
+    real_remove, real_rmtree = ShardFolder.remove, shutil.rmtree
+    trash = f".{out.name}.parts."
+
+    def rmtree(path, *args, **kwargs):  # deletes the renamed folder (and only it) partly or not at all
+        if not Path(path).name.startswith(trash):
+            return real_rmtree(path, *args, **kwargs)
+        if instant == "while the renamed folder is deleted":  # rmtree got as far as the manifest and one shard
+            (Path(path) / "manifest.json").unlink()
+            next(Path(path).glob("chunk_*.npz")).unlink()
+        raise KeyboardInterrupt
+
+    def remove(self):
+        if instant == "before .parts is renamed":
+            raise KeyboardInterrupt
+        real_remove(self)
+        raise KeyboardInterrupt  # at the end: everything removed but the lock file
+
+    if instant in ("before .parts is renamed", "at the end"):
+        monkeypatch.setattr(ShardFolder, "remove", remove)
+    else:
+        monkeypatch.setattr(shutil, "rmtree", rmtree)
+
+
+def _as_if_killed(folder: Path, out: Path) -> None:
+    """What SIGKILL at the same instant leaves: the temporaries carry a dead pid, and the lock file stays."""
+    dead = _dead_pid()
+    for p in folder.glob(f".{out.name}.parts.{os.getpid()}.tmp"):
+        p.rename(folder / f".{out.name}.parts.{dead}.tmp")
+    (folder / f"{out.name}.lock").write_text(f"{dead} generate\n")
+
+
+@pytest.mark.parametrize("how", ["Ctrl-C", "SIGKILL"])
+@pytest.mark.parametrize("instant", F2_INSTANTS)
+def test_f2_a_kill_after_the_final_rename_is_finished_by_the_rerun(instant, how, tmp_path, monkeypatch, reference):
+    """F2 at each instant of the clean-up: the rerun of the same command removes what is left and returns the file."""
+    out = tmp_path / "f2.nc"
+    _interrupt_the_clean_up(monkeypatch, out, instant)
+    with pytest.raises(KeyboardInterrupt):
+        generate_darcy(CONFIG, out, chunk_size=CHUNK, progress=False)
+    monkeypatch.undo()
+    assert out.is_file()
+    if how == "SIGKILL":
+        _as_if_killed(tmp_path, out)
+    left = sorted(os.listdir(tmp_path))
+    if instant == "at the end" and how == "Ctrl-C":  # nothing is left: the run finished, a rerun is refused
+        assert left == ["f2.nc"]
+        with pytest.raises(FileExistsError, match="already exists"):
+            generate_darcy(CONFIG, out, chunk_size=CHUNK, progress=False)
+    else:
+        assert len(left) > 1, left
+        assert generate_darcy(CONFIG, out, chunk_size=CHUNK, progress=False) == out  # no "already exists"
+    _assert_same_data(out, reference)
+    assert sorted(os.listdir(tmp_path)) == ["f2.nc"]
+
+
+def test_f2_the_rerun_on_the_command_line_exits_0(tmp_path, monkeypatch, capsys, reference):
+    """The worst leftover (a half-deleted renamed folder of a dead process and its lock file) through the CLI."""
+    out = tmp_path / "data.nc"
+    argv = ["generate", "--n-samples", "6", "--resolution", "9", "--seed", "3", "--chunk-size", "2", "--no-progress"]
+    _interrupt_the_clean_up(monkeypatch, out, "while the renamed folder is deleted")
+    assert main([*argv, "-o", str(out)]) == 130
+    monkeypatch.undo()
+    _as_if_killed(tmp_path, out)
+    assert main([*argv, "-o", str(out)]) == 0, capsys.readouterr().err
+    _assert_same_data(out, reference)
+    assert sorted(os.listdir(tmp_path)) == ["data.nc"]
+    assert main([*argv, "-o", str(out)]) == 2  # now it is finished: the next rerun is refused
+    assert "already exists" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "existing", ["other seed", "fewer samples", "float64", "made by the user", "beside .parts of this run"]
+)
+def test_f2_leftovers_never_make_another_file_the_result(existing, tmp_path, monkeypatch):
+    """Leftovers of a killed clean-up beside a file of another configuration, or one the user made: "already exists"."""
+    out = tmp_path / "f2.nc"
+    mine = dict(chunk_size=CHUNK, progress=False)
+    wanted, dtype = CONFIG, "float32"
+    if existing == "made by the user":
+        out.write_bytes(b"CDF\x01 not a data file of mano_pde")
+    else:
+        config = {"other seed": CONFIG.replace(seed=4), "fewer samples": CONFIG.replace(n_samples=4)}.get(existing)
+        generate_darcy(config or CONFIG, out, dtype="float64" if existing == "float64" else dtype, **mine)
+    if existing == "beside .parts of this run":  # --overwrite with seed 4 over seed 3, stopped before writing
+        wanted = CONFIG.replace(seed=4)
+
+        def no_writer(*args, **kwargs):
+            raise KeyboardInterrupt
+
+        monkeypatch.setattr(generate_module, "DarcyWriter", no_writer)
+        with pytest.raises(KeyboardInterrupt):
+            generate_darcy(wanted, out, overwrite=True, **mine)
+        monkeypatch.undo()
+        manifest = (tmp_path / "f2.nc.parts" / "manifest.json").read_text()
+    else:
+        dead = _dead_pid()
+        trash = tmp_path / f".f2.nc.parts.{dead}.tmp"
+        trash.mkdir()
+        (trash / "chunk_000000004.npz").write_bytes(b"1")
+        (tmp_path / "f2.nc.lock").write_text(f"{dead} generate\n")
+    before = {p.name: p.stat().st_mtime_ns for p in tmp_path.iterdir()}
+    with pytest.raises(FileExistsError, match="already exists"):
+        generate_darcy(wanted, out, dtype=dtype, **mine)
+    assert {p.name: p.stat().st_mtime_ns for p in tmp_path.iterdir()} == before  # nothing touched
+    if existing == "beside .parts of this run":  # the unfinished run is still there, to be resumed with --overwrite
+        assert (tmp_path / "f2.nc.parts" / "manifest.json").read_text() == manifest
 
 
 def test_f3_interrupt_inside_the_final_write_removes_the_temporary_file(tmp_path, monkeypatch, reference):

@@ -12,7 +12,8 @@ A run killed at any point loses at most the chunks in flight: rerunning the same
 checks the parameters are identical, and computes only the missing chunks (and any shard that fails its
 digest, named in a warning). Since sample ``i`` depends only on
 ``(config, i)`` — never on worker count, chunking or order — the finished file holds exactly the data of an
-uninterrupted run.
+uninterrupted run. A run killed after its file was renamed into place, while it was removing ``.parts`` or
+releasing its lock, is finished by the same command: it deletes what was left and returns the file.
 
 Back ends
 ---------
@@ -40,7 +41,8 @@ import numpy as np
 from solvers import DEFAULT_PERMC_SPEC
 
 from ..errors import UserInputError
-from ._output import check_output_file, output_lock
+from ..files import stale_temps
+from ._output import check_output_file, lock_path, output_lock
 from .pool import WorkerDiedError, compute_shard, run_process_pool, single_threaded_children
 from .presets import DarcyConfig
 from .samples import chunk_arrays, default_chunk_size, generate_chunk, generate_sample, sample_rng
@@ -193,36 +195,78 @@ def _check_memory(config: DarcyConfig, parallel: int) -> None:
 
 
 def _finished_earlier(config: DarcyConfig, path: Path, dtype: str, overwrite: bool) -> bool:
-    """A run killed after its file was renamed into place, while its shard folder was being removed.
+    """Whether ``path`` is this run's file, whose clean-up a kill interrupted; if so, finish the clean-up.
 
-    If ``path`` is complete and the leftover ``.parts`` manifest describes this very run, the rerun only
-    finishes the clean-up (and returns the file) instead of refusing "already exists".
+    After renaming the file into place a run removes ``OUT.nc.parts`` (renamed to ``.OUT.nc.parts.PID.tmp``,
+    then deleted) and releases its lock, which deletes ``OUT.nc.lock``. A kill at any instant in between
+    leaves one or more of: ``.parts`` with this run's manifest, the renamed folder (whole or partly deleted)
+    of a process that is gone, the lock file. If one of them is there and ``path`` is a complete file of
+    exactly these parameters (:func:`_holds`), the rerun deletes them under the lock and returns the file, as
+    the uninterrupted run did. Otherwise (nothing left behind, a file of other parameters or not made by
+    ``generate``, an unfinished run of other parameters in ``.parts``) nothing is touched and the caller
+    refuses "already exists".
     """
     parts = path.with_name(path.name + ".parts")
-    if overwrite or not (path.is_file() and parts.is_dir()):
+    if overwrite or not path.is_file():
         return False
+    wanted = _manifest(config, dtype, 0)
+    if parts.exists() and not _same_run(parts, wanted):
+        return False  # another run's unfinished work (or no readable manifest): not ours to delete
+    renamed = stale_temps(path.parent, (parts.name,), own=True)
+    if not (parts.exists() or renamed or lock_path(path).exists()):
+        return False  # nothing left behind: the earlier run finished
+    if not _holds(path, config, dtype):
+        return False
+    with output_lock(path, "generate"):  # removes dead processes' temporaries; the lock file goes on release
+        if not parts.exists() or _same_run(parts, wanted):
+            log.info("%s is complete; removing what its interrupted run left (%s)", path, parts)
+            ShardFolder(parts, wanted).remove()  # .parts, and this process's renamed folder
+    return True
+
+
+def _same_run(parts: Path, wanted: dict) -> bool:
+    """Whether the manifest in ``parts`` describes the run of ``wanted`` (schema, parameters, dtype)."""
     try:
         manifest = json.loads((parts / "manifest.json").read_text())
     except (OSError, UnicodeDecodeError, ValueError):
         return False
-    wanted = _manifest(config, dtype, 0)
-    if not isinstance(manifest, dict) or any(manifest.get(k) != wanted[k] for k in ("schema", "config", "dtype")):
+    return isinstance(manifest, dict) and all(manifest.get(k) == wanted[k] for k in ("schema", "config", "dtype"))
+
+
+def _file_attrs(config: DarcyConfig) -> dict[str, Any]:
+    """The global attributes that ``generate`` gives a file of ``config`` (besides the writer's own)."""
+    attrs = config.to_attrs()
+    attrs["solver"] = f"5-point finite differences, scipy.sparse.linalg.splu (SuperLU, permc_spec={DEFAULT_PERMC_SPEC})"
+    return attrs
+
+
+def _same_value(have: Any, want: Any) -> bool:
+    if isinstance(want, str):
+        return isinstance(have, str) and have == want
+    try:
+        return np.ndim(have) == 0 and float(have) == float(want)
+    except (TypeError, ValueError):
         return False
+
+
+def _holds(path: Path, config: DarcyConfig, dtype: str) -> bool:
+    """Whether ``path`` is a complete file that ``generate`` made from exactly ``config`` and ``dtype``.
+
+    Checked: the completion mark, the schema, every generator attribute, the sample count, the grid and the
+    storage dtype. A file that cannot be read as netCDF (e.g. made by the user) is not.
+    """
     import netCDF4
 
+    wanted = {COMPLETE_ATTR: "yes", "mano_pde_schema": SCHEMA, "n_samples": config.n_samples, **_file_attrs(config)}
+    sizes = {"sample": config.n_samples, "y": config.resolution, "x": config.resolution}
     try:
         with netCDF4.Dataset(path) as ds:
-            complete = getattr(ds, COMPLETE_ATTR, None) == "yes" and int(ds.dimensions["sample"].size) == int(
-                config.n_samples
-            )
-    except OSError:
+            attrs = {k: ds.getncattr(k) for k in ds.ncattrs()}
+            same = all(int(ds.dimensions[k].size) == int(n) for k, n in sizes.items())
+            same = same and all(ds.variables[v].dtype == np.dtype(dtype) for v in ("a", "u"))
+    except (OSError, KeyError, ValueError, RuntimeError):
         return False
-    if not complete:
-        return False
-    with output_lock(path, "generate"):
-        log.info("%s is complete; removing the shards its run left in %s", path, parts)
-        ShardFolder(parts, wanted).remove()
-    return True
+    return same and all(_same_value(attrs.get(k), v) for k, v in wanted.items())
 
 
 def _positive_int(value: Any, name: str) -> int:
@@ -300,8 +344,7 @@ def _generate_locked(
         computed = n - done
         log.info("solved %d samples in %.1f s (%.2f samples/s)", computed, elapsed, computed / max(elapsed, 1e-9))
 
-    attrs = config.to_attrs()
-    attrs["solver"] = f"5-point finite differences, scipy.sparse.linalg.splu (SuperLU, permc_spec={DEFAULT_PERMC_SPEC})"
+    attrs = _file_attrs(config)
     with DarcyWriter(path, n, config.resolution, attrs, dtype=dtype, complevel=complevel) as writer:
         for start, stop in tqdm(chunks, desc="writing", unit="chunk", disable=not progress):
             arrays = shards.read(start, stop)  # verified against its digest
@@ -309,5 +352,5 @@ def _generate_locked(
                 arrays = chunk_arrays(config, start, stop, dtype)
                 shards.record(start, stop, save_shard(parts, start, *arrays))
             writer.write(start, *arrays)
-    shards.remove()  # after the file is in place; a kill here is finished by the next run (_finished_earlier)
+    shards.remove()  # after the file is in place; a kill from here on is finished by the rerun (_finished_earlier)
     return path

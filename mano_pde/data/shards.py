@@ -16,7 +16,9 @@ Crash safety (every write is atomic, :mod:`mano_pde.files`):
   (truncated, emptied, one byte changed) is reported by name and computed again, never loaded.
 * The folder is removed by renaming it to a temporary name first, so a kill during the removal leaves a
   temporary folder that the next run deletes (:func:`mano_pde.files.remove_stale_temps`), not a half-deleted
-  ``.parts`` that would look like an unfinished run.
+  ``.parts`` that would look like an unfinished run. When that happens after the file was renamed into place,
+  the rerun of the same command finishes the removal and returns the file
+  (:func:`mano_pde.data.generate.generate_darcy`).
 """
 
 from __future__ import annotations
@@ -220,11 +222,15 @@ class ShardFolder:
 
     # ------------------------------------------------------------------ removal
     def remove(self) -> None:
-        """Delete the folder: renamed to a temporary name first, so a kill mid-way leaves no ``.parts``."""
-        if not self.path.exists():
-            return
+        """Delete the folder: renamed to a temporary name first, so a kill mid-way leaves no ``.parts``.
+
+        This process's temporary name is emptied first: an earlier call interrupted in this process (Ctrl-C in
+        a notebook) may have left it, and :func:`mano_pde.files.remove_stale_temps` spares a live process's.
+        """
         trash = temp_path(self.path)
         if trash.exists():
             shutil.rmtree(trash, ignore_errors=True)
+        if not self.path.exists():
+            return
         os.rename(self.path, trash)
         shutil.rmtree(trash, ignore_errors=True)
