@@ -205,6 +205,7 @@ def test_run_status_one_rule(tmp_path):
     assert run_status(run) == "new"
     run_study(spec, out, workers=1, progress=False)
     assert run_status(run) == "finished"
+    assert "Targets" not in (out / "study.md").read_text()  # the targets name MANO runs: none ran, no empty list
     (run.run_dir / "final_metrics.json").unlink()  # a run with a validation split is finished once it is scored
     assert run_status(run) == "resume"
     train(run.config, run.run_dir, resume=True, progress=False)

@@ -292,7 +292,7 @@ def targets_markdown(summary: dict[str, Any]) -> list[str]:
                 return r["rel_l2_mean"]
         return None
 
-    lines = ["", "Targets (declared in the experiment spec; mean relative L2 on the test set):", ""]
+    lines = []
     for t in targets:
         left, right, factor = t["left"], t["right"], float(t.get("factor", 1.0))
         if "run" in left:
@@ -307,7 +307,9 @@ def targets_markdown(summary: dict[str, Any]) -> list[str]:
                 continue
             verdict = "met" if a <= factor * b else "**missed**"
             lines.append(f"- {verdict}: `{run}` {t['label']} ({a:.4f} vs {factor * b:.4f})")
-    return lines
+    if not lines:  # e.g. a run of other models than the targets name
+        return []
+    return ["", "Targets (declared in the experiment spec; mean relative L2 on the test set):", "", *lines]
 
 
 def tuning_markdown(summary: dict[str, Any], arm: str) -> str:
