@@ -13,7 +13,7 @@ batch across the processes. A caller that initialised the process group itself (
 How a batch is split, and why not ``DistributedSampler``
 --------------------------------------------------------
 ``--batch-size`` stays the **global** batch: every process draws the same batches from ``(seed, epoch)``
-(:func:`mano_pde.training.trainer._batches`, homogeneous in grid) and takes its contiguous share
+(:func:`mano_pde.training.splits.epoch_batches`, homogeneous in grid) and takes its contiguous share
 (:meth:`DistContext.shard`: ``batch_size / world_size`` samples; the last, partial batch of a grid is split
 as evenly as possible). ``torch.utils.data.DistributedSampler`` does not fit: it shards one dataset's
 indices per epoch, so it cannot keep a multi-resolution batch within one grid, and it pads the epoch by

@@ -37,7 +37,7 @@ from mano_pde.errors import UserInputError
 
 from .config import TrainConfig
 
-__all__ = ["Run", "load_run", "is_run_dir", "MODEL_NAME"]
+__all__ = ["Run", "load_run", "is_run_dir", "check_new_run_folder", "MODEL_NAME"]
 
 MODEL_NAME = "model"
 
@@ -45,6 +45,30 @@ MODEL_NAME = "model"
 def is_run_dir(folder: str | os.PathLike) -> bool:
     folder = Path(folder)
     return (folder / "config.json").is_file() and (folder / f"{MODEL_NAME}_state_dict.pt").is_file()
+
+
+def check_new_run_folder(out: Path) -> None:
+    """Refuse an output that is a file, or an existing folder holding files that are not a run of ours.
+
+    A folder whose only files are ``normalizers.json`` and temporary files of ours (a run interrupted before
+    its first ``config.json``) is accepted; anything else (e.g. the user's own ``log.csv``) would be
+    overwritten, so it is refused before anything is written.
+    """
+    if not out.exists():
+        return
+    if not out.is_dir():
+        raise FileExistsError(f"the output {out} is an existing file, not a folder; choose another -o")
+    foreign = sorted(
+        p.name
+        for p in out.iterdir()
+        if p.name != "normalizers.json" and not (p.name.startswith(".") and p.name.endswith(".tmp"))
+    )
+    if foreign:
+        shown = ", ".join(foreign[:5]) + (", ..." if len(foreign) > 5 else "")
+        raise FileExistsError(
+            f"the output folder {out} exists and holds files that are not a mano-pde run ({shown}); "
+            "choose a new or empty -o folder (nothing was written)"
+        )
 
 
 @dataclass

@@ -25,19 +25,21 @@ training file are the validation split: ``log.csv`` holds ``val_rel_l2_{r}`` eve
 scored once, after the last epoch, in ``final_metrics.json`` (with ``best_val_epoch`` / ``best_val_rel_l2``;
 the weights stay the last epoch's). A final test score kept apart from the per-epoch log keeps every log row
 of the same kind and makes "was the test file looked at during training?" answerable from the files.
+
+This module holds the loop; its pieces live beside it: :mod:`~mano_pde.training.splits` (which samples train,
+validate and test; the batch order), :mod:`~mano_pde.training.logs` (``log.csv`` and ``final_metrics.json``),
+:mod:`~mano_pde.training.runs` (run folders), :mod:`~mano_pde.training.state` (the verified resume state) and
+:mod:`~mano_pde.training.distributed` (data parallelism).
 """
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import logging
 import math
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from ..errors import UserInputError
@@ -45,7 +47,9 @@ from ..files import atomic_write_text, remove_stale_temps
 from ..provenance import run_versions
 from .config import TrainConfig
 from .distributed import DistContext, setup_distributed
-from .runs import is_run_dir
+from .logs import FINAL_METRICS, LOG_FIELDS, best_validation, final_metrics, format_log, read_log
+from .runs import check_new_run_folder, is_run_dir
+from .splits import epoch_batches, split_indices, split_train_val_test
 from .state import STATE_FILE, has_train_state, load_train_state, save_train_state
 
 __all__ = [
@@ -73,131 +77,12 @@ def make_loss(name: str):
     raise ValueError(f"unknown loss {name!r}")
 
 
-def split_indices(n_file: int, n_train: int, n_test: int, same_file: bool) -> tuple[np.ndarray, np.ndarray]:
-    """Training indices (the first ``n_train``) and held-out indices (the last ``n_test``).
-
-    Raises
-    ------
-    mano_pde.errors.UserInputError
-        If the file is too small or, for one file, the two blocks would overlap.
-    """
-    if n_train > n_file:
-        raise UserInputError(f"--n-train {n_train} but the training file holds only {n_file} samples")
-    if n_test > n_file:
-        raise UserInputError(f"--n-test {n_test} but the held-out file holds only {n_file} samples; lower --n-test")
-    train = np.arange(n_train)
-    test = np.arange(n_file - n_test, n_file)
-    if same_file and n_train + n_test > n_file:
-        raise UserInputError(
-            f"training on the first {n_train} and holding out the last {n_test} of {n_file} samples of the same "
-            f"sample sequence would overlap; lower --n-train/--n-test (n_train + n_test <= {n_file}) or use "
-            "held-out data generated with another seed"
-        )
-    return train, test
-
-
-def split_train_val_test(
-    n_file: int, n_test_file: int, n_train: int, n_val: int, n_test: int, same_stream: bool
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Training, validation and test indices of a run.
-
-    Training: the first ``n_train`` samples of the training file; validation: the next ``n_val`` of the
-    same file, ``[n_train, n_train + n_val)``; test: the last ``n_test`` samples of the test file. When the
-    two files hold the same sample sequence (``same_stream``: the same file, or files generated with the
-    same seed and parameters) the test block must lie after the validation block.
-
-    Parameters
-    ----------
-    n_file, n_test_file : int
-        Samples in the training and in the test file.
-    n_train, n_val, n_test : int
-        Block sizes (``n_train``: the largest per-resolution count; ``n_val`` may be 0).
-    same_stream : bool
-        Whether sample ``i`` is the same in both files.
-
-    Returns
-    -------
-    tuple of numpy.ndarray
-        ``(train, val, test)`` indices; ``val`` is empty for ``n_val == 0``.
-
-    Raises
-    ------
-    mano_pde.errors.UserInputError
-        If a file is too small for its blocks or the blocks would overlap; the message names the numbers
-        and the fix.
-    """
-    if n_val < 0:
-        raise UserInputError(f"--n-val must be >= 0, got {n_val}")
-    train, _ = split_indices(n_file, n_train, 0, False)
-    if not n_val:  # no validation split: exactly the checks (and messages) of runs without one
-        _, test = split_indices(n_test_file, n_train if same_stream else 0, n_test, same_stream)
-        return train, np.arange(0), test
-    if n_train + n_val > n_file:
-        raise UserInputError(
-            f"--n-train {n_train} + --n-val {n_val} = {n_train + n_val} samples, but the training file holds only "
-            f"{n_file} (validation samples are the {n_val} right after the training block); lower --n-val or "
-            f"--n-train, or generate a training file with at least {n_train + n_val} samples"
-        )
-    if n_test > n_test_file:
-        raise UserInputError(
-            f"--n-test {n_test} but the held-out file holds only {n_test_file} samples; lower --n-test"
-        )
-    if same_stream and n_train + n_val + n_test > n_test_file:
-        raise UserInputError(
-            f"training on the first {n_train}, validating on the next {n_val} (samples {n_train}-"
-            f"{n_train + n_val - 1}) and testing on the last {n_test} of {n_test_file} samples of the same sample "
-            f"sequence would overlap; lower --n-train/--n-val/--n-test (n_train + n_val + n_test <= "
-            f"{n_test_file}) or use held-out data generated with another seed (--test-data)"
-        )
-    return train, np.arange(n_train, n_train + n_val), np.arange(n_test_file - n_test, n_test_file)
-
-
-def best_validation(rows: list[dict], fields: list[str]) -> tuple[int, float]:
-    """Epoch (1-based) and value of the lowest validation error in a log.
-
-    The selection criterion is the mean of ``fields`` (``val_rel_l2_{r}`` for every training grid ``r``;
-    with one grid, its error); ties go to the earliest epoch.
-
-    Parameters
-    ----------
-    rows : list of dict
-        Log rows with ``epoch`` and the ``fields``.
-    fields : list of str
-        Validation columns.
-
-    Returns
-    -------
-    tuple
-        ``(best_val_epoch, best_val_rel_l2)``.
-    """
-    if not rows:
-        raise ValueError("no logged epochs")
-    scores = [(float(np.mean([r[f] for f in fields])), int(r["epoch"])) for r in rows]
-    value, epoch = min(scores, key=lambda t: (t[0], t[1]))
-    return epoch, value
-
-
-def _batches(sizes: list[int], batch_size: int, generator: torch.Generator) -> list[tuple[int, torch.Tensor]]:
-    """Shuffled batches ``(dataset index, sample indices)``, each within one dataset (one grid)."""
-    batches = []
-    for d, n in enumerate(sizes):
-        perm = torch.randperm(n, generator=generator)
-        batches.extend((d, perm[k : k + batch_size]) for k in range(0, n, batch_size))
-    order = torch.randperm(len(batches), generator=generator).tolist()
-    return [batches[i] for i in order]
-
-
 def _scheduler(optimizer: torch.optim.Optimizer, config: TrainConfig):
     if config.scheduler == "cosine":
         return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.epochs)
     if config.scheduler == "step":
         return torch.optim.lr_scheduler.StepLR(optimizer, step_size=config.step_size, gamma=config.gamma)
     return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0)
-
-
-LOG_FIELDS = ("epoch", "train_loss", "lr", "epoch_time_s")
-#: Written after the last epoch of a run with a validation split (``n_val > 0``).
-FINAL_METRICS = "final_metrics.json"
 
 
 @torch.no_grad()
@@ -283,13 +168,7 @@ def _train(config: TrainConfig, out: Path, resume: bool, progress: bool, ctx: Di
         log.info("--resume: %s holds no config.json yet (a run stopped before its first epoch): starting it", out)
         resume = False
     if resume:
-        saved = TrainConfig.load(out / "config.json")
-        ignore = {"device"}
-        diff = {
-            k: (v, getattr(config, k))
-            for k, v in saved.to_dict().items()
-            if k not in ignore and getattr(config, k) != v
-        }
+        diff = TrainConfig.load(out / "config.json").differences(config)  # the device may differ
         if diff:
             raise UserInputError(
                 f"--resume: the configuration differs from the saved run in {out}: "
@@ -298,7 +177,7 @@ def _train(config: TrainConfig, out: Path, resume: bool, progress: bool, ctx: Di
     elif out.exists() and (is_run_dir(out) or (out / "config.json").exists()):
         raise FileExistsError(f"{out} already holds a run; pass --resume to continue it or choose another -o")
     else:
-        _check_new_run_folder(out)  # never write log.csv etc. into a folder of the user's files
+        check_new_run_folder(out)  # never write log.csv etc. into a folder of the user's files
     if ctx.is_main:
         remove_stale_temps(out)  # temporaries of a killed earlier attempt
     ctx.barrier()  # every process has checked the folder before rank 0 writes to it
@@ -383,7 +262,7 @@ def _train(config: TrainConfig, out: Path, resume: bool, progress: bool, ctx: Di
                 f"resumed: train into a new -o folder"
             ) from None
         if ctx.is_main:
-            rows = _read_log(out / "log.csv")[:start_epoch]
+            rows = read_log(out / "log.csv")[:start_epoch]
             log.info("resuming %s after epoch %d of %d", out, start_epoch, config.epochs)
     if ctx.is_main:
         config_file = out / "config.json"
@@ -418,7 +297,7 @@ def _train(config: TrainConfig, out: Path, resume: bool, progress: bool, ctx: Di
         gen = torch.Generator().manual_seed(config.seed * 1_000_003 + epoch)
         net.train()
         total, count = 0.0, 0
-        batches = _batches([len(s) for s in train_sets], config.batch_size, gen)
+        batches = epoch_batches([len(s) for s in train_sets], config.batch_size, gen)
         for b, (d, idx) in enumerate(batches):
             # The same global batch in every process; each computes its share (one process: all of it).
             mine = ctx.shard(idx)
@@ -457,7 +336,7 @@ def _train(config: TrainConfig, out: Path, resume: bool, progress: bool, ctx: Di
         bar.set_postfix(loss=f"{row['train_loss']:.4f}", **held_out)
         # model first, then the resume state: a crash in between re-runs this epoch from the previous state
         save_model(model, out)
-        atomic_write_text(out / "log.csv", _format_log(rows, LOG_FIELDS + tuple(epoch_fields)))
+        atomic_write_text(out / "log.csv", format_log(rows, LOG_FIELDS + tuple(epoch_fields)))
         save_train_state(
             out,
             {
@@ -477,7 +356,7 @@ def _train(config: TrainConfig, out: Path, resume: bool, progress: bool, ctx: Di
             for f, ts in zip(test_fields, test_sets, strict=True)
         }
         if ctx.is_main:
-            metrics = _final_metrics(config, rows, val_fields, test, val_idx, test_idx, test_path)
+            metrics = final_metrics(config.data, rows, val_fields, test, val_idx, test_idx, test_path)
             atomic_write_text(out / FINAL_METRICS, json.dumps(metrics, indent=2) + "\n")
             log.info(
                 "final test error (last epoch's weights) %s; %s",
@@ -511,59 +390,6 @@ def _check_finite_loss(loss, weight: float, ctx: DistContext, epoch: int, batch:
         )
 
 
-def _check_new_run_folder(out: Path) -> None:
-    """Refuse an output that is a file, or an existing folder holding files that are not a run of ours.
-
-    A folder whose only files are ``normalizers.json`` and temporary files of ours (a run interrupted before
-    its first ``config.json``) is accepted; anything else (e.g. the user's own ``log.csv``) would be
-    overwritten, so it is refused before anything is written.
-    """
-    if not out.exists():
-        return
-    if not out.is_dir():
-        raise FileExistsError(f"the output {out} is an existing file, not a folder; choose another -o")
-    foreign = sorted(
-        p.name
-        for p in out.iterdir()
-        if p.name != "normalizers.json" and not (p.name.startswith(".") and p.name.endswith(".tmp"))
-    )
-    if foreign:
-        shown = ", ".join(foreign[:5]) + (", ..." if len(foreign) > 5 else "")
-        raise FileExistsError(
-            f"the output folder {out} exists and holds files that are not a mano-pde run ({shown}); "
-            "choose a new or empty -o folder (nothing was written)"
-        )
-
-
-def _final_metrics(
-    config: TrainConfig,
-    rows: list[dict],
-    val_fields: list[str],
-    test: dict[str, float],
-    val_idx: np.ndarray,
-    test_idx: np.ndarray,
-    test_path: str,
-) -> dict:
-    """Contents of ``final_metrics.json``: the one test score and the validation summary of a run."""
-    best_epoch, best_value = best_validation(rows, val_fields)
-    last = rows[-1]
-    return {
-        "epoch": int(last["epoch"]),
-        **test,
-        **{f: float(last[f]) for f in val_fields},
-        "best_val_epoch": best_epoch,
-        "best_val_rel_l2": best_value,
-        "best_val_criterion": "mean of " + ", ".join(val_fields) + " (lowest; earliest epoch on ties)",
-        "weights": "last epoch",
-        "n_val": len(val_idx),
-        "val_samples": [int(val_idx[0]), int(val_idx[-1]) + 1],
-        "val_data": config.data,
-        "n_test": len(test_idx),
-        "test_samples": [int(test_idx[0]), int(test_idx[-1]) + 1],
-        "test_data": test_path,
-    }
-
-
 def _held_out(model, in_norm, out_norm, ts, device, batch_size: int, ctx: DistContext) -> float:
     """Held-out error of one test set: whole in one process, summed over shares in a data-parallel run."""
     if not ctx.enabled:
@@ -573,21 +399,3 @@ def _held_out(model, in_norm, out_norm, ts, device, batch_size: int, ctx: DistCo
     if mine.numel():
         local = _held_out_error(model, in_norm, out_norm, ts.x[mine], ts.y[mine], device, batch_size) * mine.numel()
     return ctx.sum([local])[0] / len(ts)
-
-
-def _format_log(rows: list[dict], fields: tuple[str, ...]) -> str:
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=list(fields))
-    writer.writeheader()
-    for r in rows:
-        writer.writerow({k: r.get(k, "") for k in fields})
-    return buf.getvalue()
-
-
-def _read_log(path: Path) -> list[dict]:
-    if not path.is_file():
-        return []
-    with open(path, newline="") as fh:
-        return [
-            {k: (int(v) if k == "epoch" else float(v)) for k, v in r.items() if v != ""} for r in csv.DictReader(fh)
-        ]
