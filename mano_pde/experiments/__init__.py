@@ -7,20 +7,8 @@ neither torch nor xarray.
 
 from __future__ import annotations
 
-from .runner import PlannedRun, plan_runs, run_experiment, run_status
-from .spec import ArmSpec, DataSpec, EvalSpec, ExperimentSpec, ModelSpec, TargetSpec, builtin_specs, load_spec
+from . import runner, spec
+from .runner import *  # noqa: F403 -- the names of runner.__all__
+from .spec import *  # noqa: F403 -- the names of spec.__all__
 
-__all__ = [
-    "ArmSpec",
-    "DataSpec",
-    "EvalSpec",
-    "ExperimentSpec",
-    "ModelSpec",
-    "PlannedRun",
-    "TargetSpec",
-    "builtin_specs",
-    "load_spec",
-    "plan_runs",
-    "run_experiment",
-    "run_status",
-]
+__all__ = [*spec.__all__, *runner.__all__]
