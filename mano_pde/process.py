@@ -170,10 +170,10 @@ def configure_allocator(profile: str | None = None) -> dict[str, Any]:
         If ``profile`` is given and is not a name in :data:`PROFILES`.
     """
     global _state
+    if profile is not None and profile not in PROFILES:  # refused even after an earlier call configured the process
+        raise UserInputError(f"unknown allocator profile {profile!r}; choose one of {', '.join(PROFILES)}")
     if _state is not None:
         return dict(_state)
-    if profile is not None and profile not in PROFILES:
-        raise UserInputError(f"unknown allocator profile {profile!r}; choose one of {', '.join(PROFILES)}")
     name = profile if profile is not None else os.environ.get(ENV_VAR, "").strip() or "tuned"
     state: dict[str, Any] = {"profile": name, "mallopt": {}, "env": {}, "skipped": None}
     if name not in PROFILES:
