@@ -17,8 +17,10 @@ Allocator: what
 :func:`configure_allocator` calls glibc's ``mallopt`` (through :mod:`ctypes`, no extra dependency) with the
 settings of one named profile (:data:`PROFILES`):
 
-* ``"tuned"`` (the default of the ``mano-pde`` processes; the profile that measured best, BENCHMARKS.md
-  "Allocator settings"): the settings of ``"no-mmap"``.
+* ``"tuned"`` (the default of the ``mano-pde`` processes): the settings of ``"no-mmap"``. Measured
+  (BENCHMARKS.md, "Start-up settings, bf16 and compiled MANO"): ``no-mmap``, ``threshold`` and ``no-mmap-thp``
+  each cut the CPU time of a 512² MANO call by about 1.8x against glibc's defaults and could not be told apart;
+  ``no-mmap`` had the lowest peak of the three.
 * ``"no-mmap"``: ``M_MMAP_MAX = 0`` (no allocation is served by ``mmap``: freed tensors of every size are
   reused from the heap) and ``M_TRIM_THRESHOLD = 2**31 - 1`` (freed memory at the top of the heap is kept,
   up to 2 GiB, instead of being returned to the kernel after every call). The ``mallopt`` equivalent of
@@ -35,15 +37,15 @@ between calls), and its peak can be somewhat higher than with ``mmap`` (the heap
 
 OpenMP threads
 --------------
-PyTorch's CPU kernels run on GNU OpenMP (``libgomp``), whose idle threads spin for a while (300,000 polls) at
-every barrier before they sleep. On a machine whose cores are busy with other processes, a spinning thread
-holds a core that the thread with the remaining work needs, and every parallel region waits for a time slice:
-MANO at 128² with 2 threads ran 5-15x slower than with sleeping threads while other jobs shared the 2 cores
-(BENCHMARKS.md, "Start-up settings"). :func:`configure_threads` sets ``OMP_WAIT_POLICY=PASSIVE`` (threads sleep
-at once) in the process environment, which ``libgomp`` reads when it is loaded, i.e. when torch is first
-imported: it applies only if torch is not imported yet, and not if the environment already sets
-``OMP_WAIT_POLICY`` or ``GOMP_SPINCOUNT`` (set ``OMP_WAIT_POLICY=ACTIVE``, or ``GOMP_SPINCOUNT=300000`` for
-libgomp's default, to opt out).
+PyTorch's CPU kernels run on GNU OpenMP (``libgomp``), whose idle threads spin for a while (300,000 polls) at every
+barrier before they sleep. On a machine whose cores are busy with other processes, a spinning thread holds a core
+that the thread with the remaining work needs, and every parallel region waits for a time slice: while other jobs
+shared the 2 cores, MANO inference at 128² with 2 spinning threads used 2.7-12.6x the CPU time of sleeping ones and
+took 0.9-10 s instead of 0.25-2.3 s (BENCHMARKS.md, "Start-up settings, bf16 and compiled MANO").
+:func:`configure_threads` sets ``OMP_WAIT_POLICY=PASSIVE`` (threads sleep at once) in the process environment,
+which ``libgomp`` reads when it is loaded, i.e. when torch is first imported: it applies only if torch is not
+imported yet, and not if the environment already sets ``OMP_WAIT_POLICY`` or ``GOMP_SPINCOUNT`` (set
+``OMP_WAIT_POLICY=ACTIVE``, or ``GOMP_SPINCOUNT=300000`` for libgomp's default, to opt out).
 
 Where it applies
 ----------------

@@ -266,7 +266,9 @@ def format_report(result: dict[str, Any]) -> str:
             compiled = [v for v in variants if v.endswith("compiled")]
             if compiled:
                 header = ["n x n", *(f"{m} {VARIANT_LABELS[v]}" for m in models for v in compiled)]
-                title = f"{mode}, compile time [s] (first call minus the fastest call; not in the times above)"
+                title = (
+                    f"{mode}, compile time [s] (first call minus the fastest call, first round; not in the times above)"
+                )
                 lines += _table(title, header, comp)
     lines += _arithmetic_tables(records, resolutions, variants)
     if any(r.get("single_cold_call") for r in records):
