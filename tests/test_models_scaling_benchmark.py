@@ -231,3 +231,16 @@ def test_compiled_variant_states_its_compile_time():
     assert rec["status"] == "ok" and rec["compiled"] and rec["variant"] == "fp32-compiled"
     assert rec["compile_s"] > 0 and rec["warmup_s"] >= rec["compile_s"] + rec["time_s"] - 1e-9
     assert "compiled: reset after the first" in rec["memory_method"] and rec["peak_mem_mb"] >= 0
+
+
+def test_rounds_merge_to_the_fastest_call():
+    from mano_pde.benchmarks.scaling.driver import _merge_rounds
+
+    a = _rec("mano", "train", 128, 2.0, mem=300, compiled=True, compile_s=40.0, times_s=[2.0, 2.5])
+    b = _rec("mano", "train", 128, 1.5, mem=320, compiled=True, compile_s=3.0, times_s=[1.5, 1.7])
+    merged = _merge_rounds([a, b])
+    assert merged["time_s"] == 1.5 and merged["peak_mem_mb"] == 300 and merged["rounds"] == 2
+    assert merged["times_s"] == [2.0, 2.5, 1.5, 1.7]
+    assert merged["compile_s"] == 40.0 and merged["compile_s_rounds"] == [40.0, 3.0]  # the cold first round
+    timeout = {"model": "mano", "mode": "train", "resolution": 512, "status": "timeout"}
+    assert _merge_rounds([timeout, dict(timeout)])["status"] == "timeout"
