@@ -54,17 +54,23 @@ class NodeGridEmbedding(GridEmbeddingND):
     def grid(self, spatial_dims: torch.Size, device: str, dtype: torch.dtype) -> list[torch.Tensor]:
         """Node coordinates ``[1, 1, s_1, ..., s_n]`` per axis (cached for the last grid, like neuralop's)."""
         dims = tuple(int(s) for s in spatial_dims)
+        if getattr(torch.compiler, "is_compiling", lambda: False)():  # torch >= 2.3
+            # no cache under torch.compile: an attribute written inside a compiled forward recompiles it per grid
+            return self._node_grid(dims, device, dtype)
         cached = self._grid is not None and self._res == dims
         if not cached or self._grid[0].device != torch.device(device) or self._grid[0].dtype != dtype:
-            axes = []
-            for s, (a, b) in zip(dims, self.grid_boundaries, strict=True):
-                # exact rationals i / (s - 1) in float64, then cast: equal values for equal nodes at any s
-                t = torch.arange(s, dtype=torch.float64) / max(s - 1, 1)
-                axes.append(a + (b - a) * t)
-            mesh = torch.meshgrid(*axes, indexing="ij")
-            self._grid = [m.to(device=device, dtype=dtype)[None, None] for m in mesh]
+            self._grid = self._node_grid(dims, device, dtype)
             self._res = dims
         return self._grid
+
+    def _node_grid(self, dims: tuple[int, ...], device: str, dtype: torch.dtype) -> list[torch.Tensor]:
+        axes = []
+        for s, (a, b) in zip(dims, self.grid_boundaries, strict=True):
+            # exact rationals i / (s - 1) in float64, then cast: equal values for equal nodes at any s
+            t = torch.arange(s, dtype=torch.float64) / max(s - 1, 1)
+            axes.append(a + (b - a) * t)
+        mesh = torch.meshgrid(*axes, indexing="ij")
+        return [m.to(device=device, dtype=dtype)[None, None] for m in mesh]
 
 
 def make_positional_embedding(name: str | GridEmbeddingND | None, in_channels: int) -> GridEmbeddingND | None:
