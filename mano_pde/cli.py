@@ -58,6 +58,8 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
         help="interpolation of the resample reference",
     )
     p.add_argument("--no-plots", action="store_true")
+    p.add_argument("--bf16", action="store_true", help="bfloat16 autocast inference (fp32 weights and errors)")
+    p.add_argument("--compile", action="store_true", help="torch.compile the models (needs a C++ compiler on the CPU)")
     p.add_argument("-o", "--output", required=True, help="results folder")
     p.set_defaults(func=_cmd_evaluate)
 
@@ -77,6 +79,8 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         device=args.device,
         interpolation=args.interpolation,
         plots=not args.no_plots,
+        bf16=args.bf16,
+        compile=args.compile,
     )
     print((Path(args.output) / "results.md").read_text())
     return 0

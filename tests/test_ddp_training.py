@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import torch
 
+from mano_pde.acceleration import cxx_compiler
 from mano_pde.cli import main
 from mano_pde.data import DarcyConfig, generate_darcy
 from mano_pde.training.distributed import DistContext
@@ -140,6 +141,17 @@ def test_ddp_matches_single_process_training(data, single, tmp_path):
     # rank 0 saved the unwrapped model: plain keys, no DDP "module." prefix
     assert not [k for k in torch.load(out / "model_state_dict.pt", weights_only=True) if k.startswith("module.")]
     assert not list(out.glob(".*.tmp"))
+
+
+@pytest.mark.skipif(cxx_compiler() is None, reason="torch.compile on the CPU needs a C++ compiler")
+def test_ddp_compiled_matches_single_process_training(data, single, tmp_path):
+    """torch.compile of the DDP wrapper (DDPOptimizer): the same training as one eager process, plain keys."""
+    out = tmp_path / "ddp-compiled"
+    proc = _torchrun(["-m", "mano_pde.cli"], _argv(data, out, "--compile"))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "torch.compile: first step" in proc.stderr
+    _assert_same_training(out, single)
+    assert not [k for k in torch.load(out / "model_state_dict.pt", weights_only=True) if "module." in k or "_orig" in k]
 
 
 def test_ddp_resume_matches_uninterrupted_training(data, single, tmp_path):

@@ -17,6 +17,10 @@ For every run × test grid two methods (three for MANO) are scored on the same h
 
 A zero-shot claim is only meaningful when ``direct`` beats ``resample``.
 
+Precision and kernels (:mod:`mano_pde.acceleration`): ``bf16=True`` runs every model under bfloat16 autocast
+(fp32 weights; predictions and errors in fp32); ``compile=True`` runs it through ``torch.compile`` (each test
+grid compiles once; the per-sample inference times then include the compilation).
+
 Outputs are one set: ``results.json``, ``results.md``, the plots, and ``results.complete.json`` written last
 (the files of the set with their SHA-256, and the runs that were unfinished). Every file is replaced
 atomically and the previous marker is removed first, so a folder without the marker holds an interrupted
@@ -159,6 +163,8 @@ def evaluate(
     interpolation: str = "bilinear",
     plots: bool = True,
     sample: int = 0,
+    bf16: bool = False,
+    compile: bool = False,
 ) -> list[dict[str, Any]]:
     """Score runs on ``data`` at each of ``resolutions``; write ``results.json``, ``results.md`` and plots.
 
@@ -184,6 +190,10 @@ def evaluate(
         Write PNG plots.
     sample : int
         Which held-out sample (position in the test set) the prediction plot shows.
+    bf16 : bool
+        Inference under bfloat16 autocast (fp32 weights; errors computed in fp32).
+    compile : bool
+        Inference through ``torch.compile`` (needs a C++ compiler on the CPU).
 
     Returns
     -------
@@ -245,21 +255,22 @@ def evaluate(
                 warned.add(idx.tobytes())
                 _warn_zero_reference(u, idx, data)
             methods = {}
+            kernels = {"bf16": bf16, "compile": compile}
             t0 = time.perf_counter()
-            methods["direct"] = run.predict(a, batch_size, sample_ids=idx)
+            methods["direct"] = run.predict(a, batch_size, sample_ids=idx, **kernels)
             times = {"direct": (time.perf_counter() - t0) / len(idx)}
             if res > max(run.config.resolutions) and _reference_grid_off(run.model):
                 finest = max(run.config.resolutions)
                 run.model.set_reference_grid(finest)
                 try:
                     t0 = time.perf_counter()
-                    methods["ref-grid"] = run.predict(a, batch_size, sample_ids=idx)
+                    methods["ref-grid"] = run.predict(a, batch_size, sample_ids=idx, **kernels)
                     times["ref-grid"] = (time.perf_counter() - t0) / len(idx)
                 finally:
                     run.model.set_reference_grid(None)
             if res > s_train and (res - 1) % (s_train - 1) == 0:
                 t0 = time.perf_counter()
-                coarse = run.predict(subsample_nodes(a, s_train), batch_size, sample_ids=idx)
+                coarse = run.predict(subsample_nodes(a, s_train), batch_size, sample_ids=idx, **kernels)
                 methods["resample"] = interpolate_nodes(coarse, res, interpolation)
                 times["resample"] = (time.perf_counter() - t0) / len(idx)
             for method, pred in methods.items():
@@ -282,6 +293,8 @@ def evaluate(
                         "n_test": len(idx),
                         "test_indices": [int(idx[0]), int(idx[-1])],
                         "inference_s_per_sample": times[method],
+                        "precision": "bf16" if bf16 else "fp32",
+                        "compiled": bool(compile),
                         "n_parameters": n_params,
                         "seed": run.config.seed,
                         "epochs_done": progress[run.name][0],
@@ -296,6 +309,8 @@ def evaluate(
         "data": str(data),
         "resolutions": resolutions,
         "command": " ".join(sys.argv),
+        "bf16": bool(bf16),
+        "compile": bool(compile),
         "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "versions": run_versions(dev),
         "runs": {r.name: {"config": r.config.to_dict(), "versions": r.versions} for r in loaded},

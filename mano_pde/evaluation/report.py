@@ -46,6 +46,10 @@ def results_table(records: list[dict]) -> str:
     n = {r["n_test"] for r in records}
     lines.append("")
     lines.append(f"Test samples per cell: {', '.join(map(str, sorted(n)))}.")
+    modes = sorted({(r.get("precision", "fp32"), bool(r.get("compiled"))) for r in records})
+    if modes != [("fp32", False)]:
+        shown = "; ".join(p + (" autocast" if p == "bf16" else "") + (", torch.compile" if c else "") for p, c in modes)
+        lines.append(f"Inference: {shown} (weights fp32, errors computed in fp32).")
     return "\n".join(lines)
 
 

@@ -59,7 +59,14 @@ class TrainConfig:
         Seeds weights, batch order and dropout; batch order of epoch ``e`` depends only on ``(seed, e)``.
     device : {"auto", "cpu", "cuda"}
     amp_bf16 : bool
-        bfloat16 autocast on CUDA (ignored on CPU).
+        bfloat16 autocast (``torch.autocast``) of the forward pass, on the CPU and on CUDA: weights, gradients
+        and optimizer state stay fp32, the loss is computed in fp32 (see :mod:`mano_pde.acceleration`). The
+        per-epoch held-out errors are scored in fp32. Changes the numbers: part of the run's identity.
+    compile : bool
+        Train through ``torch.compile`` (:func:`mano_pde.acceleration.compile_model`; on the CPU it needs a C++
+        compiler). Weights are saved from the uncompiled module and held-out errors are scored eagerly. The
+        compiled step equals the eager one to fp32 rounding, so ``compile`` is a runtime field: a run may be
+        resumed with or without it.
     model_kwargs : dict
         Constructor overrides passed to :func:`mano_pde.models.create_model`.
     """
@@ -90,7 +97,14 @@ class TrainConfig:
     loss: str = field(default="l2", metadata={"help": "relative L2 (LpLoss) or H1 (H1Loss)", "choices": LOSSES})
     seed: int = field(default=0, metadata={"help": "seeds weights, batch order and dropout"})
     device: str = field(default="auto", metadata={"help": "auto, cpu, cuda or cuda:N"})
-    amp_bf16: bool = field(default=False, metadata={"help": "bfloat16 autocast (CUDA only)", "flag": "--bf16"})
+    amp_bf16: bool = field(
+        default=False,
+        metadata={"help": "bfloat16 autocast on the CPU or CUDA (fp32 weights, optimizer and loss)", "flag": "--bf16"},
+    )
+    compile: bool = field(
+        default=False,
+        metadata={"help": "train through torch.compile (inductor; on the CPU needs a C++ compiler, e.g. g++)"},
+    )
     model_kwargs: dict[str, Any] = field(default_factory=dict, metadata={"help": "model constructor keywords"})
 
     def __post_init__(self) -> None:
@@ -132,7 +146,7 @@ class TrainConfig:
 
     #: Fields that say where (or how fast) a run executes, not what it computes: a run resumed or reused with
     #: other values of these is the same run.
-    RUNTIME_FIELDS: ClassVar[tuple[str, ...]] = ("device",)
+    RUNTIME_FIELDS: ClassVar[tuple[str, ...]] = ("device", "compile")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -27,12 +27,13 @@ from __future__ import annotations
 
 import numbers
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from mano_pde.acceleration import bf16_autocast, check_bf16, compile_model
 from mano_pde.errors import UserInputError
 
 from .config import TrainConfig
@@ -81,6 +82,7 @@ class Run:
     in_normalizer: Any
     out_normalizer: Any
     versions: dict[str, str]
+    _compiled: torch.nn.Module | None = field(default=None, init=False, repr=False, compare=False)
 
     @property
     def name(self) -> str:
@@ -93,7 +95,9 @@ class Run:
         return max(self.config.resolutions)
 
     @torch.no_grad()
-    def predict(self, a: torch.Tensor, batch_size: int = 16, sample_ids=None) -> torch.Tensor:
+    def predict(
+        self, a: torch.Tensor, batch_size: int = 16, sample_ids=None, *, bf16: bool = False, compile: bool = False
+    ) -> torch.Tensor:
         """Pressure ``[N, 1, s, s]`` predicted from permeability ``[N, 1, s, s]`` (physical units).
 
         Parameters
@@ -104,6 +108,12 @@ class Run:
             Inference batch size (>= 1). Default 16.
         sample_ids : sequence of int, optional
             Names of the samples in error messages (e.g. their indices in a data file); default ``0..N-1``.
+        bf16 : bool, optional
+            Run the model under bfloat16 autocast (:mod:`mano_pde.acceleration`); the prediction is returned
+            in fp32 either way. Default False.
+        compile : bool, optional
+            Run ``torch.compile(model)`` (:func:`mano_pde.acceleration.compile_model`, made on the first such
+            call and kept; each new grid or batch size compiles once). Default False.
 
         Raises
         ------
@@ -123,11 +133,20 @@ class Run:
                     "the model would spread them over the whole prediction. Fix or drop those samples"
                 )
         device = next(self.model.parameters()).device
+        if bf16:
+            check_bf16(device)
+        model = self.model
+        if compile:
+            if self._compiled is None:
+                self._compiled = compile_model(self.model, device)
+            model = self._compiled
         self.model.eval()
         outs = []
         for k in range(0, a.shape[0], batch_size):
             x = self.in_normalizer.transform(a[k : k + batch_size].to(device))
-            outs.append(self.out_normalizer.inverse_transform(self.model(x)).cpu())
+            with bf16_autocast(device, enabled=bf16):
+                y = model(x)
+            outs.append(self.out_normalizer.inverse_transform(y.float()).cpu())
         return torch.cat(outs)
 
 

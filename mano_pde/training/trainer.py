@@ -42,6 +42,7 @@ from pathlib import Path
 
 import torch
 
+from ..acceleration import bf16_autocast, check_bf16, compile_model
 from ..errors import UserInputError
 from ..files import atomic_write_text, remove_stale_temps
 from ..provenance import run_versions
@@ -276,10 +277,14 @@ def _train(config: TrainConfig, out: Path, resume: bool, progress: bool, ctx: Di
             versions["distributed_backend"] = str(ctx.backend)
         atomic_write_text(out / "versions.json", json.dumps(versions, indent=2))
     in_norm, out_norm = in_norm.to(device), out_norm.to(device)
-    net = ctx.wrap(model)  # DDP under torchrun (the wrapper trains; `model` is evaluated and saved)
+    net = ctx.wrap(model)  # DDP under torchrun (the wrapper trains; `model` is evaluated in fp32 and saved)
+    if config.compile:
+        net = compile_model(net, device)  # shares model's parameters; the first step of each batch shape compiles
+    use_amp = config.amp_bf16
+    if use_amp:
+        check_bf16(device)
 
     loss_fn = make_loss(config.loss)
-    use_amp = config.amp_bf16 and device.type == "cuda"
     test_fields = [f"test_rel_l2_{r}" for r in config.resolutions]
     val_fields = [f"val_rel_l2_{r}" for r in config.resolutions]
     # The per-epoch held-out error: validation with a validation split (the test file waits for the end), else test.
@@ -296,9 +301,10 @@ def _train(config: TrainConfig, out: Path, resume: bool, progress: bool, ctx: Di
         torch.manual_seed(config.seed * 100_003 + epoch + _RANK_SEED_STRIDE * ctx.rank)
         gen = torch.Generator().manual_seed(config.seed * 1_000_003 + epoch)
         net.train()
-        total, count = 0.0, 0
+        total, count, step_times = 0.0, 0, []
         batches = epoch_batches([len(s) for s in train_sets], config.batch_size, gen)
         for b, (d, idx) in enumerate(batches):
+            t_step = time.perf_counter()
             # The same global batch in every process; each computes its share (one process: all of it).
             mine = ctx.shard(idx)
             weight = 1.0 if mine.numel() else 0.0
@@ -307,7 +313,7 @@ def _train(config: TrainConfig, out: Path, resume: bool, progress: bool, ctx: Di
             x = train_sets[d].x[mine].to(device, non_blocking=True)
             y = train_sets[d].y[mine].to(device, non_blocking=True)
             optimizer.zero_grad(set_to_none=True)
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
+            with bf16_autocast(device, enabled=use_amp):  # fp32 weights; the loss below in fp32
                 pred = out_norm.inverse_transform(net(in_norm.transform(x)))
             loss = loss_fn(pred.float(), y)
             _check_finite_loss(loss, weight, ctx, epoch, b, len(batches), config.resolutions[d], out)
@@ -317,8 +323,15 @@ def _train(config: TrainConfig, out: Path, resume: bool, progress: bool, ctx: Di
             if weight:
                 total += float(loss.detach())
                 count += x.shape[0]
+            step_times.append(time.perf_counter() - t_step)
             bar.update(1)
             bar.set_postfix(loss=f"{total / max(count, 1):.4f}")
+        if config.compile and epoch == start_epoch and len(step_times) > 1:
+            log.info(
+                "torch.compile: first step %.1f s (compilation included), later steps %.3f s on average",
+                step_times[0],
+                sum(step_times[1:]) / (len(step_times) - 1),
+            )
         scheduler.step()
         total, count = ctx.sum([total, count])
         row = {
