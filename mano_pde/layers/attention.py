@@ -7,9 +7,11 @@ option): :class:`GlobalAttention` calls it with one window covering the grid, th
 block), and :class:`~mano_pde.layers.multipole_attention.MultipoleAttention` with ``w x w`` windows on
 every level of its grid hierarchy.
 
-The softmax attention itself is :func:`torch.nn.functional.scaled_dot_product_attention` (fused
-flash/memory-efficient kernels on GPU, the fused flash kernel on CPU); windows are folded into the batch
-dimension so one call covers every window of a level.
+The softmax attention itself is :func:`softmax_attention`: :func:`torch.nn.functional.scaled_dot_product_attention`
+(fused flash/memory-efficient kernels on GPU, the fused flash kernel on CPU), except in bf16 on the CPU,
+where it is the same softmax attention written as two batched matmuls around a softmax (faster than the CPU's
+bf16 flash-attention kernel for MANO's small windows, forward and backward). Windows are folded into the
+batch dimension so one call covers every window of a level.
 
 References
 ----------
@@ -31,7 +33,54 @@ from torch import nn
 from .grid_mixer import GridTokenMixer
 from .windowing import axis_padding, effective_window, overlap_padding, padding_key_mask
 
-__all__ = ["AttentionMixer", "GlobalAttention", "WindowedMultiheadAttention"]
+__all__ = ["AttentionMixer", "GlobalAttention", "WindowedMultiheadAttention", "softmax_attention"]
+
+#: Longest token sequence (window) that bf16 attention on the CPU runs in the explicit form (32 x 32 windows).
+EXPLICIT_MAX_TOKENS = 1024
+
+
+def softmax_attention(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    attn_mask: torch.Tensor | None = None,
+    dropout_p: float = 0.0,
+    scale: float | None = None,
+) -> torch.Tensor:
+    """``softmax(q k^T * scale + mask) v``, called like :func:`torch.nn.functional.scaled_dot_product_attention`.
+
+    One function, two kernels. On the CPU in bf16 (under autocast) it runs as ``bmm -> softmax -> bmm``:
+    with MANO's 64-token windows and head dimension 16, torch 2.13's CPU flash-attention kernel in bf16 is
+    slower than this explicit form (forward 6.1 vs 3.6 ms for the 256 windows x 4 heads of a 128² level, 2
+    threads), and its backward takes 3x the time of its own fp32 version, which made bf16 training of MANO
+    slower than fp32. Everywhere else (fp32, CUDA) it is ``scaled_dot_product_attention``, so the fp32 layer
+    is unchanged. Both compute the same function (``tests/test_attention_kernels.py``); the bf16 path adds a
+    float mask in bf16, and rows always keep at least one key (padding masks only mask padded keys), so no
+    row is all ``-inf``. The explicit form holds the ``L x L`` scores of every window and head, so it is used
+    for windows of at most :data:`EXPLICIT_MAX_TOKENS` tokens (global attention on a fine grid keeps the
+    flash kernel). Measurements: BENCHMARKS.md, "bf16 and compiled MANO on a quiet machine".
+
+    Parameters
+    ----------
+    q, k, v : torch.Tensor
+        ``[B, heads, L, d]`` (``v`` may have another last size).
+    attn_mask : torch.Tensor, optional
+        Boolean (``True`` = attend) or additive float mask broadcastable to ``[B, heads, L, L]``.
+    dropout_p : float
+        Dropout on the attention weights (training only; the caller passes 0 in eval mode).
+    scale : float, optional
+        Default ``d ** -0.5``.
+    """
+    if not (q.device.type == "cpu" and q.dtype == torch.bfloat16 and q.shape[-2] <= EXPLICIT_MAX_TOKENS):
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, dropout_p=dropout_p, scale=scale)
+    # the scale on q ([L, d]) rather than on the scores ([L, L]): 4x less elementwise work for 64-token windows
+    s = torch.matmul(q * (q.shape[-1] ** -0.5 if scale is None else scale), k.transpose(-2, -1))
+    if attn_mask is not None:
+        s = s.masked_fill(~attn_mask, float("-inf")) if attn_mask.dtype == torch.bool else s + attn_mask.to(s.dtype)
+    p = torch.softmax(s, dim=-1)
+    if dropout_p:
+        p = F.dropout(p, dropout_p)
+    return torch.matmul(p, v)
 
 
 class WindowedMultiheadAttention(nn.Module):
@@ -235,14 +284,14 @@ class WindowedMultiheadAttention(nn.Module):
         del xw, x  # lower the peak in inference (autograd keeps what backward needs)
         p_drop = self.dropout if self.training else 0.0
         if self.position_bias is None:
-            o = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p_drop)
+            o = softmax_attention(q, k, v, attn_mask=mask, dropout_p=p_drop)
         else:
             # displacements in units of the requested window (of the grid for global attention)
             extent = (max(h - 1, 1), max(w - 1, 1)) if window is None else (int(window[0]), int(window[1]))
             # 4-D [1, heads, L, L]: a 3-D mask sends CPU SDPA to its unfused path (measured: 11x time, 29x memory)
             bias = self._bias(wh, ww, extent, q.device).unsqueeze(0)
             if mask is None:
-                o = F.scaled_dot_product_attention(q, k, v, attn_mask=bias, dropout_p=p_drop)
+                o = softmax_attention(q, k, v, attn_mask=bias, dropout_p=p_drop)
             else:
                 # SDPA takes one mask: the bias (shared by all windows, never materialised per window) is the
                 # mask, and the key padding is folded into q.k through one extra channel: 1 for every query,
@@ -252,7 +301,7 @@ class WindowedMultiheadAttention(nn.Module):
                 q = torch.cat([q, torch.ones_like(q[..., :1])], dim=-1)
                 k = torch.cat([k, k_extra.expand(nwin, heads, length, 1)], dim=-1)
                 v = torch.cat([v, torch.zeros_like(v[..., :1])], dim=-1)
-                o = F.scaled_dot_product_attention(q, k, v, attn_mask=bias, dropout_p=p_drop, scale=d**-0.5)
+                o = softmax_attention(q, k, v, attn_mask=bias, dropout_p=p_drop, scale=d**-0.5)
                 o = o[..., :d]
         del q, k, v
         o = o.transpose(1, 2).reshape(nwin, length, heads * d)

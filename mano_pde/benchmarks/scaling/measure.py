@@ -9,8 +9,9 @@ address space, calls :func:`measure_config` (or :func:`measure_gemm`) and prints
 
 Variants: ``precision="bf16"`` runs the forward pass under ``torch.autocast(device, dtype=torch.bfloat16)``
 (weights, gradients and optimizer state stay fp32, the loss is computed in fp32); ``compile=True`` measures
-``torch.compile(model)`` (default inductor backend); its first call compiles, and ``compile_s`` (first call
-minus the fastest later call) states the compile time apart from the step time.
+``torch.compile(model, dynamic=False)`` (:func:`mano_pde.acceleration.compile_model`, inductor, as
+``train --compile`` runs it); its first call compiles, and ``compile_s`` (first call minus the fastest later
+call) states the compile time apart from the step time.
 """
 
 from __future__ import annotations
@@ -124,6 +125,7 @@ def measure_config(
     import torch
     from neuralop.losses import LpLoss
 
+    from mano_pde.acceleration import bf16_autocast, compile_model
     from mano_pde.models import count_parameters, create_model
 
     if precision not in PRECISIONS:
@@ -157,8 +159,8 @@ def measure_config(
     flops = model_flops(net, resolution, resolution, batch_size)
     if flops is not None:
         record["flops"] = flops
-    run = torch.compile(net) if compile else net
-    autocast = torch.autocast(dev.type, dtype=torch.bfloat16, enabled=precision == "bf16")
+    run = compile_model(net, dev) if compile else net  # what `train --compile` runs (dynamic=False)
+    autocast = bf16_autocast(dev, enabled=precision == "bf16")
 
     if mode == "inference":
         net.eval()
