@@ -12,7 +12,8 @@ trainer computes the loss in fp32 on the de-normalised prediction (``pred.float(
 bf16 is torch's autocast policy (checked with torch 2.13 on the CPU, ``tests/test_acceleration.py``):
 
 * linear, matmul, bmm, conv, transposed conv and ``scaled_dot_product_attention`` run in bf16 (the CPU kernels
-  accumulate in fp32);
+  accumulate in fp32); the attention layers' :func:`~mano_pde.layers.attention.softmax_attention` runs bf16
+  windows on the CPU as ``bmm -> softmax -> bmm`` (faster there than torch's bf16 flash kernel);
 * operations outside autocast's lists run in their input's dtype: MANO's LayerNorms and softmax see bf16
   activations and return bf16 (their CPU kernels compute mean/variance and the exponential sums in fp32), and
   every layer output feeds a bf16 linear or conv anyway; a residual sum of an fp32 stream and a bf16 branch is

@@ -51,14 +51,15 @@ def softmax_attention(
 
     One function, two kernels. On the CPU in bf16 (under autocast) it runs as ``bmm -> softmax -> bmm``:
     with MANO's 64-token windows and head dimension 16, torch 2.13's CPU flash-attention kernel in bf16 is
-    slower than this explicit form (forward 6.1 vs 3.6 ms for the 256 windows x 4 heads of a 128² level, 2
-    threads), and its backward takes 3x the time of its own fp32 version, which made bf16 training of MANO
-    slower than fp32. Everywhere else (fp32, CUDA) it is ``scaled_dot_product_attention``, so the fp32 layer
-    is unchanged. Both compute the same function (``tests/test_attention_kernels.py``); the bf16 path adds a
-    float mask in bf16, and rows always keep at least one key (padding masks only mask padded keys), so no
-    row is all ``-inf``. The explicit form holds the ``L x L`` scores of every window and head, so it is used
-    for windows of at most :data:`EXPLICIT_MAX_TOKENS` tokens (global attention on a fine grid keeps the
-    flash kernel). Measurements: BENCHMARKS.md, "bf16 and compiled MANO on a quiet machine".
+    slower than this explicit form (forward 6.4 vs 4.7 ms for the 256 windows x 4 heads of a 128² level, 2
+    threads), and its backward takes 3x the time of its own fp32 version (on a loaded machine it was 70 % of
+    a bf16 training step, which then ran slower than fp32). Everywhere else (fp32, CUDA) it is
+    ``scaled_dot_product_attention``, so the fp32 layer is unchanged. Both compute the same function
+    (``tests/test_attention_kernels.py``); the bf16 path adds a float mask in bf16, and rows always keep at
+    least one key (padding masks only mask padded keys), so no row is all ``-inf``. The explicit form holds
+    the ``L x L`` scores of every window and head, so it is used for windows of at most
+    :data:`EXPLICIT_MAX_TOKENS` tokens (global attention on a fine grid keeps the flash kernel).
+    Measurements: BENCHMARKS.md, "bf16 and compiled MANO on a quiet machine".
 
     Parameters
     ----------
