@@ -34,7 +34,9 @@ resumes eagerly and vice versa (``compile`` is a runtime field of :class:`~mano_
 Under data parallelism the ``DistributedDataParallel`` wrapper is compiled (torch's ``DDPOptimizer`` splits
 the graph at the gradient buckets). ``dynamic=False``: each input shape (grid and batch size) compiles once
 and runs a shape-specialised kernel, instead of a symbolic-shape kernel after the second shape; a
-multi-resolution run or an evaluation over several grids compiles once per grid. Compiled outputs equal
+multi-resolution run or an evaluation over several grids compiles once per grid, up to torch's limit of
+recompilations per module (``torch._dynamo.config.recompile_limit``, 8 in torch 2.13), after which further
+shapes run eagerly (torch warns; the results are the same). Compiled outputs equal
 eager ones to fp32 rounding (``tests/test_compile.py``); the first call of each shape pays the compilation
 (the trainer logs it beside the mean step time; ``mano-pde benchmark scaling --compile`` reports both).
 """
