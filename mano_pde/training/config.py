@@ -154,9 +154,7 @@ class TrainConfig:
     def differences(self, other: TrainConfig) -> dict[str, tuple[Any, Any]]:
         """Fields that differ between two configurations (``RUNTIME_FIELDS`` excepted): name -> (ours, theirs)."""
         theirs = other.to_dict()
-        return {
-            k: (v, theirs[k]) for k, v in self.to_dict().items() if k not in self.RUNTIME_FIELDS and v != theirs[k]
-        }
+        return {k: (v, theirs[k]) for k, v in self.to_dict().items() if k not in self.RUNTIME_FIELDS and v != theirs[k]}
 
     def digest(self) -> str:
         """SHA-256 of the configuration without ``RUNTIME_FIELDS``: two runs with equal digests compute the same
