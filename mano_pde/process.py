@@ -1,7 +1,16 @@
-"""Process start-up settings of the ``mano-pde`` commands: glibc's ``malloc`` tuned for large tensors, and
-OpenMP threads that sleep instead of spinning while they wait.
+"""Process start-up settings of the ``mano-pde`` commands: glibc's ``malloc`` tuned for large tensors; an opt-in
+for OpenMP threads that sleep instead of spinning while they wait (machines shared with other jobs).
 
-:func:`configure_process` applies both (:func:`configure_allocator`, :func:`configure_threads`).
+:func:`configure_process` applies the allocator setting (:func:`configure_allocator`); :func:`configure_threads`
+is not part of it (below).
+
+The rule for a process-wide default
+-----------------------------------
+A setting is made by :func:`configure_process` only if, on an idle machine, it slows no model of the registry by
+more than 5 % against a plain process (training steps and inference, 33², 129² and 513², 1 and 2 threads) and
+speeds up at least one of them by more than 10 %. ``mano-pde benchmark settings`` measures that matrix
+(:mod:`mano_pde.benchmarks.settings`); the figures are in BENCHMARKS.md ("Start-up settings against a plain
+process").
 
 Allocator: why
 --------------
@@ -35,17 +44,17 @@ settings of one named profile (:data:`PROFILES`):
 The cost: the process keeps the memory it freed (its resident set stays at its peak instead of shrinking
 between calls), and its peak can be somewhat higher than with ``mmap`` (the heap can fragment).
 
-OpenMP threads
---------------
+OpenMP threads (opt-in, not a default)
+--------------------------------------
 PyTorch's CPU kernels run on GNU OpenMP (``libgomp``), whose idle threads spin for a while (300,000 polls) at every
 barrier before they sleep. On a machine whose cores are busy with other processes, a spinning thread holds a core
-that the thread with the remaining work needs, and every parallel region waits for a time slice: while other jobs
-shared the 2 cores, MANO inference at 128² with 2 spinning threads used 2.7-12.6x the CPU time of sleeping ones and
-took 0.9-10 s instead of 0.25-2.3 s (BENCHMARKS.md, "Start-up settings, bf16 and compiled MANO").
-:func:`configure_threads` sets ``OMP_WAIT_POLICY=PASSIVE`` (threads sleep at once) in the process environment,
-which ``libgomp`` reads when it is loaded, i.e. when torch is first imported: it applies only if torch is not
-imported yet, and not if the environment already sets ``OMP_WAIT_POLICY`` or ``GOMP_SPINCOUNT`` (set
-``OMP_WAIT_POLICY=ACTIVE``, or ``GOMP_SPINCOUNT=300000`` for libgomp's default, to opt out).
+that the thread with the remaining work needs: under load average 7-15 on 2 cores, MANO inference at 128² with 2
+spinning threads used 2.7-12.6x the CPU time of sleeping ones. On an **idle** machine the same setting costs far
+more than it saves (an FNO training step at 33² took 5.5x as long, MANO's 1.5x), so it failed the rule above and
+is no longer made by :func:`configure_process`. :func:`configure_threads` sets ``OMP_WAIT_POLICY=PASSIVE`` for a
+script that runs beside other jobs; so does starting Python with ``OMP_WAIT_POLICY=PASSIVE``. ``libgomp`` reads
+the variable when it is loaded, i.e. when torch is first imported: the function applies only if torch is not
+imported yet, and not if the environment already sets ``OMP_WAIT_POLICY`` or ``GOMP_SPINCOUNT``.
 
 Where it applies
 ----------------
@@ -53,8 +62,8 @@ Only where it is asked for: ``mano-pde``'s ``main()`` (train, evaluate, demo, ge
 under ``torchrun``) and the measuring child processes of ``mano-pde benchmark scaling`` call
 :func:`configure_process` at start-up. **Importing** ``mano_pde`` (or any of its modules) changes no
 process-global state; a library user who wants the same behaviour calls ``mano_pde.process.configure_process()``
-at the start of the script (before ``import torch``), or starts Python with ``MALLOC_MMAP_MAX_=0
-MALLOC_TRIM_THRESHOLD_=2147483647 OMP_WAIT_POLICY=PASSIVE``.
+at the start of the script (before large tensors exist), or starts Python with ``MALLOC_MMAP_MAX_=0
+MALLOC_TRIM_THRESHOLD_=2147483647``.
 
 The environment variable ``MANO_PDE_ALLOCATOR`` chooses the profile of a process (``default`` opts out,
 ``tuned`` is the default). Nothing is set, whatever the profile, when the environment already tunes glibc
@@ -230,7 +239,8 @@ def malloc_info() -> dict[str, int] | None:
 def configure_threads() -> dict[str, Any]:
     """Make OpenMP threads sleep instead of spinning while they wait (``OMP_WAIT_POLICY=PASSIVE``; once).
 
-    Must run before torch is imported (``libgomp`` reads the variable when it is loaded); does nothing if
+    An opt-in for a machine whose cores other jobs share; on an idle machine it makes training several times
+    slower (module docstring), which is why :func:`configure_process` does not call it. Must run before torch is imported (``libgomp`` reads the variable when it is loaded); does nothing if
     torch is already imported or the environment sets ``OMP_WAIT_POLICY`` or ``GOMP_SPINCOUNT``.
 
     Returns
@@ -260,12 +270,15 @@ def threads_state() -> dict[str, Any] | None:
 
 
 def configure_process(profile: str | None = None) -> dict[str, Any]:
-    """The start-up settings of a ``mano-pde`` process: :func:`configure_allocator` (``profile``) and
-    :func:`configure_threads`. Call it first thing in a script, before ``import torch``.
+    """The start-up settings of a ``mano-pde`` process: :func:`configure_allocator` (``profile``). Call it first
+    thing in a script, before large tensors exist.
+
+    OpenMP's wait policy is left alone (:func:`configure_threads` is the opt-in for shared machines; module
+    docstring, "The rule for a process-wide default").
 
     Returns
     -------
     dict
-        ``{"allocator": ..., "threads": ...}``: the two functions' results.
+        ``{"allocator": ...}``: :func:`configure_allocator`'s result.
     """
-    return {"allocator": configure_allocator(profile), "threads": configure_threads()}
+    return {"allocator": configure_allocator(profile)}

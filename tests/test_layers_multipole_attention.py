@@ -91,18 +91,19 @@ def test_level_rules():
     assert multipole_level_shapes(85, 85, 8, 2)[-1] == (6, 6)
 
     calls = []
-    attend = authors.attention._attend
+    partition = authors.attention._partition
 
-    def spy(x, *args, **kwargs):  # every level's attention goes through _attend
+    def spy(x, *args, **kwargs):  # every level is cut into windows once, batched or not
         calls.append(tuple(x.shape[1:3]))
-        return attend(x, *args, **kwargs)
+        return partition(x, *args, **kwargs)
 
-    authors.attention._attend = spy
-    for n in (16, 33, 64):
-        calls.clear()
-        authors(torch.randn(1, C, n, n))
-        assert len(calls) == authors.num_levels(n, n)
-        assert calls[0] == authors.level_shapes(n, n)[-1]  # the coarsest level is evaluated first
+    authors.attention._partition = spy
+    for batch_max_points in (2**62, 0):  # all levels in one call / every level on its own
+        authors.batch_max_points = batch_max_points
+        for n in (16, 33, 64):
+            calls.clear()
+            authors(torch.randn(1, C, n, n))
+            assert sorted(calls) == sorted(authors.level_shapes(n, n))
 
 
 @pytest.mark.parametrize("shape", [(64, 64), (85, 85), (40, 96)])
@@ -469,3 +470,71 @@ def test_reference_window():
 
     assert [reference_window(8, s, 33) for s in (33, 65, 129, 20)] == [8, 16, 32, 8]
     assert reference_window(8, 421, 85) == 40
+
+
+@pytest.mark.parametrize(
+    "shape,options",
+    [
+        ((33, 33), dict(window_size=8)),  # odd: padded windows, capped coarse levels (5x5, 3x3 < 8)
+        ((20, 28), dict(window_size=8)),  # non-square
+        ((21, 30), dict(window_size=6, window_stride=4)),  # non-square, odd, overlapping windows
+        ((17, 17), dict(window_size=4, window_stride=3)),  # overlapping, windows not covering the grid
+        ((33, 33), dict(window_size=8, factor=4)),  # factor 4
+        ((40, 24), dict(window_size=8, shift=3, level_rule="window")),  # our shifted windows and level rule
+    ],
+)
+@pytest.mark.parametrize("position_bias", [False, True])
+def test_level_batched_attention_equals_the_per_level_path(shape, options, position_bias):
+    """All levels in one attention call (the default) give the per-level path's output and gradients."""
+    torch.manual_seed(3)
+    layer = _layer(position_bias=position_bias, **options)
+    with torch.no_grad():
+        for norm in (layer.norm, layer.attention_norm):
+            norm.weight.normal_(1.0, 0.3)
+            norm.bias.normal_(0.0, 0.3)
+    if position_bias:
+        _randomise_position_bias(layer.attention)
+    assert layer.num_levels(*shape) >= 2
+    x = torch.randn(2, C, *shape)
+    results = []
+    for batch_max_points in (2**62, 0):
+        layer.batch_max_points = batch_max_points
+        layer.zero_grad()
+        xi = x.clone().requires_grad_(True)
+        y = layer(xi)
+        (y * torch.linspace(-1, 1, y.numel()).view_as(y)).sum().backward()
+        results.append((y.detach(), xi.grad, {n: p.grad.clone() for n, p in layer.named_parameters()}))
+    (y_b, gx_b, gp_b), (y_l, gx_l, gp_l) = results
+    torch.testing.assert_close(y_b, y_l, rtol=0, atol=1e-6)
+    # gradients are sums over all windows, accumulated in another order: compare relative to their size
+    assert gp_b.keys() == gp_l.keys()
+    for name, got, want in [("input", gx_b, gx_l)] + [(n, gp_b[n], gp_l[n]) for n in gp_b]:
+        assert (got - want).abs().max() <= 1e-5 * max(want.abs().max(), 1.0), name  # bias of the logits: ~0
+
+
+def test_level_batching_keeps_large_levels_alone_and_reference_mode_batched():
+    """Levels above batch_max_points run alone (same values); reference-grid mode batches its far field."""
+    torch.manual_seed(0)
+    layer = _layer(window_size=4, position_bias=True, image_size=17).eval()
+    _randomise_position_bias(layer.attention)
+    x = torch.randn(1, C, 33, 33)
+    sizes = []
+    attend_grids = layer.attention.attend_grids
+
+    def spy(grids, *args, **kwargs):
+        sizes.append([tuple(g.shape[1:3]) for g in grids])
+        return attend_grids(grids, *args, **kwargs)
+
+    layer.attention.attend_grids = spy
+    with torch.no_grad():
+        layer.batch_max_points = 17 * 17  # 33x33 alone, the rest together
+        y_split = layer(x)
+        assert sizes.pop() == [(17, 17), (9, 9), (5, 5)]  # 4 levels (image_size 17)
+        layer.batch_max_points = 0
+        y_alone = layer(x)
+        assert not sizes
+        torch.testing.assert_close(y_split, y_alone, rtol=0, atol=1e-6)
+        layer.batch_max_points = 2**62
+        layer.set_reference_grid(17)  # the far field: levels 1.. of the 17x17 reference grid, in one call
+        layer(x)
+        assert sizes.pop() == [(9, 9), (5, 5), (3, 3)]

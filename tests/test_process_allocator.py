@@ -94,17 +94,26 @@ def test_unknown_profiles():
     assert "MANO_PDE_ALLOCATOR=x is not an allocator profile" in out.stderr  # a warning, the process goes on
 
 
-def test_openmp_threads_sleep_when_main_starts_before_torch():
-    code = """
+def test_main_leaves_openmp_waiting_alone_and_configure_threads_is_an_opt_in():
+    """OMP_WAIT_POLICY=PASSIVE failed the start-up rule on an idle machine (BENCHMARKS.md): main() does not set it;
+    configure_threads() still does, for scripts that share the cores with other jobs."""
+    main_code = """
 import os
 from mano_pde import cli
 cli.main(["info", "/nonexistent/file.nc"])
-import torch  # libgomp reads OMP_WAIT_POLICY now
+import torch
 print(json.dumps({"threads": process.threads_state(), "policy": os.environ.get("OMP_WAIT_POLICY")}))
 """
-    res = _run(code)
+    assert _run(main_code) == {"threads": None, "policy": None}
+    opt_in = """
+import os
+state = process.configure_threads()
+import torch  # libgomp reads OMP_WAIT_POLICY now
+print(json.dumps({"threads": state, "policy": os.environ.get("OMP_WAIT_POLICY")}))
+"""
+    res = _run(opt_in)
     assert res == {"threads": {"env": {"OMP_WAIT_POLICY": "PASSIVE"}, "skipped": None}, "policy": "PASSIVE"}
-    res = _run(code, GOMP_SPINCOUNT="300000")  # the user's choice (here libgomp's default spinning) wins
+    res = _run(opt_in, GOMP_SPINCOUNT="300000")  # the user's choice (here libgomp's default spinning) wins
     assert res["policy"] is None and "GOMP_SPINCOUNT" in res["threads"]["skipped"]
     late = _run("import torch\nprint(json.dumps(process.configure_threads()))")  # too late once torch is loaded
     assert late["env"] == {} and "already loaded" in late["skipped"]

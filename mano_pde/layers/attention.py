@@ -213,11 +213,16 @@ class WindowedMultiheadAttention(nn.Module):
         ``[B, H, W, C_out]`` tensor, the window-layout attention output is added through a permuted view,
         which saves one full-size copy (and its allocation) per call.
         """
-        out, geo = self._attend(x, window, shift, stride)
+        return self.merge_add(*self._attend(x, window, shift, stride), base)
+
+    @classmethod
+    def merge_add(cls, out: torch.Tensor, geo: tuple, base: torch.Tensor) -> torch.Tensor:
+        """``base +`` the window-layout ``out`` put back on the grid (:meth:`_merge`), fused where it can be:
+        a permuted view added to ``base`` when the windows tile the grid exactly (no full-size copy)."""
         b, h, w, nh, nw, wh, ww, padded = geo[:8]
         c = out.shape[-1]
         if padded or geo[-1] is not None or not base.is_contiguous() or tuple(base.shape) != (b, h, w, c):
-            return base + self._merge(out, geo)
+            return base + cls._merge(out, geo)
         if nh == 1 and nw == 1:
             return base + out.view(b, h, w, c)
         out6 = out.view(b, nh, nw, wh, ww, c).permute(0, 1, 3, 2, 4, 5)
@@ -230,9 +235,35 @@ class WindowedMultiheadAttention(nn.Module):
         """Window-layout attention: returns ``out [B * n_windows, wh * ww, C_out]`` and the geometry.
 
         Data flow (one copy in, none out): the input is partitioned into windows (one copy of ``C_in``
-        channels, none for a single window), the Q/K/V projection runs on the window layout, SDPA reads
-        ``q, k, v`` as strided views of that one tensor, its output (``[B', L, heads, d]`` memory order on
-        CPU, the order of its inputs) is viewed as ``[B', L, heads * d]`` for the output projection.
+        channels, none for a single window, :meth:`_partition`), the Q/K/V projection runs on the window layout,
+        SDPA reads ``q, k, v`` as strided views of that one tensor, its output (``[B', L, heads, d]`` memory order
+        on CPU, the order of its inputs) is viewed as ``[B', L, heads * d]`` for the output projection
+        (:meth:`_window_attention`).
+        """
+        windows, mask, geo = self._partition(x, window, shift, stride)
+        del x  # lower the peak in inference (autograd keeps what backward needs)
+        holder = [windows]
+        del windows
+        return self._window_attention(holder, mask, geo[5], geo[6], self._extent(window, geo[1], geo[2])), geo
+
+    @staticmethod
+    def _extent(window: Sequence[int] | None, h: int, w: int) -> tuple[int, int]:
+        """Units of the position bias' displacements: the requested window (the grid for global attention)."""
+        return (max(h - 1, 1), max(w - 1, 1)) if window is None else (int(window[0]), int(window[1]))
+
+    def _partition(
+        self, x: torch.Tensor, window: Sequence[int] | None, shift: Sequence[int], stride: Sequence[int] | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor | None, tuple]:
+        """Windows of a channels-last grid ``x [B, H, W, C]``.
+
+        Returns
+        -------
+        windows : torch.Tensor
+            ``[B * n_windows, wh * ww, C]`` tokens of every window (padded grids hold zeros at padded points).
+        mask : torch.Tensor or None
+            Key mask ``[B * n_windows, 1, 1, wh * ww]`` (``True`` = real token), ``None`` if nothing is padded.
+        geo : tuple
+            ``(b, h, w, nh, nw, wh, ww, padded, hp, wp, top, left, steps)``, what :meth:`_merge` needs.
         """
         b, h, w, c = x.shape
         if window is None:
@@ -263,7 +294,7 @@ class WindowedMultiheadAttention(nn.Module):
         if padded:
             x = F.pad(x, (0, 0, left, right, top, bottom))
         hp, wp = h + top + bottom, w + left + right
-        nwin, length, heads, d = b * nh * nw, wh * ww, self.n_heads, self.head_dim
+        nwin, length = b * nh * nw, wh * ww
         if steps is not None:  # overlapping windows: [B, nh, nw, C, wh, ww] strided view -> one copy
             xw = x.unfold(1, wh, steps[0]).unfold(2, ww, steps[1]).permute(0, 1, 2, 4, 5, 3).reshape(nwin, length, c)
             if padded:
@@ -278,17 +309,26 @@ class WindowedMultiheadAttention(nn.Module):
                 xw = x.reshape(b, length, c)
             else:  # window partition [B, nh, wh, nw, ww, C] -> [B * nh * nw, wh * ww, C]
                 xw = x.reshape(b, nh, wh, nw, ww, c).permute(0, 1, 3, 2, 4, 5).reshape(nwin, length, c)
+        return xw, mask, (b, h, w, nh, nw, wh, ww, padded, hp, wp, top, left, steps)
+
+    def _window_attention(
+        self, holder: list[torch.Tensor], mask: torch.Tensor | None, wh: int, ww: int, extent: Sequence[int]
+    ) -> torch.Tensor:
+        """Attention inside windows: ``holder = [windows [N, wh * ww, C_in]]`` -> ``[N, wh * ww, C_out]``.
+
+        The window tokens come in a one-element list that is emptied once they are projected, so that their
+        memory can go before the attention runs (inference peak). ``mask`` as returned by :meth:`_partition`;
+        ``extent``: the units of the position bias' displacements (:meth:`_extent`).
+        """
+        nwin, length, heads, d = holder[0].shape[0], wh * ww, self.n_heads, self.head_dim
         # q, k, v: [B', heads, L, d] strided views of the projection (memory order [B', L, heads, d]);
         # chunk() keeps the backward a cheap cat along channels (unbind() of a permuted [3, ...] view
         # would make autograd stack and transpose the gradients: two slow full-size copies)
-        q, k, v = (t.view(nwin, length, heads, d).transpose(1, 2) for t in self.qkv(xw).chunk(3, dim=-1))
-        del xw, x  # lower the peak in inference (autograd keeps what backward needs)
+        q, k, v = (t.view(nwin, length, heads, d).transpose(1, 2) for t in self.qkv(holder.pop()).chunk(3, dim=-1))
         p_drop = self.dropout if self.training else 0.0
         if self.position_bias is None:
             o = softmax_attention(q, k, v, attn_mask=mask, dropout_p=p_drop)
         else:
-            # displacements in units of the requested window (of the grid for global attention)
-            extent = (max(h - 1, 1), max(w - 1, 1)) if window is None else (int(window[0]), int(window[1]))
             # 4-D [1, heads, L, L]: a 3-D mask sends CPU SDPA to its unfused path (measured: 11x time, 29x memory)
             bias = self._bias(wh, ww, extent, q.device).unsqueeze(0)
             if mask is None:
@@ -306,8 +346,55 @@ class WindowedMultiheadAttention(nn.Module):
                 o = o[..., :d]
         del q, k, v
         o = o.transpose(1, 2).reshape(nwin, length, heads * d)
-        out = self.proj_drop(self.proj(o))
-        return out, (b, h, w, nh, nw, wh, ww, padded, hp, wp, top, left, steps)
+        return self.proj_drop(self.proj(o))
+
+    def attend_grids(
+        self, grids: Sequence[torch.Tensor], window: Sequence[int], stride: Sequence[int] | None = None, shift=(0, 0)
+    ) -> list[tuple[torch.Tensor, tuple]]:
+        """The attention of several grids in **one** call: the windows of every grid in one batch.
+
+        The grids (channels-last ``[B, H_l, W_l, C_in]``, e.g. the levels of a multipole hierarchy) are cut
+        into windows exactly as :meth:`forward` cuts each of them (same ``window``, ``stride``, ``shift``).
+        A grid whose windows are capped below the largest window of the batch (a level smaller than the window)
+        has its windows zero-padded to that size with the padded keys masked out, and the position bias of the
+        padded window restricted to the real tokens is the bias of the capped window (same displacements, same
+        units), so each grid's result equals its own :meth:`forward` (to rounding). One Q/K/V projection, one
+        attention call and one output projection serve all grids.
+
+        Returns
+        -------
+        list of (out, geo)
+            Per grid, ``out [B * n_windows, wh * ww, C_out]`` in that grid's own window layout and its geometry,
+            for :meth:`_merge` or :meth:`merge_add`.
+        """
+        parts = [self._partition(x, window, shift, stride) for x in grids]
+        wh = max(geo[5] for _, _, geo in parts)
+        ww = max(geo[6] for _, _, geo in parts)
+        need_mask = any(mask is not None or geo[5:7] != (wh, ww) for _, mask, geo in parts)
+        tokens, masks, counts = [], [], []
+        for xw, mask, geo in parts:
+            n, c, (lh, lw) = xw.shape[0], xw.shape[-1], geo[5:7]
+            counts.append(n)
+            if (lh, lw) != (wh, ww):  # capped windows: pad to the common window, inside each window
+                xw = F.pad(xw.view(n, lh, lw, c), (0, 0, 0, ww - lw, 0, wh - lh)).view(n, wh * ww, c)
+            tokens.append(xw)
+            if need_mask:
+                real = torch.zeros(n, wh, ww, dtype=torch.bool, device=xw.device)
+                real[:, :lh, :lw] = True if mask is None else mask.reshape(n, lh, lw)
+                masks.append(real)
+        geos = [geo for _, _, geo in parts]
+        del parts, xw
+        holder = [torch.cat(tokens)]
+        del tokens
+        mask = torch.cat(masks).view(-1, 1, 1, wh * ww) if need_mask else None
+        out = self._window_attention(holder, mask, wh, ww, self._extent(window, 0, 0))
+        results = []
+        for part, geo in zip(out.split(counts), geos, strict=True):
+            lh, lw = geo[5:7]
+            if (lh, lw) != (wh, ww):
+                part = part.view(-1, wh, ww, part.shape[-1])[:, :lh, :lw].reshape(-1, lh * lw, part.shape[-1])
+            results.append((part, geo))
+        return results
 
     @staticmethod
     def _merge(out: torch.Tensor, geo: tuple) -> torch.Tensor:
@@ -396,6 +483,25 @@ class AttentionMixer(GridTokenMixer):
         if base is None:
             return self.attention(x, window=window, shift=shift, stride=stride)
         return self.attention.forward_add(x, base, window=window, shift=shift, stride=stride)
+
+    def attend_grids(
+        self,
+        grids: Sequence[torch.Tensor],
+        window: Sequence[int],
+        shift: Sequence[int] = (0, 0),
+        stride: Sequence[int] | None = None,
+    ) -> list[tuple[torch.Tensor, tuple]]:
+        """The shared attention of several channels-last grids in one pass: one call of each token norm on the
+        tokens of all grids, then :meth:`WindowedMultiheadAttention.attend_grids` (one Q/K/V projection, one
+        attention call, one output projection). Returns each grid's window-layout output and geometry."""
+        grids = list(grids)
+        if self.norm is not None:
+            c = grids[0].shape[-1]
+            sizes = [g.numel() // c for g in grids]
+            flat = torch.cat([g.reshape(-1, c) for g in grids]) if len(grids) > 1 else grids[0].reshape(-1, c)
+            flat = self.attention_norm(self.norm(flat))
+            grids = [t.view(g.shape) for t, g in zip(flat.split(sizes), grids, strict=True)]
+        return self.attention.attend_grids(grids, window, stride=stride, shift=shift)
 
 
 class GlobalAttention(AttentionMixer):

@@ -88,7 +88,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .attention import AttentionMixer
+from .attention import AttentionMixer, WindowedMultiheadAttention
 from .multipole_hierarchy import (
     check_reference_grid,
     log_levels,
@@ -187,6 +187,11 @@ class MultipoleAttention(AttentionMixer):
     >>> MultipoleAttention(32, image_size=33).num_levels(129, 129)
     5
     """
+
+    #: Levels of at most this many points per sample go through the shared attention together (one batched
+    #: call); a larger level (the finest of a large grid) is attended on its own. Chosen by measurement
+    #: (BENCHMARKS.md, "Level-batched multipole attention"); it changes speed, never values beyond rounding.
+    batch_max_points: int = 2**62
 
     def __init__(
         self,
@@ -319,10 +324,7 @@ class MultipoleAttention(AttentionMixer):
         """The shared attention ``A`` of one level (plus ``base``), windows of ``window`` (default ``k x k``)."""
         k = self.window_size
         window = (k, k) if window is None else window
-        stride = None
-        if self.window_stride != k:
-            stride = tuple(max(1, round(self.window_stride * wi / k)) for wi in window)
-        shift = tuple(round(self.shift * wi / k) for wi in window)
+        stride, shift = self._window_options(window)
         return self.attend(x, window=window, shift=shift, stride=stride, base=base)
 
     def forward_channels_last(self, x: torch.Tensor) -> torch.Tensor:
@@ -333,13 +335,49 @@ class MultipoleAttention(AttentionMixer):
             return self._cycle(self._levels(x, len(self.level_shapes(h, w))))
         return self._reference_cycle(x, ref)
 
+    def _window_options(self, window: tuple[int, int]) -> tuple[tuple[int, int] | None, tuple[int, int]]:
+        """Stride and shift of ``window`` (scaled from those of the ``k x k`` window)."""
+        k = self.window_size
+        stride = None
+        if self.window_stride != k:
+            stride = tuple(max(1, round(self.window_stride * wi / k)) for wi in window)
+        return stride, tuple(round(self.shift * wi / k) for wi in window)
+
     def _cycle(self, xs: list[torch.Tensor]) -> torch.Tensor:
-        """Attend on every level of ``xs`` (fine to coarse) and combine coarse to fine, weights from the coarse end."""
-        res = self._attend(xs.pop())
-        for i in range(len(xs)):
-            x = xs.pop()  # pop: free each level's input once used
-            # res = o + Up(res) / (i + 1), the window merge of o fused into the sum
-            res = self._attend(x, self._up(res, (x.shape[1], x.shape[2]), scale=1.0 / (i + 1)))
+        """Attend on every level of ``xs`` (fine to coarse) and combine coarse to fine, weights from the coarse end.
+
+        Every level ``o_l = A(x_l)`` depends on its own input only, so the levels go through the shared attention
+        together (:meth:`AttentionMixer.attend_grids`: one call of each norm, projection and attention for all
+        their windows). A level of more than :attr:`batch_max_points` points per sample runs on its own (the
+        per-level path, its window merge fused into the V-cycle's sum): stacking it costs a copy that a large
+        level no longer pays back.
+        """
+        k = self.window_size
+        n = len(xs)
+        alone = {i for i in range(n - 1) if xs[i].shape[1] * xs[i].shape[2] > self.batch_max_points}
+        together = [i for i in range(n) if i not in alone]
+        outs: dict[int, tuple] = {}
+        if len(together) > 1:
+            stride, shift = self._window_options((k, k))
+            grids = self.attend_grids([xs[i] for i in together], (k, k), shift, stride)
+            outs = dict(zip(together, grids, strict=True))
+            del grids
+            for i in together:
+                xs[i] = None  # free each level's input once attended (inference peak)
+        res = None
+        for i, level in enumerate(range(n - 1, -1, -1)):
+            x, xs[level] = xs[level], None
+            if res is None:  # the coarsest level
+                res = self._attend(x) if x is not None else WindowedMultiheadAttention._merge(*outs.pop(level))
+                continue
+            size = (x.shape[1], x.shape[2]) if x is not None else outs[level][1][1:3]
+            # res = o + Up(res) / (i + 1) of the module docstring (i counted from 0 there), the window merge of o
+            # fused into the sum
+            base = self._up(res, size, scale=1.0 / i)
+            if x is not None:
+                res = self._attend(x, base)
+            else:
+                res = WindowedMultiheadAttention.merge_add(*outs.pop(level), base)
         return res
 
     def _reference_cycle(self, x: torch.Tensor, ref: tuple[int, int]) -> torch.Tensor:

@@ -63,9 +63,12 @@ ALLOCATOR_ALIASES = {"system": "default", "heap": "no-mmap"}
 # --------------------------------------------------------------------------------------------------
 # child process: launching one configuration
 # --------------------------------------------------------------------------------------------------
-def _run_child(spec: dict[str, Any], timeout: float, env: dict[str, str] | None = None) -> dict[str, Any]:
+def _run_child(
+    spec: dict[str, Any], timeout: float, env: dict[str, str] | None = None, drop: Sequence[str] = ()
+) -> dict[str, Any]:
     """Run one configuration in a fresh process (``env``: variables set on top of this process's, without
-    its ``MALLOC_*`` variables: the allocator is the children's start-up setting)."""
+    its ``MALLOC_*`` variables, the start-up settings this process made and the variables named in ``drop``:
+    the allocator and thread settings are the children's own)."""
     # the package's __main__ passes _CHILD_FLAG on to measure._child_main (``-m ...scaling.measure`` would run
     # measure a second time as __main__, after the package imported it, and put runpy's RuntimeWarning on stderr)
     cmd = [sys.executable, "-m", "mano_pde.benchmarks.scaling", _CHILD_FLAG, json.dumps(spec)]
@@ -75,7 +78,7 @@ def _run_child(spec: dict[str, Any], timeout: float, env: dict[str, str] | None 
 
     # the children make their own start-up settings: drop those this process made (and MALLOC_* variables)
     own = set((threads_state() or {}).get("env", {}))
-    child_env = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_") and k not in own}
+    child_env = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_") and k not in own and k not in drop}
     child_env.update(env or {})
     t0 = time.perf_counter()
     try:

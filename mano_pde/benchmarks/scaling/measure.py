@@ -23,7 +23,7 @@ import time
 from typing import Any
 
 from mano_pde.errors import UserInputError
-from mano_pde.process import allocator_state, configure_process, threads_state
+from mano_pde.process import allocator_state, configure_allocator, configure_process, threads_state
 
 from .flops import main_gemm_shapes, model_flops
 
@@ -329,9 +329,20 @@ def measure_gemm(
     return record
 
 
+def _apply_startup(startup: dict[str, Any] | None) -> None:
+    """The child's start-up settings, before torch is imported: ``None`` = those of every ``mano-pde`` process
+    (:func:`~mano_pde.process.configure_process`); a dict (``mano-pde benchmark settings``) = its ``"env"``
+    variables, then the malloc profile ``"allocator"`` (``"default"``: glibc's defaults, nothing set)."""
+    if startup is None:
+        configure_process()
+        return
+    os.environ.update(startup.get("env", {}))
+    configure_allocator(startup.get("allocator", "default"))
+
+
 def _child_main(spec_json: str) -> int:
-    configure_process()  # the start-up settings of every mano-pde process, before torch is imported
     spec = json.loads(spec_json)
+    _apply_startup(spec.pop("startup", None))
     limit_gb = spec.pop("memory_limit_gb", None)
     import torch
 
