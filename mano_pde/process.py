@@ -240,7 +240,8 @@ def configure_threads() -> dict[str, Any]:
     """Make OpenMP threads sleep instead of spinning while they wait (``OMP_WAIT_POLICY=PASSIVE``; once).
 
     An opt-in for a machine whose cores other jobs share; on an idle machine it makes training several times
-    slower (module docstring), which is why :func:`configure_process` does not call it. Must run before torch is imported (``libgomp`` reads the variable when it is loaded); does nothing if
+    slower (module docstring), which is why :func:`configure_process` does not call it. Must run before torch is
+    imported (``libgomp`` reads the variable when it is loaded); does nothing if
     torch is already imported or the environment sets ``OMP_WAIT_POLICY`` or ``GOMP_SPINCOUNT``.
 
     Returns

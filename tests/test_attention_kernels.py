@@ -60,6 +60,22 @@ def test_fp32_is_sdpa():
         assert torch.equal(softmax_attention(q, k, v, mask), F.scaled_dot_product_attention(q, k, v, mask))
 
 
+def test_learned_float_mask_runs_explicitly_and_matches_sdpa():
+    """A float mask that needs a gradient (the position bias in training) skips SDPA's math path: same values and
+    gradients (the mask's included) as SDPA, to fp32 rounding."""
+    results = []
+    for use_sdpa in (False, True):
+        torch.manual_seed(0)
+        q, k, v = _inputs(torch.float32)
+        bias = torch.randn(1, q.shape[1], q.shape[2], k.shape[2], requires_grad=True)
+        fn = F.scaled_dot_product_attention if use_sdpa else softmax_attention
+        out = fn(q, k, v, attn_mask=bias)
+        out.backward(torch.linspace(-1, 1, out.numel()).view_as(out))
+        results.append([out.detach(), q.grad, k.grad, v.grad, bias.grad])
+    for got, want in zip(*results, strict=True):
+        torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
+
+
 def test_bf16_inference_kernel_matches_sdpa():
     q, k, v = _inputs(torch.bfloat16, requires_grad=False)
     with torch.no_grad():

@@ -91,13 +91,18 @@ def test_level_rules():
     assert multipole_level_shapes(85, 85, 8, 2)[-1] == (6, 6)
 
     calls = []
-    partition = authors.attention._partition
+    partition, attend_grids = authors.attention._partition, authors.attention.attend_grids
 
-    def spy(x, *args, **kwargs):  # every level is cut into windows once, batched or not
+    def spy(x, *args, **kwargs):  # a level attended on its own is cut into windows once
         calls.append(tuple(x.shape[1:3]))
         return partition(x, *args, **kwargs)
 
+    def spy_grids(grids, *args, **kwargs):  # levels attended together
+        calls.extend(tuple(x.shape[1:3]) for x in grids)
+        return attend_grids(grids, *args, **kwargs)
+
     authors.attention._partition = spy
+    authors.attention.attend_grids = spy_grids
     for batch_max_points in (2**62, 0):  # all levels in one call / every level on its own
         authors.batch_max_points = batch_max_points
         for n in (16, 33, 64):

@@ -24,14 +24,14 @@ References
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from .grid_mixer import GridTokenMixer
-from .windowing import axis_padding, effective_window, overlap_padding, padding_key_mask
+from .windowing import axis_padding, effective_window, overlap_padding, padding_key_mask, window_segments
 
 __all__ = ["AttentionMixer", "GlobalAttention", "WindowedMultiheadAttention", "softmax_attention"]
 
@@ -53,13 +53,18 @@ def softmax_attention(
     with MANO's 64-token windows and head dimension 16, torch 2.13's CPU flash-attention kernel in bf16 is
     slower than this explicit form (forward 6.4 vs 4.7 ms for the 256 windows x 4 heads of a 128² level, 2
     threads), and its backward takes 3x the time of its own fp32 version (on a loaded machine it was 70 % of
-    a bf16 training step, which then ran slower than fp32). Everywhere else (fp32, CUDA) it is
-    ``scaled_dot_product_attention``, so the fp32 layer is unchanged. Both compute the same function
+    a bf16 training step, which then ran slower than fp32). The explicit form also serves a float mask that
+    needs a gradient (the learned position bias in training): torch's SDPA then runs its unfused math path
+    anyway, plus a "safe softmax" scan of the scores for fully masked rows (``aten::all``, ``isneginf``,
+    ``where``: 12 % of the demo MANO's training step, profiled) that this mask never needs. Everywhere else
+    (fp32 without such a mask, CUDA) it is ``scaled_dot_product_attention``: the explicit form was slower there
+    (fp32 inference at 128², 185 vs 121 ms per MANO call). Both compute the same function
     (``tests/test_attention_kernels.py``); the bf16 path adds a float mask in bf16, and rows always keep at
     least one key (padding masks only mask padded keys), so no row is all ``-inf``. The explicit form holds
     the ``L x L`` scores of every window and head, so it is used for windows of at most
     :data:`EXPLICIT_MAX_TOKENS` tokens (global attention on a fine grid keeps the flash kernel).
-    Measurements: BENCHMARKS.md, "bf16 and compiled MANO on a quiet machine".
+    Measurements: BENCHMARKS.md, "bf16 and compiled MANO on a quiet machine" and "Level-batched multipole
+    attention".
 
     Parameters
     ----------
@@ -72,7 +77,9 @@ def softmax_attention(
     scale : float, optional
         Default ``d ** -0.5``.
     """
-    if not (q.device.type == "cpu" and q.dtype == torch.bfloat16 and q.shape[-2] <= EXPLICIT_MAX_TOKENS):
+    explicit = q.device.type == "cpu" and q.shape[-2] <= EXPLICIT_MAX_TOKENS
+    explicit = explicit and (q.dtype == torch.bfloat16 or (attn_mask is not None and attn_mask.requires_grad))
+    if not explicit:
         return F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, dropout_p=dropout_p, scale=scale)
     # the scale on q ([L, d]) rather than on the scores ([L, L]): 4x less elementwise work for 64-token windows
     s = torch.matmul(q * (q.shape[-1] ** -0.5 if scale is None else scale), k.transpose(-2, -1))
@@ -82,6 +89,18 @@ def softmax_attention(
     if dropout_p:
         p = F.dropout(p, dropout_p)
     return torch.matmul(p, v)
+
+
+def _assemble(blocks: dict[tuple[int, int], torch.Tensor]) -> torch.Tensor:
+    """One grid ``[B, H, W, C]`` from its rectangular blocks keyed by their top-left corner ``(row, column)``."""
+    rows: dict[int, list[tuple[int, torch.Tensor]]] = {}
+    for (r0, c0), block in blocks.items():
+        rows.setdefault(r0, []).append((c0, block))
+    bands = []
+    for _, row in sorted(rows.items(), key=lambda item: item[0]):
+        row.sort(key=lambda item: item[0])
+        bands.append(torch.cat([block for _, block in row], dim=2) if len(row) > 1 else row[0][1])
+    return torch.cat(bands, dim=1) if len(bands) > 1 else bands[0]
 
 
 class WindowedMultiheadAttention(nn.Module):
@@ -157,13 +176,22 @@ class WindowedMultiheadAttention(nn.Module):
 
     def _bias(self, wh: int, ww: int, extent: Sequence[float], device: torch.device) -> torch.Tensor:
         """Relative-position bias ``[heads, wh * ww, wh * ww]`` for displacements divided by ``extent``."""
-        dy = torch.arange(-(wh - 1), wh, device=device, dtype=torch.float32) / float(extent[0])
-        dx = torch.arange(-(ww - 1), ww, device=device, dtype=torch.float32) / float(extent[1])
-        table = self.position_bias(torch.stack(torch.meshgrid(dy, dx, indexing="ij"), dim=-1))  # [2wh-1, 2ww-1, heads]
-        iy = torch.arange(wh, device=device).repeat_interleave(ww)
-        ix = torch.arange(ww, device=device).repeat(wh)
-        rel_y = iy[:, None] - iy[None, :] + (wh - 1)
-        rel_x = ix[:, None] - ix[None, :] + (ww - 1)
+        return self._bias_from_table(self._bias_table((wh, ww), extent, device), (wh, ww), wh, ww)
+
+    def _bias_table(self, span: Sequence[int], extent: Sequence[float], device: torch.device) -> torch.Tensor:
+        """The bias MLP on every displacement of a ``span`` window: ``[2 sh - 1, 2 sw - 1, heads]``."""
+        dy = torch.arange(-(span[0] - 1), span[0], device=device, dtype=torch.float32) / float(extent[0])
+        dx = torch.arange(-(span[1] - 1), span[1], device=device, dtype=torch.float32) / float(extent[1])
+        return self.position_bias(torch.stack(torch.meshgrid(dy, dx, indexing="ij"), dim=-1))
+
+    @staticmethod
+    def _bias_from_table(table: torch.Tensor, span: Sequence[int], wh: int, ww: int) -> torch.Tensor:
+        """Bias ``[heads, wh * ww, wh * ww]`` of a ``wh x ww`` window from the table of a ``span`` window
+        (``wh <= span[0]``, ``ww <= span[1]``: its displacements are a centred part of the table)."""
+        iy = torch.arange(wh, device=table.device).repeat_interleave(ww)
+        ix = torch.arange(ww, device=table.device).repeat(wh)
+        rel_y = iy[:, None] - iy[None, :] + (span[0] - 1)
+        rel_x = ix[:, None] - ix[None, :] + (span[1] - 1)
         return table[rel_y, rel_x].permute(2, 0, 1)
 
     def forward(
@@ -349,51 +377,80 @@ class WindowedMultiheadAttention(nn.Module):
         return self.proj_drop(self.proj(o))
 
     def attend_grids(
-        self, grids: Sequence[torch.Tensor], window: Sequence[int], stride: Sequence[int] | None = None, shift=(0, 0)
-    ) -> list[tuple[torch.Tensor, tuple]]:
-        """The attention of several grids in **one** call: the windows of every grid in one batch.
+        self,
+        grids: Sequence[torch.Tensor],
+        window: Sequence[int],
+        shift: Sequence[int] = (0, 0),
+        token_norm: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    ) -> list[torch.Tensor]:
+        """:meth:`forward` of several grids at once, with non-overlapping windows: ``[B, H_l, W_l, C_in]`` grids
+        (e.g. the levels of a multipole hierarchy) -> their ``[B, H_l, W_l, C_out]`` outputs.
 
-        The grids (channels-last ``[B, H_l, W_l, C_in]``, e.g. the levels of a multipole hierarchy) are cut
-        into windows exactly as :meth:`forward` cuts each of them (same ``window``, ``stride``, ``shift``).
-        A grid whose windows are capped below the largest window of the batch (a level smaller than the window)
-        has its windows zero-padded to that size with the padded keys masked out, and the position bias of the
-        padded window restricted to the real tokens is the bias of the capped window (same displacements, same
-        units), so each grid's result equals its own :meth:`forward` (to rounding). One Q/K/V projection, one
-        attention call and one output projection serve all grids.
-
-        Returns
-        -------
-        list of (out, geo)
-            Per grid, ``out [B * n_windows, wh * ww, C_out]`` in that grid's own window layout and its geometry,
-            for :meth:`_merge` or :meth:`merge_add`.
+        Each grid is cut into the windows :meth:`forward` uses (``window`` capped at the grid, the window grid
+        offset by ``shift``), but without padding: the windows a grid edge cuts short are kept at their real size,
+        so no padded token is computed and no key mask is needed. The windows of all grids are grouped by shape
+        (on a 33² grid with 8 x 8 windows: 8 x 8, 8 x 1, 1 x 8 and 1 x 1; a 5 x 5 level is one 5 x 5 window). The
+        token norm (``token_norm``, applied to every token once) and the Q/K/V and output projections run once on
+        the tokens of every window; the attention runs once per window shape, with the position bias of that
+        shape (the bias of a cut window is the bias of its displacements, as in the padded and masked windows of
+        :meth:`forward`). Each grid's result equals its :meth:`forward` (to rounding).
         """
-        parts = [self._partition(x, window, shift, stride) for x in grids]
-        wh = max(geo[5] for _, _, geo in parts)
-        ww = max(geo[6] for _, _, geo in parts)
-        need_mask = any(mask is not None or geo[5:7] != (wh, ww) for _, mask, geo in parts)
-        tokens, masks, counts = [], [], []
-        for xw, mask, geo in parts:
-            n, c, (lh, lw) = xw.shape[0], xw.shape[-1], geo[5:7]
-            counts.append(n)
-            if (lh, lw) != (wh, ww):  # capped windows: pad to the common window, inside each window
-                xw = F.pad(xw.view(n, lh, lw, c), (0, 0, 0, ww - lw, 0, wh - lh)).view(n, wh * ww, c)
-            tokens.append(xw)
-            if need_mask:
-                real = torch.zeros(n, wh, ww, dtype=torch.bool, device=xw.device)
-                real[:, :lh, :lw] = True if mask is None else mask.reshape(n, lh, lw)
-                masks.append(real)
-        geos = [geo for _, _, geo in parts]
-        del parts, xw
-        holder = [torch.cat(tokens)]
+        k_h, k_w = int(window[0]), int(window[1])
+        regions: dict[tuple[int, int], list[tuple[int, tuple]]] = {}  # window shape -> [(grid index, region)]
+        for g, x in enumerate(grids):
+            rows = window_segments(x.shape[1], k_h, int(shift[0]))
+            cols = window_segments(x.shape[2], k_w, int(shift[1]))
+            for row in rows:
+                for col in cols:
+                    regions.setdefault((row[1], col[1]), []).append((g, (row, col)))
+        pieces, sizes = [], []  # tokens of every window, grouped by window shape
+        for (eh, ew), items in regions.items():
+            for g, ((r0, _, nr), (c0, _, nc)) in items:
+                x = grids[g]
+                b, c = x.shape[0], x.shape[-1]
+                block = x[:, r0 : r0 + nr * eh, c0 : c0 + nc * ew]
+                pieces.append(block.reshape(b, nr, eh, nc, ew, c).permute(0, 1, 3, 2, 4, 5).reshape(-1, c))
+            sizes.append(sum(p.shape[0] for p in pieces[len(pieces) - len(items) :]))
+        tokens = torch.cat(pieces) if len(pieces) > 1 else pieces[0]
+        del pieces
+        if token_norm is not None:
+            tokens = token_norm(tokens)
+        qkv = self.qkv(tokens)
         del tokens
-        mask = torch.cat(masks).view(-1, 1, 1, wh * ww) if need_mask else None
-        out = self._window_attention(holder, mask, wh, ww, self._extent(window, 0, 0))
+        heads, d = self.n_heads, self.head_dim
+        table = self._bias_table((k_h, k_w), (k_h, k_w), qkv.device) if self.position_bias is not None else None
+        p_drop = self.dropout if self.training else 0.0
+        outs = []
+        for ((eh, ew), _), part in zip(regions.items(), qkv.split(sizes), strict=True):
+            length = eh * ew
+            n = part.shape[0] // length
+            q, k, v = (t.view(n, length, heads, d).transpose(1, 2) for t in part.chunk(3, dim=-1))
+            bias = None if table is None else self._bias_from_table(table, (k_h, k_w), eh, ew).unsqueeze(0)
+            o = softmax_attention(q, k, v, attn_mask=bias, dropout_p=p_drop)
+            outs.append(o.transpose(1, 2).reshape(n * length, heads * d))
+        del qkv, q, k, v
+        out = self.proj_drop(self.proj(torch.cat(outs) if len(outs) > 1 else outs[0]))
+        del outs
+        # back onto the grids: each region's windows, then the regions of a grid side by side
+        blocks: dict[int, dict[tuple[int, int], torch.Tensor]] = {}
+        offset = 0
+        for (eh, ew), items in regions.items():
+            for g, ((r0, _, nr), (c0, _, nc)) in items:
+                b = grids[g].shape[0]
+                count = b * nr * nc * eh * ew
+                piece = out[offset : offset + count].view(b, nr, nc, eh, ew, -1).permute(0, 1, 3, 2, 4, 5)
+                blocks.setdefault(g, {})[(r0, c0)] = piece.reshape(b, nr * eh, nc * ew, -1)
+                offset += count
         results = []
-        for part, geo in zip(out.split(counts), geos, strict=True):
-            lh, lw = geo[5:7]
-            if (lh, lw) != (wh, ww):
-                part = part.view(-1, wh, ww, part.shape[-1])[:, :lh, :lw].reshape(-1, lh * lw, part.shape[-1])
-            results.append((part, geo))
+        for g in range(len(grids)):
+            rows: dict[int, list[tuple[int, torch.Tensor]]] = {}
+            for (r0, c0), piece in blocks[g].items():
+                rows.setdefault(r0, []).append((c0, piece))
+            bands = [
+                torch.cat([p for _, p in sorted(row)], dim=2) if len(row) > 1 else row[0][1]
+                for _, row in sorted(rows.items())
+            ]
+            results.append(torch.cat(bands, dim=1) if len(bands) > 1 else bands[0])
         return results
 
     @staticmethod
@@ -485,23 +542,13 @@ class AttentionMixer(GridTokenMixer):
         return self.attention.forward_add(x, base, window=window, shift=shift, stride=stride)
 
     def attend_grids(
-        self,
-        grids: Sequence[torch.Tensor],
-        window: Sequence[int],
-        shift: Sequence[int] = (0, 0),
-        stride: Sequence[int] | None = None,
-    ) -> list[tuple[torch.Tensor, tuple]]:
-        """The shared attention of several channels-last grids in one pass: one call of each token norm on the
-        tokens of all grids, then :meth:`WindowedMultiheadAttention.attend_grids` (one Q/K/V projection, one
-        attention call, one output projection). Returns each grid's window-layout output and geometry."""
-        grids = list(grids)
-        if self.norm is not None:
-            c = grids[0].shape[-1]
-            sizes = [g.numel() // c for g in grids]
-            flat = torch.cat([g.reshape(-1, c) for g in grids]) if len(grids) > 1 else grids[0].reshape(-1, c)
-            flat = self.attention_norm(self.norm(flat))
-            grids = [t.view(g.shape) for t, g in zip(flat.split(sizes), grids, strict=True)]
-        return self.attention.attend_grids(grids, window, stride=stride, shift=shift)
+        self, grids: Sequence[torch.Tensor], window: Sequence[int], shift: Sequence[int] = (0, 0)
+    ) -> list[torch.Tensor]:
+        """The shared attention of several channels-last grids in one pass, non-overlapping windows
+        (:meth:`WindowedMultiheadAttention.attend_grids`: one call of each token norm and projection for the
+        tokens of every grid, one attention call per window shape). Returns each grid's output."""
+        norm = None if self.norm is None else (lambda t: self.attention_norm(self.norm(t)))
+        return self.attention.attend_grids(grids, window, shift, token_norm=norm)
 
 
 class GlobalAttention(AttentionMixer):

@@ -88,7 +88,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .attention import AttentionMixer, WindowedMultiheadAttention
+from .attention import AttentionMixer
 from .multipole_hierarchy import (
     check_reference_grid,
     log_levels,
@@ -190,8 +190,9 @@ class MultipoleAttention(AttentionMixer):
 
     #: Levels of at most this many points per sample go through the shared attention together (one batched
     #: call); a larger level (the finest of a large grid) is attended on its own. Chosen by measurement
-    #: (BENCHMARKS.md, "Level-batched multipole attention"); it changes speed, never values beyond rounding.
-    batch_max_points: int = 2**62
+    #: (BENCHMARKS.md, "Level-batched multipole attention": no gain at 128² and 512², where the copy into one
+    #: batch costs memory); it changes speed and memory, never values beyond rounding.
+    batch_max_points: int = 2**14
 
     def __init__(
         self,
@@ -275,38 +276,42 @@ class MultipoleAttention(AttentionMixer):
         """Number of levels used for an ``height x width`` input."""
         return len(self.level_shapes(height, width))
 
-    # -- pieces of the V-cycle (channels-last tensors; the convs run on channels_last NCHW views) ------
+    # -- pieces of the V-cycle (channels-last tensors) ------------------------------------------------------------
+    # Down and Up have kernel = stride = r: each is one GEMM on non-overlapping r x r patches of the channels-last
+    # grid (the same weights, read in (dy, dx, channel) order), which is faster on the CPU than the convolution
+    # kernels and their backward (measured: BENCHMARKS.md, "Level-batched multipole attention").
     def _down(self, x: torch.Tensor) -> torch.Tensor:
         r = self.factor
-        _, h, w, _ = x.shape
-        xn = x.permute(0, 3, 1, 2)  # NCHW view with channels_last strides: no copy
+        b, h, w, c = x.shape
         ph, pw = (-h) % r, (-w) % r
-        if ph or pw:
-            if getattr(torch.compiler, "is_compiling", lambda: False)():  # torch >= 2.3
-                # torch.compile: inductor takes replication_pad2d_backward's gradient as contiguous, the CPU kernel
-                # returns it channels_last (a stride assert fails); the same padding by concatenation compiles
-                x = torch.cat([x, x[:, -1:].expand(-1, ph, -1, -1)], 1) if ph else x
-                x = torch.cat([x, x[:, :, -1:].expand(-1, -1, pw, -1)], 2) if pw else x
-                xn = x.permute(0, 3, 1, 2)
-            else:
-                xn = F.pad(xn, (0, pw, 0, ph), mode="replicate")
-        y = self.down(xn) if self.down is not None else F.avg_pool2d(xn, r)
-        return y.permute(0, 2, 3, 1).contiguous()
+        # edge replication, written as concatenation (also what torch.compile's inductor handles)
+        x = torch.cat([x, x[:, -1:].expand(-1, ph, -1, -1)], 1) if ph else x
+        x = torch.cat([x, x[:, :, -1:].expand(-1, -1, pw, -1)], 2) if pw else x
+        hc, wc = (h + ph) // r, (w + pw) // r
+        patches = x.reshape(b, hc, r, wc, r, c).transpose(2, 3)  # [B, H/r, W/r, r, r, C]
+        if self.down is None:  # average pooling
+            return patches.mean(dim=(3, 4))
+        weight = self.down.weight.permute(0, 2, 3, 1).reshape(self.down.out_channels, r * r * c)
+        return F.linear(patches.reshape(b, hc, wc, r * r * c), weight)
 
     def _up(self, x: torch.Tensor, size: tuple[int, int], scale: float = 1.0) -> torch.Tensor:
-        """``scale * Up(x)`` cropped to ``size``; the scale is folded into the (tiny) kernel."""
-        xn = x.permute(0, 3, 1, 2)
+        """``scale * Up(x)`` cropped to ``size``; the scale is folded into the (tiny) weights."""
+        r = self.factor
+        b, h, w, c = x.shape
         if self.up is not None:
-            weight = self.up.weight if scale == 1.0 else self.up.weight * scale
-            y = F.conv_transpose2d(xn, weight, None, stride=self.factor)
+            c_out = self.up.out_channels
+            weight = self.up.weight.permute(2, 3, 1, 0).reshape(r * r * c_out, c)  # [C_in, C_out, r, r] -> rows
+            weight = weight if scale == 1.0 else weight * scale
+            y = F.linear(x, weight).view(b, h, w, r, r, c_out).transpose(2, 3).reshape(b, h * r, w * r, c_out)
         else:
+            xn = x.permute(0, 3, 1, 2)
             if scale != 1.0:
                 xn = xn * scale  # on the coarse grid: r^2 times cheaper than after interpolation
             if self.upsample == "nearest":
-                y = F.interpolate(xn, scale_factor=self.factor, mode="nearest")
+                y = F.interpolate(xn, scale_factor=r, mode="nearest")
             else:
-                y = F.interpolate(xn, scale_factor=self.factor, mode="bilinear", align_corners=False)
-        y = y.permute(0, 2, 3, 1)
+                y = F.interpolate(xn, scale_factor=r, mode="bilinear", align_corners=False)
+            y = y.permute(0, 2, 3, 1)
         if y.shape[1] != size[0] or y.shape[2] != size[1]:
             y = y[:, : size[0], : size[1]]
         return y
@@ -343,41 +348,44 @@ class MultipoleAttention(AttentionMixer):
             stride = tuple(max(1, round(self.window_stride * wi / k)) for wi in window)
         return stride, tuple(round(self.shift * wi / k) for wi in window)
 
+    def batched_levels(self, shapes: Sequence[tuple[int, int]]) -> list[int]:
+        """Indices of the levels (grid ``shapes``, fine to coarse) that go through the attention together: those
+        of at most :attr:`batch_max_points` points, with non-overlapping windows, if there are two or more."""
+        if self.window_stride != self.window_size:
+            return []
+        together = [i for i, (h, w) in enumerate(shapes) if h * w <= self.batch_max_points]
+        return together if len(together) > 1 else []
+
     def _cycle(self, xs: list[torch.Tensor]) -> torch.Tensor:
         """Attend on every level of ``xs`` (fine to coarse) and combine coarse to fine, weights from the coarse end.
 
-        Every level ``o_l = A(x_l)`` depends on its own input only, so the levels go through the shared attention
-        together (:meth:`AttentionMixer.attend_grids`: one call of each norm, projection and attention for all
-        their windows). A level of more than :attr:`batch_max_points` points per sample runs on its own (the
-        per-level path, its window merge fused into the V-cycle's sum): stacking it costs a copy that a large
-        level no longer pays back.
+        Every level ``o_l = A(x_l)`` depends on its own input only, so with non-overlapping windows the levels go
+        through the shared attention together (:meth:`AttentionMixer.attend_grids`: each token norm and projection
+        once for the tokens of every level, the windows cut short by a grid edge kept at their real size, one
+        attention call per window shape). A level of more than :attr:`batch_max_points` points per sample, and
+        every level with overlapping windows, is attended on its own (the window merge fused into the V-cycle's
+        sum).
         """
         k = self.window_size
         n = len(xs)
-        alone = {i for i in range(n - 1) if xs[i].shape[1] * xs[i].shape[2] > self.batch_max_points}
-        together = [i for i in range(n) if i not in alone]
-        outs: dict[int, tuple] = {}
-        if len(together) > 1:
-            stride, shift = self._window_options((k, k))
-            grids = self.attend_grids([xs[i] for i in together], (k, k), shift, stride)
-            outs = dict(zip(together, grids, strict=True))
-            del grids
+        together = self.batched_levels([(x.shape[1], x.shape[2]) for x in xs])
+        outs: dict[int, torch.Tensor] = {}
+        if together:
+            shift = (self.shift, self.shift)
+            outs = dict(zip(together, self.attend_grids([xs[i] for i in together], (k, k), shift), strict=True))
             for i in together:
                 xs[i] = None  # free each level's input once attended (inference peak)
         res = None
         for i, level in enumerate(range(n - 1, -1, -1)):
             x, xs[level] = xs[level], None
             if res is None:  # the coarsest level
-                res = self._attend(x) if x is not None else WindowedMultiheadAttention._merge(*outs.pop(level))
+                res = self._attend(x) if x is not None else outs.pop(level)
                 continue
-            size = (x.shape[1], x.shape[2]) if x is not None else outs[level][1][1:3]
-            # res = o + Up(res) / (i + 1) of the module docstring (i counted from 0 there), the window merge of o
-            # fused into the sum
-            base = self._up(res, size, scale=1.0 / i)
-            if x is not None:
-                res = self._attend(x, base)
-            else:
-                res = WindowedMultiheadAttention.merge_add(*outs.pop(level), base)
+            o = outs.pop(level, None)
+            # res = o + Up(res) / (i + 1) of the module docstring (i counted from 0 there); on its own, the window
+            # merge of o is fused into the sum
+            base = self._up(res, (x.shape[1], x.shape[2]) if x is not None else (o.shape[1], o.shape[2]), 1.0 / i)
+            res = self._attend(x, base) if x is not None else o + base
         return res
 
     def _reference_cycle(self, x: torch.Tensor, ref: tuple[int, int]) -> torch.Tensor:

@@ -11,7 +11,14 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["axis_padding", "check_window", "effective_window", "overlap_padding", "padding_key_mask"]
+__all__ = [
+    "axis_padding",
+    "check_window",
+    "effective_window",
+    "overlap_padding",
+    "padding_key_mask",
+    "window_segments",
+]
 
 
 def check_window(window_size: int, shift: int = 0, stride: int | None = None) -> int:
@@ -88,6 +95,39 @@ def axis_padding(size: int, window: int, shift: int = 0) -> tuple[int, int, int]
     before = (window - shift) % window
     after = (-(size + before)) % window
     return before, after, (size + before + after) // window
+
+
+def window_segments(size: int, window: int, shift: int = 0) -> list[tuple[int, int, int]]:
+    """The non-overlapping windows of one axis without padding, as runs of equal windows.
+
+    The windows are those of :func:`axis_padding` (boundaries at ``shift + j * window``; an axis of at most
+    ``window`` points is one window, unshifted), each cut to the real points it holds: a cut window at the
+    front (when shifted), the full windows, a cut window behind.
+
+    Returns
+    -------
+    list of (start, extent, count)
+        ``count`` windows of ``extent`` points, the first starting at ``start``; they tile ``[0, size)``.
+
+    Examples
+    --------
+    >>> window_segments(33, 8), window_segments(5, 8), window_segments(20, 8, shift=3)
+    ([(0, 8, 4), (32, 1, 1)], [(0, 5, 1)], [(0, 3, 1), (3, 8, 2), (19, 1, 1)])
+    """
+    if size <= window:
+        return [(0, size, 1)]
+    before, after, n = axis_padding(size, window, shift % window)
+    segments, start = [], 0
+    if before:
+        segments.append((0, window - before, 1))
+        start, n = window - before, n - 1
+    full = n - (1 if after else 0)
+    if full:
+        segments.append((start, window, full))
+        start += full * window
+    if after:
+        segments.append((start, window - after, 1))
+    return segments
 
 
 def overlap_padding(size: int, window: int, stride: int) -> tuple[int, int]:

@@ -11,7 +11,9 @@ Multipole attention, one call on a ``B x H x W`` grid with ``C`` channels in, ``
 (``l = 0 .. L-1``, ``L = floor(log_r N)`` by the authors' rule) has an ``H_l x W_l`` grid
 (``H_{l+1} = ceil(H_l / r)``), windows ``w_h = min(k, H_l)`` by ``w_w = min(k, W_l)`` of ``T = w_h w_w``
 tokens, ``n_l = B n_h n_w`` windows (``n_h = ceil(H_l / w_h)`` for non-overlapping windows, one more with a
-shift, ``ceil((H_l - w_h) / s) + 1`` for overlapping ones; padded tokens are computed and counted)::
+shift, ``ceil((H_l - w_h) / s) + 1`` for overlapping ones; padded tokens are computed and counted). Levels that
+go through the attention together (:meth:`~mano_pde.layers.MultipoleAttention.batched_levels`) compute no padded
+token: their windows cut by the grid edge count at their real size (a sum over the window shapes)::
 
     F_level(l) = 2 n_l T C 3D           Q/K/V projection (on the window tokens, padding included)
                + 2 n_l T^2 D            Q K^T per window (h heads of d channels)
@@ -93,14 +95,23 @@ def multipole_attention_flops(layer: Any, height: int, width: int, batch: int = 
     k, s, r = layer.window_size, layer.window_stride, layer.factor
     shapes = layer.level_shapes(height, width)
     parts = dict.fromkeys(("qkv", "scores", "values", "output", "down", "up"), 0)
+    from mano_pde.layers.windowing import window_segments  # torch: not at import (``mano-pde --help``)
+
+    together = set(layer.batched_levels(shapes))
     for i, (h, w) in enumerate(shapes):
-        wh, nh = _windows(h, k, s, layer.shift)
-        ww, nw = _windows(w, k, s, layer.shift)
-        n_win, tokens = batch * nh * nw, wh * ww
-        parts["qkv"] += 2 * n_win * tokens * c_in * 3 * d_inner
-        parts["scores"] += 2 * n_win * tokens * tokens * d_inner
-        parts["values"] += 2 * n_win * tokens * tokens * d_inner
-        parts["output"] += 2 * n_win * tokens * d_inner * c_out
+        if i in together:  # windows cut by the grid edge at their real size: (n windows, tokens each)
+            rows = [(count, extent) for _, extent, count in window_segments(h, k, layer.shift)]
+            cols = [(count, extent) for _, extent, count in window_segments(w, k, layer.shift)]
+            runs = [(batch * nr * nc, eh * ew) for nr, eh in rows for nc, ew in cols]
+        else:  # padded windows
+            wh, nh = _windows(h, k, s, layer.shift)
+            ww, nw = _windows(w, k, s, layer.shift)
+            runs = [(batch * nh * nw, wh * ww)]
+        for n_win, tokens in runs:
+            parts["qkv"] += 2 * n_win * tokens * c_in * 3 * d_inner
+            parts["scores"] += 2 * n_win * tokens * tokens * d_inner
+            parts["values"] += 2 * n_win * tokens * tokens * d_inner
+            parts["output"] += 2 * n_win * tokens * d_inner * c_out
         if i + 1 < len(shapes):
             coarse = batch * shapes[i + 1][0] * shapes[i + 1][1]
             if layer.down is not None:
