@@ -41,6 +41,17 @@ points); before each down-sampling a grid not divisible by ``r`` is padded by ed
 level ``ceil(H_l / r)``); the up-sampled field is cropped back to the finer grid. On grids where the
 authors' code runs, the two agree.
 
+How it is evaluated (values unchanged)
+--------------------------------------
+The levels' attentions ``o_l = A(x_l)`` depend on their own inputs only, so the levels of up to
+:attr:`MultipoleAttention.batch_max_points` points go through ``A`` together: the tokens of every level through
+each LayerNorm and the Q/K/V and output projections in one call, the attention once per window shape. The windows
+a grid edge cuts short are kept at their real size instead of being padded and masked (on 33² with ``k = 8``,
+47 % of the padded scores were padding), so no padded token is computed. ``Down`` and ``Up`` (kernel = stride
+= ``r``) run as one matrix product on ``r x r`` patches with the convolutions' own weights. The per-level path
+(padded windows, the window merge fused into the V-cycle's sum) serves larger levels and overlapping windows.
+Both paths give the same values and gradients to rounding (tested, with and without position bias).
+
 Departures of this package (named options, never the default)
 --------------------------------------------------------------
 * ``level_rule="window"``: levels until the coarsest grid fits in one window, counted at call time (the
