@@ -74,7 +74,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=list(DEFAULT_VARIANTS),
         help="start-up settings to measure; plain (nothing set) is always measured",
     )
-    parser.add_argument("--batch-size", type=int, default=None, help="default: 4 on grids up to 129, 1 on finer grids")
+    parser.add_argument("--batch-size", type=int, default=None, help="default: 4 on grids up to 64, 1 on finer grids")
     parser.add_argument("--rounds", type=int, default=2, help="passes over the matrix (fastest call counts)")
     parser.add_argument("--repeats", type=int, default=5, help="timed calls per process (after one warm-up)")
     parser.add_argument("--time-budget", type=float, default=3.0, help="seconds for the timed calls of a process")
@@ -146,7 +146,7 @@ def run_settings(
                     "resolution": n,
                     "mode": mode,
                     "threads": t,
-                    "batch_size": batch_size or (4 if n <= 129 else 1),
+                    "batch_size": batch_size or (4 if n <= 64 else 1),
                     "repeats": repeats,
                     "time_budget": time_budget,
                     "device": "cpu",
