@@ -79,7 +79,9 @@ def test_node_grids_unchanged():
             assert subsample_factor(s, c) == (s - 1) // (c - 1)
     for h, w in ((17, 17), (33, 65), (5, 3)):
         old = torch.meshgrid(
-            torch.arange(h, dtype=torch.float64) / (h - 1), torch.arange(w, dtype=torch.float64) / (w - 1), indexing="ij"
+            torch.arange(h, dtype=torch.float64) / (h - 1),
+            torch.arange(w, dtype=torch.float64) / (w - 1),
+            indexing="ij",
         )
         x = torch.randn(2, 1, h, w)
         for emb in (NodeGridEmbedding(1), make_positional_embedding("node", 1)):
@@ -260,7 +262,13 @@ def test_mano_reference_grid_restricts_half_open_grids_by_injection(monkeypatch)
     from mano_pde.models import MANO
 
     model = MANO(
-        in_channels=1, out_channels=1, hidden_channels=8, n_layers=1, n_heads=2, image_size=16, grid_geometry="half-open"
+        in_channels=1,
+        out_channels=1,
+        hidden_channels=8,
+        n_layers=1,
+        n_heads=2,
+        image_size=16,
+        grid_geometry="half-open",
     ).eval()
     mixer = model.blocks[0].mixer
     seen, levels = [], mixer._levels
@@ -309,7 +317,9 @@ def test_training_records_the_geometry_and_evaluation_follows_it(tmp_path):
 
     out16, out32 = tmp_path / "eval16", tmp_path / "eval32"
     assert main(["evaluate", str(run), "--data", str(files["test16"]), "--resolutions", "16", "-o", str(out16)]) == 0
-    assert main(["evaluate", str(run), "--data", str(files["test32"]), "--resolutions", "16", "32", "-o", str(out32)]) == 0
+    assert (
+        main(["evaluate", str(run), "--data", str(files["test32"]), "--resolutions", "16", "32", "-o", str(out32)]) == 0
+    )
     got = {(r["test_resolution"], r["method"]): r for r in json.loads((out32 / "results.json").read_text())["records"]}
     assert set(got) == {(16, "direct"), (32, "direct"), (32, "resample"), (32, "ref-grid")}
     assert json.loads((out16 / "results.json").read_text())["meta"]["grid_geometry"] == "half-open"
