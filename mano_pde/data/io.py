@@ -39,6 +39,7 @@ __all__ = [
     "subsample_factor",
     "describe",
     "file_geometry",
+    "subsample_slice",
 ]
 
 _VARS = ("a", "u")
