@@ -351,7 +351,7 @@ class TransformerOperator(BaseModel, name="TransformerOperator"):
         The keywords are those it was built with (:attr:`init_arguments`, every parameter, defaults
         included), with a reference grid set later (:meth:`set_reference_grid`) included.
         """
-        init = dict(self.init_arguments)
+        init = self._recorded_arguments()
         if self.registry_name is None:
             init["mixer"] = None  # the registry class of this mixer fixes it
             return _MIXER_MODELS[self.mixer], init
@@ -360,7 +360,15 @@ class TransformerOperator(BaseModel, name="TransformerOperator"):
     def neuralop_metadata(self) -> dict:
         """The constructor record in neuraloperator's checkpoint format (``_metadata`` of :meth:`state_dict`,
         ``{name}_metadata.pkl``): what ``from_checkpoint`` rebuilds the model from, as this model records it."""
-        return {**self.init_arguments, "_version": type(self)._version, "args": (), "_name": type(self).__name__}
+        return {**self._recorded_arguments(), "_version": type(self)._version, "args": (), "_name": type(self).__name__}
+
+    def _recorded_arguments(self) -> dict:
+        """:attr:`init_arguments` as saved: ``grid_geometry`` only when it is not the default ``"node"``, so the
+        records of node-grid models are those of the package before grid geometries existed."""
+        init = dict(self.init_arguments)
+        if init.get("grid_geometry") == "node":
+            del init["grid_geometry"]
+        return init
 
     def state_dict(self, *args, **kwargs) -> dict:
         """neuralop's state dict: the tensors and ``"_metadata"``, the record of :meth:`neuralop_metadata`."""
