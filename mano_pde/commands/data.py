@@ -109,6 +109,13 @@ def add_import(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--dtype", choices=("float32", "float64"), default="float32")
     p.add_argument("--high", type=float, default=12.0, help="value for True in boolean permeability masks")
     p.add_argument("--low", type=float, default=3.0, help="value for False in boolean permeability masks")
+    p.add_argument(
+        "--grid",
+        choices=("auto", "node", "half-open", "cell"),
+        default="auto",
+        help="grid geometry: node x_i = i/(s-1), half-open x_i = i/s (neuraloperator's .pt files), cell "
+        "x_i = (i+1/2)/s; auto (default): from the source's coordinates, else decided from u (zero edges, symmetry)",
+    )
     p.add_argument("--overwrite", action="store_true")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=_cmd_import)
@@ -126,7 +133,9 @@ def _cmd_import(args: argparse.Namespace) -> int:
         high=args.high,
         low=args.low,
         progress=not args.no_progress,
+        grid=args.grid,
     )
     with open_darcy(path) as ds:
-        print(f"{path}\n{describe(ds)}")
+        geometry, confidence = ds.attrs["grid_geometry"], ds.attrs.get("grid_confidence", "")
+        print(f"{path}\ngrid: {geometry} ({confidence}): {ds.attrs.get('grid_detection', '')}\n{describe(ds)}")
     return 0

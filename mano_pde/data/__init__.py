@@ -14,7 +14,16 @@ _LAZY = {
     **dict.fromkeys(("generate_chunk", "generate_darcy", "generate_sample", "sample_rng"), "generate"),
     **dict.fromkeys(("detect_format", "import_darcy"), "importers"),
     **dict.fromkeys(
-        ("describe", "load_arrays", "open_darcy", "reachable_resolutions", "same_sample_stream", "subsample_factor"),
+        (
+            "describe",
+            "file_geometry",
+            "load_arrays",
+            "open_darcy",
+            "reachable_resolutions",
+            "same_sample_stream",
+            "subsample_factor",
+            "subsample_slice",
+        ),
         "io",
     ),
     **dict.fromkeys(("DEFAULT_PRESET", "PRESETS", "DarcyConfig", "get_preset"), "presets"),
@@ -29,6 +38,7 @@ __all__ = [
     "DarcyWriter",
     "describe",
     "detect_format",
+    "file_geometry",
     "generate_chunk",
     "generate_darcy",
     "generate_sample",
@@ -40,6 +50,7 @@ __all__ = [
     "sample_rng",
     "same_sample_stream",
     "subsample_factor",
+    "subsample_slice",
 ]
 
 

@@ -1,9 +1,15 @@
 """Open Darcy files, validate them, and view them at coarser resolutions.
 
-A file generated at ``s`` points per direction serves every grid obtained by subsampling
-``[::r, ::r]`` with ``r`` dividing ``s - 1``: ``s_c = (s - 1)/r + 1`` (the FNO convention: 421 → 211, 141,
-106, 85, 71, 61, 43, …). Views are lazy (``xarray`` ``isel`` on the netCDF backend): nothing is read until
-values are used.
+A file serves every grid nested in its own (:func:`mano_pde.grids.nesting`), by exact subsampling; which
+grids these are depends on the file's grid geometry (its ``grid_geometry`` attribute, :mod:`mano_pde.grids`):
+
+* ``node`` (``x_i = i/(s-1)``, every generated file): ``[::r, ::r]`` with ``r`` dividing ``s - 1``,
+  ``s_c = (s - 1)/r + 1`` (the FNO convention: 421 → 211, 141, 106, 85, 71, 61, 43, …);
+* ``half-open`` (``x_i = i/s``, neuraloperator's Darcy files): ``[::r, ::r]`` with ``r`` dividing ``s``,
+  ``s_c = s/r`` (32 → 16, 8, …);
+* ``cell`` (``x_i = (i+1/2)/s``): ``[(r-1)/2::r]`` with ``r`` odd dividing ``s`` (27 → 9, 3).
+
+Views are lazy (``xarray`` ``isel`` on the netCDF backend): nothing is read until values are used.
 """
 
 from __future__ import annotations
@@ -15,7 +21,8 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
-from .schema import COMPLETE_ATTR, SCHEMA, DarcyDataError
+from ..grids import GEOMETRIES, coordinates, describe_geometry, nesting, reachable
+from .schema import COMPLETE_ATTR, COORD_TOL, GEOMETRY_ATTR, SCHEMA, DarcyDataError
 
 #: Schema ids this version reads.
 KNOWN_SCHEMAS = (SCHEMA,)
@@ -31,17 +38,24 @@ __all__ = [
     "reachable_resolutions",
     "subsample_factor",
     "describe",
+    "file_geometry",
+    "subsample_slice",
 ]
 
 _VARS = ("a", "u")
 
 
-def reachable_resolutions(resolution: int, min_resolution: int = 3) -> list[int]:
-    """Grids reachable from a node grid of ``resolution`` points by subsampling, finest first.
+def reachable_resolutions(resolution: int, min_resolution: int | None = None, geometry: str = "node") -> list[int]:
+    """Grids reachable from a ``resolution``-point grid of ``geometry`` by exact subsampling, finest first.
 
-    >>> reachable_resolutions(421)[:6]
-    [421, 211, 141, 106, 85, 71]
+    ``min_resolution`` defaults to 3 on node grids and 2 on the others (:func:`mano_pde.grids.reachable`).
+
+    >>> reachable_resolutions(421)[:6], reachable_resolutions(32, geometry="half-open")
+    ([421, 211, 141, 106, 85, 71], [32, 16, 8, 4, 2])
     """
+    if geometry != "node":
+        return reachable(geometry, resolution, min_resolution)
+    min_resolution = 3 if min_resolution is None else min_resolution
     n = int(resolution) - 1
     if n < 1:
         return [int(resolution)]
@@ -61,15 +75,20 @@ def _as_int(value: object, what: str) -> int:
     return n
 
 
-def subsample_factor(resolution: int, target: int) -> int:
-    """The stride ``r`` with ``(resolution - 1)/r + 1 == target``.
+def subsample_factor(resolution: int, target: int, geometry: str = "node") -> int:
+    """The stride ``r`` of the ``target`` grid in a ``resolution`` grid of ``geometry``: node grids
+    ``(resolution - 1)/r + 1 == target``, half-open and cell grids ``resolution / r == target`` (cell: ``r`` odd,
+    the view starts at point ``(r - 1)/2``, see :func:`subsample_slice`).
 
     Raises
     ------
     DarcyDataError
-        If ``target`` is not an integer >= 3 or not reachable; the message lists the reachable grids.
+        If ``target`` is not an integer >= 3 (node) / >= 2 (others) or not reachable; the message lists the
+        reachable grids.
     """
     target = _as_int(target, "resolution")  # integers only; small grids get the list below
+    if geometry != "node":
+        return _subsample_other(resolution, target, geometry)
     if target >= 3 and target <= resolution and (resolution - 1) % (target - 1) == 0:
         return (resolution - 1) // (target - 1)
     reach = reachable_resolutions(resolution)
@@ -82,6 +101,56 @@ def subsample_factor(resolution: int, target: int) -> int:
         f"resolution {target} is not reachable from a {resolution}x{resolution} file: subsampling gives "
         f"s_c = (s - 1)/r + 1, i.e. one of {reach}. Choose one of these, or generate data at a resolution "
         f"s with (s - 1) divisible by {target - 1}"
+    )
+
+
+def _subsample_other(resolution: int, target: int, geometry: str) -> int:
+    """:func:`subsample_factor` of a half-open or cell grid."""
+    nest = nesting(geometry, resolution, target) if target >= 2 else None
+    if nest is not None:
+        return nest[0]
+    reach = reachable_resolutions(resolution, geometry=geometry)
+    rule = "s_c = s/r" + (" with r odd (cell centres nest only under odd ratios)" if geometry == "cell" else "")
+    raise DarcyDataError(
+        f"resolution {target} is not reachable from a {resolution}x{resolution} {geometry} grid "
+        f"({GEOMETRIES[geometry]}): subsampling gives {rule}, i.e. one of {reach}"
+    )
+
+
+def subsample_slice(resolution: int, target: int, geometry: str = "node") -> slice:
+    """The per-axis slice viewing the ``target`` grid inside a ``resolution`` grid of ``geometry`` (exact points;
+    raises :class:`DarcyDataError` like :func:`subsample_factor`)."""
+    r = subsample_factor(resolution, target, geometry)
+    return slice((r - 1) // 2 if geometry == "cell" else None, None, r)
+
+
+def file_geometry(ds: xr.Dataset, path: str | os.PathLike = "the file") -> str:
+    """The grid geometry of an opened Darcy file: its ``grid_geometry`` attribute, or for files written before
+    that attribute existed, ``"node"`` (generated and FNO/neuraloperator imports, whose ``grid`` says so) or
+    the geometry whose positions the coordinates hold (PDEBench imports: ``"cell"``).
+
+    Raises
+    ------
+    DarcyDataError
+        An unknown ``grid_geometry`` value, or an older non-node file whose coordinates match no geometry.
+    """
+    if GEOMETRY_ATTR in ds.attrs:
+        name = str(ds.attrs[GEOMETRY_ATTR])
+        if name not in GEOMETRIES:
+            raise DarcyDataError(
+                f"{path}: {GEOMETRY_ATTR} = {name!r} is not a grid geometry this mano_pde version knows "
+                f"({', '.join(GEOMETRIES)}); upgrade mano_pde, or re-import the file"
+            )
+        return name
+    if str(ds.attrs.get("grid", "node")).startswith("node") or "x" not in ds.coords:
+        return "node"
+    x = np.asarray(ds["x"].values, dtype="f8")
+    for name in GEOMETRIES:
+        if np.allclose(x, coordinates(name, x.size), rtol=0, atol=COORD_TOL):
+            return name
+    raise DarcyDataError(
+        f"{path}: its coordinates x ({x[0]:.6g} … {x[-1]:.6g}) are the points of none of the grid geometries "
+        f"{', '.join(GEOMETRIES)}; re-import the file (mano-pde import, with --grid if needed)"
     )
 
 
@@ -112,7 +181,9 @@ def open_darcy(
     -------
     xarray.Dataset
         Lazy dataset with ``a`` and ``u`` ``(sample, y, x)``. Its attributes gain ``view_resolution`` and
-        ``subsample_factor``; ``resolution`` stays the file's native one.
+        ``subsample_factor`` (and ``grid_geometry``, see :func:`file_geometry`, for files older than that
+        attribute); ``resolution`` stays the file's native one. The view's coordinates are the true positions
+        of its points.
 
     Raises
     ------
@@ -141,18 +212,24 @@ def open_darcy(
         ) from exc
     try:
         _validate(ds, path)
+        ds.attrs[GEOMETRY_ATTR] = file_geometry(ds, path)
         if check_values:
             _scan_values(ds, path)
     except Exception:
         ds.close()
         raise
+    geometry = ds.attrs[GEOMETRY_ATTR]
     native = int(ds.sizes["x"])
     if resolution is None or int(resolution) == native:
         r = 1
     else:
-        _check_node_grid(ds, path, resolution)
-        r = subsample_factor(native, resolution)
-        ds = ds.isel(x=slice(None, None, r), y=slice(None, None, r))
+        try:
+            sl = subsample_slice(native, resolution, geometry)
+        except DarcyDataError:
+            ds.close()
+            raise
+        r = sl.step
+        ds = ds.isel(x=sl, y=sl)
     ds.attrs["view_resolution"] = int(ds.sizes["x"])
     ds.attrs["subsample_factor"] = r
     return ds
@@ -195,16 +272,18 @@ def load_arrays(
     with open_darcy(path, check_values=False) as ds:  # the blocks read below are checked instead
         native = int(ds.sizes["x"])
         n_total = int(ds.sizes["sample"])
-        if resolution is not None and int(resolution) != native:
-            _check_node_grid(ds, Path(path), resolution)
-        r = 1 if resolution is None or int(resolution) == native else subsample_factor(native, resolution)
+        geometry = ds.attrs[GEOMETRY_ATTR]
+        if resolution is None or int(resolution) == native:
+            sl = slice(None, None, 1)
+        else:
+            sl = subsample_slice(native, resolution, geometry)
         idx = np.arange(n_total) if indices is None else np.asarray(indices, dtype=np.int64).reshape(-1)
         if idx.size and (idx.max() >= n_total or idx.min() < -n_total):
             raise DarcyDataError(
                 f"sample indices must lie in [0, {n_total}) for {path}, got min {idx.min()} and max {idx.max()}"
             )
         idx = np.where(idx < 0, idx + n_total, idx)
-        s_c = (native - 1) // r + 1
+        s_c = len(range(native)[sl])
         out = {v: np.empty((idx.size, s_c, s_c), dtype=dtype) for v in variables}
         for v in variables:
             var = ds[v].variable
@@ -216,7 +295,7 @@ def load_arrays(
                 else:
                     chunk = np.stack([np.asarray(var[int(i)].values) for i in sel])
                 _check_block(path, v, chunk, sel)
-                out[v][k : k + sel.size] = chunk[:, ::r, ::r]
+                out[v][k : k + sel.size] = chunk[:, sl, sl]
     return out
 
 
@@ -245,16 +324,6 @@ def same_sample_stream(attrs_a: dict, attrs_b: dict) -> bool:
     training file's seed overlaps it. Imported files compare by source file.
     """
     return all(str(attrs_a.get(k)) == str(attrs_b.get(k)) for k in _STREAM_KEYS)
-
-
-def _check_node_grid(ds: xr.Dataset, path: Path, resolution: int) -> None:
-    """Subsampled views are coarser grids only for node grids that include the boundary."""
-    grid = str(ds.attrs.get("grid", "node"))
-    if not grid.startswith("node"):
-        raise DarcyDataError(
-            f"{path} is on a non-node grid ({grid}); subsampling it does not give a coarser grid of the same kind, "
-            f"so only its native resolution {ds.sizes['x']} is available (requested {resolution})"
-        )
 
 
 def _validate(ds: xr.Dataset, path: Path) -> None:
@@ -299,14 +368,15 @@ def _validate(ds: xr.Dataset, path: Path) -> None:
                 f"{'points per direction' if key == 'resolution' else 'samples'}): the file was edited or "
                 "written by a faulty tool; regenerate or re-import it"
             )
-    if str(ds.attrs.get("grid", "node")).startswith("node"):
-        nodes = np.linspace(0.0, 1.0, s)
-        for name in ("x", "y"):
-            if name in ds.coords and not np.allclose(np.asarray(ds[name].values, dtype="f8"), nodes, atol=1e-9):
-                raise DarcyDataError(
-                    f"{path}: coordinate {name} is not the node grid linspace(0, 1, {s}) that its `grid` attribute "
-                    "declares; regenerate or re-import the file"
-                )
+    geometry = file_geometry(ds, path)
+    points = coordinates(geometry, s)
+    tol = 1e-9 if geometry == "node" else COORD_TOL
+    for name in ("x", "y"):
+        if name in ds.coords and not np.allclose(np.asarray(ds[name].values, dtype="f8"), points, atol=tol):
+            raise DarcyDataError(
+                f"{path}: coordinate {name} does not hold the points of the {geometry} grid ({GEOMETRIES[geometry]}) "
+                "that the file declares; regenerate or re-import the file"
+            )
 
 
 def _check_block(path: Path | str, name: str, block: np.ndarray, samples: np.ndarray) -> None:
@@ -350,10 +420,12 @@ def _scan_values(ds: xr.Dataset, path: Path) -> None:
 def describe(ds: xr.Dataset) -> str:
     """A human-readable summary: dims, reachable grids, parameters, value ranges."""
     s = int(ds.attrs.get("resolution", ds.sizes["x"]))
+    geometry = str(ds.attrs.get(GEOMETRY_ATTR, "node"))
     lines = [
         f"samples: {ds.sizes['sample']}   grid: {ds.sizes['y']} x {ds.sizes['x']} (file native {s})   "
         f"dtype: {ds['a'].dtype}",
-        f"reachable resolutions: {', '.join(map(str, reachable_resolutions(s)))}",
+        f"grid geometry: {geometry} ({GEOMETRIES.get(geometry, 'unknown')}); file: {describe_geometry(geometry, s)}",
+        f"reachable resolutions: {', '.join(map(str, reachable_resolutions(s, geometry=geometry)))}",
     ]
     for v in _VARS:
         arr = ds[v]

@@ -4,7 +4,10 @@ A Darcy file is a netCDF4 (HDF5) file holding
 
 - ``a(sample, y, x)``: permeability, and ``u(sample, y, x)``: pressure, float32 (default) or float64,
   zlib-compressed, chunked one sample per chunk;
-- coordinates ``x(x)``, ``y(y)`` on the node grid of [0, 1] (boundary included) and ``sample(sample)``;
+- coordinates ``x(x)``, ``y(y)``: the true positions of the grid points in [0, 1], and ``sample(sample)``;
+- the global attribute ``grid_geometry``: where the points sit (:mod:`mano_pde.grids`): ``"node"``
+  (``x_i = i/(s-1)``, generated files), ``"half-open"`` (``x_i = i/s``) or ``"cell"`` (``x_i = (i+1/2)/s``);
+  files written before the attribute existed are node grids (or, imported PDEBench files, cell grids);
 - global attributes with every generator or import parameter, package versions and history
   (CF-1.8 conventions), plus the completeness marker ``mano_pde_complete = "yes"``, written last.
 
@@ -26,11 +29,14 @@ import numpy as np
 
 from ..errors import UserInputError
 from ..files import fsync_folder, temp_path
+from ..grids import GEOMETRIES, check_geometry, coordinates, describe_geometry
 from ..provenance import package_versions, utc_now
 
 __all__ = [
     "SCHEMA",
     "COMPLETE_ATTR",
+    "COORD_TOL",
+    "GEOMETRY_ATTR",
     "DarcyDataError",
     "DarcyWriter",
     "package_versions",
@@ -43,6 +49,10 @@ log = logging.getLogger(__name__)
 SCHEMA = "mano_pde.darcy/1"
 #: Global attribute written last; readers refuse files without it.
 COMPLETE_ATTR = "mano_pde_complete"
+#: Global attribute naming the grid geometry (:data:`mano_pde.grids.GEOMETRIES`); absent in older files (node grids).
+GEOMETRY_ATTR = "grid_geometry"
+#: How far stored coordinates of a non-node grid may lie from the geometry's positions (float32 sources).
+COORD_TOL = 1e-6
 
 _VARIABLE_ATTRS = {
     "a": {"long_name": "permeability (diffusion coefficient) a(x, y)", "units": "1"},
@@ -88,10 +98,14 @@ class DarcyWriter:
         Storage precision of ``a`` and ``u``.
     complevel : int
         zlib level (1–9). Level 4 keeps writing well below the solver's cost (see BENCHMARKS.md).
+    geometry : {"node", "half-open", "cell"}
+        The grid geometry (:mod:`mano_pde.grids`), stored as the global attribute ``grid_geometry``; the
+        coordinates default to its positions (``"node"``: ``linspace(0, 1, s)``).
     coords : mapping, optional
-        Explicit coordinate values ``{"x": [s], "y": [s]}`` (either key may be left out), e.g. the
-        cell-centred grid of imported data. Default: the node grid ``linspace(0, 1, s)``. Explicit
-        coordinates lose the "grid nodes" long name; describe the grid in the ``grid`` attribute.
+        Explicit coordinate values ``{"x": [s], "y": [s]}`` (either key may be left out), e.g. the source's
+        own coordinates of imported data; they must be the positions of ``geometry`` (to 1e-6). Explicit
+        coordinates and non-node geometries lose the "grid nodes" long name; the ``grid`` attribute
+        describes the grid.
     var_attrs : mapping, optional
         Per-variable attribute overrides ``{"a" | "u" | "x" | "y" | "sample": {name: value}}``, merged over
         the defaults (which describe generated data: e.g. imported files override ``u``'s boundary claim).
@@ -113,8 +127,11 @@ class DarcyWriter:
         complevel: int = 4,
         coords: Mapping[str, Any] | None = None,
         var_attrs: Mapping[str, Mapping[str, Any]] | None = None,
+        geometry: str = "node",
     ) -> None:
         import netCDF4
+
+        geometry = check_geometry(geometry)
 
         if dtype not in ("float32", "float64"):
             raise ValueError(f"dtype must be 'float32' or 'float64', got {dtype!r}")
@@ -124,13 +141,15 @@ class DarcyWriter:
         unknown = set(overrides) - {"a", "u", "x", "y", "sample"}
         if unknown:
             raise ValueError(f"var_attrs keys must be among a, u, x, y, sample; got {sorted(unknown)}")
-        grids = {name: np.linspace(0.0, 1.0, int(resolution)) for name in ("y", "x")}
+        grids = {name: coordinates(geometry, int(resolution)) for name in ("y", "x")}
         for name, values in (coords or {}).items():
             values = np.asarray(values, dtype="f8")
             if name not in grids or values.shape != (int(resolution),):
                 raise ValueError(
                     f"coords must map 'x'/'y' to {int(resolution)} values, got {name!r} of shape {values.shape}"
                 )
+            if not np.allclose(values, grids[name], rtol=0, atol=COORD_TOL):
+                raise ValueError(f"coords {name!r} are not the points of a {geometry} grid: {GEOMETRIES[geometry]}")
             grids[name] = values
         self.path = Path(path)
         self.n_samples = int(n_samples)
@@ -149,7 +168,7 @@ class DarcyWriter:
             var = ds.createVariable(name, "f8", (name,))
             var[:] = grids[name]
             catts = dict(_COORD_ATTRS[name])
-            if coords and name in coords:
+            if (coords and name in coords) or geometry != "node":
                 catts["long_name"] = f"{name} coordinate of grid points (see the global attribute `grid`)"
             var.setncatts({**catts, **overrides.get(name, {})})
         var = ds.createVariable("sample", "i8", ("sample",))
@@ -181,9 +200,16 @@ class DarcyWriter:
             "mano_pde_schema": SCHEMA,
             "resolution": s,
             "n_samples": self.n_samples,
-            "grid": "node-based s x s grid of [0,1]^2 including the boundary, h = 1/(s-1)",
+            "grid": (
+                "node-based s x s grid of [0,1]^2 including the boundary, h = 1/(s-1)"
+                if geometry == "node"
+                else describe_geometry(geometry, s)
+            ),
+            GEOMETRY_ATTR: geometry,
         }
         for k, v in attrs.items():
+            if k == GEOMETRY_ATTR and v != geometry:
+                raise ValueError(f"attrs say {GEOMETRY_ATTR}={v!r} but the writer was given geometry={geometry!r}")
             glob[k] = _attr_value(v)
         for k, v in versions.items():
             glob[f"version_{k.replace('-', '_')}"] = v

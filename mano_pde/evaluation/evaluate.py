@@ -7,8 +7,9 @@ For every run × test grid two methods (three for MANO) are scored on the same h
     the training grid);
 ``resample``
     the simple alternative: the input is subsampled to the training grid, the model runs there, and its
-    prediction is interpolated (bilinear on the node grid) to the test grid. Only for test grids finer than
-    and reachable from the training grid.
+    prediction is interpolated (bilinear through the grid's true point positions) to the test grid. Only for test
+    grids finer than the training grid that contain it (:func:`mano_pde.grids.nesting`: node grids
+    ``(s - 1) = k (s_train - 1)``, half-open grids ``s = k s_train``, cell grids ``s = k s_train`` with ``k`` odd).
 ``ref-grid``
     multipole models (MANO) saved without a reference grid only: ``direct`` again, with the layers'
     reference-grid mode switched on at the finest training grid (see
@@ -16,6 +17,10 @@ For every run × test grid two methods (three for MANO) are scored on the same h
     windows that keep their physical size. Only for test grids finer than the finest training grid.
 
 A zero-shot claim is only meaningful when ``direct`` beats ``resample``.
+
+Grid geometry: a run's models use the grid geometry of its training file (:mod:`mano_pde.grids`; recorded as the
+model keyword ``grid_geometry``, absent = node); test data of another geometry are refused before anything is
+scored or written, since coordinates, nesting and the resample reference would silently mix two geometries.
 
 Precision and kernels (:mod:`mano_pde.acceleration`): ``bf16=True`` runs every model under bfloat16 autocast
 (fp32 weights; predictions and errors in fp32); ``compile=True`` runs it through ``torch.compile`` (each test
@@ -44,9 +49,10 @@ import torch
 
 from ..errors import UserInputError
 from ..files import atomic_write_text, remove_stale_temps, sha256_file
-from .metrics import interpolate_nodes, per_sample_rel_h1, per_sample_rel_l2, subsample_nodes
+from ..grids import GEOMETRIES, nesting
+from .metrics import per_sample_rel_h1, per_sample_rel_l2
 
-__all__ = ["evaluate", "test_indices_for", "COMPLETE_MARKER"]
+__all__ = ["evaluate", "test_indices_for", "run_geometry", "check_geometry_matches", "COMPLETE_MARKER"]
 
 #: Written last by :func:`evaluate`, listing the files of the set with their SHA-256; absent while (or after an
 #: interrupted) evaluation writes.
@@ -93,6 +99,32 @@ def test_indices_for(run, data: str | os.PathLike, n_test: int | None) -> np.nda
         if n > n_file:
             raise UserInputError(f"--n-test {n} but {data} holds only {n_file} samples")
     return np.arange(n_file - n, n_file)
+
+
+def run_geometry(run) -> str:
+    """The grid geometry a run was trained on: its model's ``grid_geometry`` keyword (runs from before grid
+    geometries existed, and every run on node-grid data, have none: ``"node"``)."""
+    model = run.model
+    kwargs = getattr(model, "mano_pde_config", {}).get("kwargs", {})
+    return str(getattr(model, "grid_geometry", None) or kwargs.get("grid_geometry") or "node")
+
+
+def check_geometry_matches(runs, data: str | os.PathLike) -> str:
+    """The grid geometry of ``data``; :class:`~mano_pde.errors.UserInputError` if a run was trained on another."""
+    from mano_pde.data import open_darcy
+
+    with open_darcy(data, check_values=False) as ds:
+        geometry = str(ds.attrs["grid_geometry"])
+    for run in runs:
+        trained = run_geometry(run)
+        if trained != geometry:
+            raise UserInputError(
+                f"run {run.name} was trained on {trained} grids ({GEOMETRIES[trained]}) but {data} is a {geometry} "
+                f"grid ({GEOMETRIES[geometry]}): its coordinates, nested grids and resample reference differ, so its "
+                f"scores would mix two geometries. Evaluate on {trained}-grid data (if the file's geometry is wrong, "
+                "re-import it with mano-pde import --grid)"
+            )
+    return geometry
 
 
 def _reference_grid_off(model: torch.nn.Module) -> bool:
@@ -202,6 +234,7 @@ def evaluate(
     """
     from mano_pde.data.io import load_arrays
     from mano_pde.device import resolve_device
+    from mano_pde.layers.grid_resample import resample_grid, subsample_grid
     from mano_pde.models import count_parameters
     from mano_pde.provenance import run_versions
     from mano_pde.training.runs import load_run
@@ -213,7 +246,8 @@ def evaluate(
     dev = resolve_device(device)
     resolutions = sorted({int(r) for r in resolutions})
     loaded = [load_run(r, dev) for r in runs]
-    test_indices = {run.name: test_indices_for(run, data, n_test) for run in loaded}  # validate before writing
+    geometry = check_geometry_matches(loaded, data)  # validate before writing
+    test_indices = {run.name: test_indices_for(run, data, n_test) for run in loaded}
     progress = {run.name: _epochs_done(run) for run in loaded}
     for run in loaded:
         done, total = progress[run.name]
@@ -268,10 +302,10 @@ def evaluate(
                     times["ref-grid"] = (time.perf_counter() - t0) / len(idx)
                 finally:
                     run.model.set_reference_grid(None)
-            if res > s_train and (res - 1) % (s_train - 1) == 0:
+            if res > s_train and nesting(geometry, res, s_train) is not None:
                 t0 = time.perf_counter()
-                coarse = run.predict(subsample_nodes(a, s_train), batch_size, sample_ids=idx, **kernels)
-                methods["resample"] = interpolate_nodes(coarse, res, interpolation)
+                coarse = run.predict(subsample_grid(a, s_train, geometry), batch_size, sample_ids=idx, **kernels)
+                methods["resample"] = resample_grid(coarse, res, geometry, interpolation)
                 times["resample"] = (time.perf_counter() - t0) / len(idx)
             for method, pred in methods.items():
                 l2 = per_sample_rel_l2(pred, u)
@@ -307,6 +341,7 @@ def evaluate(
 
     meta = {
         "data": str(data),
+        "grid_geometry": geometry,
         "resolutions": resolutions,
         "command": " ".join(sys.argv),
         "bf16": bool(bf16),

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
 __all__ = ["per_sample_rel_l2", "per_sample_rel_h1", "interpolate_nodes", "subsample_nodes"]
 
@@ -25,20 +24,20 @@ def per_sample_rel_h1(pred: torch.Tensor, true: torch.Tensor) -> torch.Tensor:
 
 
 def subsample_nodes(x: torch.Tensor, resolution: int) -> torch.Tensor:
-    """Subsample a node grid ``[..., s, s]`` to ``resolution`` points per direction (``[::r, ::r]``)."""
-    s = x.shape[-1]
-    if (s - 1) % (resolution - 1):
-        raise ValueError(f"a {s}-point grid cannot be subsampled to {resolution} points: (s-1)/(s_c-1) not an integer")
-    r = (s - 1) // (resolution - 1)
-    return x[..., ::r, ::r]
+    """Subsample a node grid ``[..., s, s]`` to ``resolution`` points per direction (``[::r, ::r]``); other grid
+    geometries: :func:`mano_pde.layers.grid_resample.subsample_grid`."""
+    from ..layers.grid_resample import subsample_grid
+
+    return subsample_grid(x, resolution, "node")
 
 
 def interpolate_nodes(x: torch.Tensor, resolution: int, mode: str = "bilinear") -> torch.Tensor:
     """Interpolate node-grid fields ``[N, C, s, s]`` to ``resolution`` points per direction.
 
     Node grids include the boundary, so corners map onto corners (``align_corners=True``): on a grid obtained
-    by refining, every coarse node keeps its value exactly.
+    by refining, every coarse node keeps its value exactly. Other grid geometries:
+    :func:`mano_pde.layers.grid_resample.resample_grid`.
     """
-    if mode not in ("bilinear", "bicubic"):
-        raise ValueError(f"interpolation must be 'bilinear' or 'bicubic', got {mode!r}")
-    return F.interpolate(x, size=(resolution, resolution), mode=mode, align_corners=True)
+    from ..layers.grid_resample import resample_grid
+
+    return resample_grid(x, resolution, "node", mode)

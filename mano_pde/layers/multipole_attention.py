@@ -81,6 +81,11 @@ vertex-centred node grids (node ``i`` of ``H`` at ``i / (H - 1)``)::
 node subsample equals a training input the far field receives exactly the training-grid level inputs
 (tested). At the reference grid and on coarser grids the mode is the plain layer.
 
+With ``grid_geometry="half-open"`` (``x_i = i / H``, neuraloperator's Darcy files) or ``"cell"`` the same holds
+for that geometry (:mod:`mano_pde.grids`): ``t = H / H_r``, ``R`` is exact injection where the reference grid is
+nested (``H = t H_r``; cell grids: ``t`` odd) and ``R``, ``P`` interpolate through the true point positions
+otherwise (:func:`~mano_pde.layers.multipole_hierarchy.restrict_to_grid`, ``prolong_to_grid``).
+
 References
 ----------
 .. [1] Colagrande, A., Caillon, P., Feillet, E., Allauzen, A. "Linear Attention with Global Context:
@@ -99,13 +104,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..grids import check_geometry
 from .attention import AttentionMixer
 from .multipole_hierarchy import (
     check_reference_grid,
     log_levels,
     multipole_level_shapes,
+    prolong_to_grid,
     reference_window,
-    restrict_to_nodes,
+    restrict_to_grid,
 )
 from .windowing import check_window
 
@@ -180,6 +187,8 @@ class MultipoleAttention(AttentionMixer):
         Grid the weights were trained on; inputs finer than it run in reference-grid mode (ours; module
         docstring). ``None`` (default): the plain layer at every grid. Settable with
         :meth:`set_reference_grid`.
+    grid_geometry : {"node", "half-open", "cell"}, optional
+        Where the grid points sit (:mod:`mano_pde.grids`); used by reference-grid mode only. Default ``"node"``.
     resolution_scaling_factor : float or sequence of float, optional
         See :class:`~mano_pde.layers.grid_mixer.GridTokenMixer`.
     **options
@@ -224,6 +233,7 @@ class MultipoleAttention(AttentionMixer):
         resample_init: str = "default",
         shift: int = 0,
         reference_grid: Sequence[int] | None = None,
+        grid_geometry: str = "node",
         **options,
     ) -> None:
         stride = check_window(window_size, shift, window_stride)
@@ -256,6 +266,7 @@ class MultipoleAttention(AttentionMixer):
         self.up = nn.ConvTranspose2d(c_out, c_out, kernel_size=r, stride=r, bias=False) if upsample == "conv" else None
         if resample_init == "average":
             self._init_average_resampling()
+        self.grid_geometry = check_geometry(grid_geometry, "grid_geometry")
         self.reference_grid: tuple[int, int] | None = None
         self.set_reference_grid(reference_grid)
 
@@ -405,14 +416,15 @@ class MultipoleAttention(AttentionMixer):
         h, w = x.shape[1], x.shape[2]
         rh, rw = min(ref[0], h), min(ref[1], w)
         k = self.window_size
-        window = (reference_window(k, h, rh), reference_window(k, w, rw))
+        geometry = self.grid_geometry
+        window = (reference_window(k, h, rh, geometry), reference_window(k, w, rw, geometry))
         n_levels = len(self.level_shapes(rh, rw))
         if n_levels == 1:  # one level at the reference grid: level 0 alone
             return self._attend(x, window=window)
-        x_ref = restrict_to_nodes(x, (rh, rw))
+        x_ref = restrict_to_grid(x, (rh, rw), geometry)
         far = self._cycle(self._levels(x_ref, n_levels)[1:])
         far = self._up(far, (rh, rw), scale=1.0 / (n_levels - 1)).permute(0, 3, 1, 2)
-        far = F.interpolate(far, size=(h, w), mode="bilinear", align_corners=True).permute(0, 2, 3, 1)
+        far = prolong_to_grid(far, (h, w), geometry).permute(0, 2, 3, 1)
         return self._attend(x, far.contiguous(), window=window)
 
     def extra_repr(self) -> str:
@@ -421,4 +433,5 @@ class MultipoleAttention(AttentionMixer):
             f"level_rule={self.level_rule!r}, image_size={self.image_size}, level_norm={self.level_norm}, "
             f"shift={self.shift}, downsample={self.downsample!r}, upsample={self.upsample!r}, "
             f"reference_grid={self.reference_grid}"
+            + (f", grid_geometry={self.grid_geometry!r}" if self.grid_geometry != "node" else "")
         )

@@ -1,8 +1,9 @@
 """The grid hierarchy of multipole attention: how many levels, their grid sizes, and reference-grid geometry.
 
-Pure functions of grid sizes (plus :func:`restrict_to_nodes`, a tensor restriction) used by
-:class:`~mano_pde.layers.multipole_attention.MultipoleAttention`; its module docstring describes the
-algorithm they serve. Level ``l + 1`` of an ``H_l x W_l`` grid is ``ceil(H_l / r) x ceil(W_l / r)``.
+Pure functions of grid sizes (plus :func:`restrict_to_nodes` / :func:`restrict_to_grid`, tensor restrictions)
+used by :class:`~mano_pde.layers.multipole_attention.MultipoleAttention`; its module docstring describes the
+algorithm they serve. Reference-grid geometry follows the data's grid geometry (:mod:`mano_pde.grids`).
+Level ``l + 1`` of an ``H_l x W_l`` grid is ``ceil(H_l / r) x ceil(W_l / r)``.
 """
 
 from __future__ import annotations
@@ -12,7 +13,18 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 
-__all__ = ["check_reference_grid", "log_levels", "multipole_level_shapes", "reference_window", "restrict_to_nodes"]
+from ..grids import check_geometry, spacing_ratio
+from .grid_resample import resample_grid
+
+__all__ = [
+    "check_reference_grid",
+    "log_levels",
+    "multipole_level_shapes",
+    "prolong_to_grid",
+    "reference_window",
+    "restrict_to_grid",
+    "restrict_to_nodes",
+]
 
 
 def log_levels(size: int, factor: int) -> int:
@@ -95,6 +107,29 @@ def restrict_to_nodes(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     return y.permute(0, 2, 3, 1).contiguous()
 
 
+def restrict_to_grid(x: torch.Tensor, size: tuple[int, int], geometry: str = "node") -> torch.Tensor:
+    """Restrict a channels-last field ``[B, H, W, C]`` to the ``size`` grid of the same ``geometry``.
+
+    Exact injection where the ``size`` grid is nested in the input's (:func:`mano_pde.grids.nesting`: node grids
+    with ``(H - 1) = t (H_r - 1)``, half-open grids with ``H = t H_r``, cell grids with ``H = t H_r``, ``t`` odd),
+    interpolation through the points' true positions otherwise
+    (:func:`~mano_pde.layers.grid_resample.resample_grid`). Node grids: :func:`restrict_to_nodes`, unchanged.
+    """
+    if check_geometry(geometry) == "node":
+        return restrict_to_nodes(x, size)
+    if (x.shape[1], x.shape[2]) == tuple(size):
+        return x
+    return resample_grid(x.permute(0, 3, 1, 2), tuple(size), geometry).permute(0, 2, 3, 1).contiguous()
+
+
+def prolong_to_grid(x: torch.Tensor, size: tuple[int, int], geometry: str = "node") -> torch.Tensor:
+    """Interpolate a channel-first field ``[B, C, h, w]`` to the finer ``size`` grid of the same ``geometry``
+    (bilinear through the true positions; node grids: ``align_corners=True``, as always)."""
+    if check_geometry(geometry) == "node":
+        return F.interpolate(x, size=tuple(size), mode="bilinear", align_corners=True)
+    return resample_grid(x, tuple(size), geometry)
+
+
 def check_reference_grid(grid: Sequence[int] | int | None, name: str = "reference_grid") -> tuple[int, int] | None:
     """Validate a grid option (``None``, ``s`` or ``(H, W)``, each >= 2) and return it as ``(H, W)``."""
     if grid is None:
@@ -113,11 +148,16 @@ def check_reference_grid(grid: Sequence[int] | int | None, name: str = "referenc
     return pair
 
 
-def reference_window(window_size: int, size: int, reference: int) -> int:
+def reference_window(window_size: int, size: int, reference: int, geometry: str = "node") -> int:
     """Window side on a ``size``-point axis that covers the physical extent of ``window_size`` points on a
-    ``reference``-point axis of the same (vertex-centred) domain: ``round(w (size - 1) / (reference - 1))``.
+    ``reference``-point axis of the same domain: ``round(w (size - 1) / (reference - 1))`` on node grids,
+    ``round(w size / reference)`` on half-open and cell grids (spacing ``1/s``).
 
     >>> reference_window(8, 129, 33), reference_window(8, 85, 43), reference_window(8, 33, 33)
     (32, 16, 8)
+    >>> reference_window(8, 32, 16, "half-open"), reference_window(8, 48, 16, "cell")
+    (16, 24)
     """
-    return max(window_size, round(window_size * (size - 1) / (reference - 1)))
+    if check_geometry(geometry) == "node":
+        return max(window_size, round(window_size * (size - 1) / (reference - 1)))
+    return max(window_size, round(window_size * spacing_ratio(geometry, size, reference)))

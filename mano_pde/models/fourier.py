@@ -27,6 +27,7 @@ from collections.abc import Callable, Sequence
 
 from neuralop.models import FNO, TFNO
 
+from ..grids import GridGeometry
 from ..layers.embeddings import make_positional_embedding
 from ..layers.transformer_block import resolve_non_linearity
 from .hyperparameters import check_fno_hyperparameters
@@ -37,13 +38,14 @@ __all__ = ["FNO_PAPER_N_MODES", "fno_darcy", "tfno_darcy"]
 FNO_PAPER_N_MODES: tuple[int, int] = (24, 22)
 
 
-def _neuralop_kwargs(kwargs: dict, **arguments) -> dict:
+def _neuralop_kwargs(kwargs: dict, grid_geometry: str, **arguments) -> dict:
     """neuralop FNO/TFNO keywords from a preset's arguments: ranges checked, names resolved, ``kwargs`` added."""
     check_fno_hyperparameters(**arguments)
+    embedding = make_positional_embedding(arguments["positional_embedding"], arguments["in_channels"], grid_geometry)
     return {
         **arguments,
         "n_modes": tuple(int(m) for m in arguments["n_modes"]),
-        "positional_embedding": make_positional_embedding(arguments["positional_embedding"], arguments["in_channels"]),
+        "positional_embedding": embedding,
         "non_linearity": resolve_non_linearity(arguments["non_linearity"]),
         **kwargs,
     }
@@ -61,6 +63,7 @@ def fno_darcy(
     lifting_channel_ratio: float = 0,
     projection_channel_ratio: float = 4,
     use_channel_mlp: bool = False,
+    grid_geometry: GridGeometry = "node",
     **kwargs,
 ) -> FNO:
     """neuralop's :class:`~neuralop.models.FNO` configured like the FNO paper's Darcy-flow model.
@@ -84,6 +87,10 @@ def fno_darcy(
     non_linearity : str or callable, optional
         Activation by name (``"gelu"``, ...; see :data:`mano_pde.layers.transformer_block.NON_LINEARITIES`)
         or a callable. Default ``"gelu"``.
+    grid_geometry : {"node", "half-open", "cell"}, optional
+        Where the data's grid points sit (:mod:`mano_pde.grids`): the coordinates ``"node"`` embedding appends
+        (``i / (s - 1)``, ``i / s`` or ``(i + 1/2) / s``). ``mano-pde train`` sets it from the training file.
+        Default ``"node"``.
     **kwargs
         Any other :class:`neuralop.models.FNO` argument (``domain_padding``, ``fno_skip``, ...).
 
@@ -108,6 +115,7 @@ def tfno_darcy(
     use_channel_mlp: bool = False,
     factorization: str = "Tucker",
     rank: float = 0.1,
+    grid_geometry: GridGeometry = "node",
     **kwargs,
 ) -> TFNO:
     """neuralop's :class:`~neuralop.models.TFNO` (Tucker-factorised FNO) with the same Darcy preset.

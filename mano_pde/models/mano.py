@@ -23,8 +23,9 @@ class MANO(TransformerOperator, name="MANO"):
     Linear`` (width ``mlp_ratio * hidden_channels``, the authors' ``mlp_dim``).
 
     One addition, the same for every model of this package: ``positional_embedding="node"`` appends the
-    node coordinates ``(i / (H - 1), j / (W - 1))`` to the input (the authors' model file has no positional
-    embedding; pass ``positional_embedding=None`` for exactly their model). Every option of this package
+    grid coordinates of the data (node grids ``(i / (H - 1), j / (W - 1))``; ``grid_geometry="half-open"``:
+    ``(i / H, j / W)``) to the input (the authors' model file has no positional embedding; pass
+    ``positional_embedding=None`` for exactly their model). Every option of this package
     on top of the authors' layer is a named argument documented as a departure in
     :class:`~mano_pde.layers.MultipoleAttention` (``level_rule="window"``, ``level_norm=False``,
     ``position_bias=True``, ``shift_multipole=True``, ``resample_init="average"``, ``reference_grid``).

@@ -36,6 +36,7 @@ from neuralop.models.base_model import BaseModel
 from torch import nn
 
 from ..errors import UserInputError
+from ..grids import GridGeometry, check_geometry
 from ..layers.embeddings import make_positional_embedding
 from ..layers.grid_mixer import check_grid_input
 from ..layers.transformer_block import (
@@ -116,9 +117,9 @@ class TransformerOperator(BaseModel, name="TransformerOperator"):
         Hidden width of the projection ChannelMLP relative to ``hidden_channels``. Default ``None``: the
         class's default (2; MANO: 1, the authors' ``dim -> dim -> out`` head).
     positional_embedding : {"node", "grid"} or GridEmbeddingND or None, optional
-        ``"node"`` appends the 2 node coordinates ``(i / (H - 1), j / (W - 1))`` of each point (the same
-        values for the same physical node at every resolution,
-        :class:`~mano_pde.layers.embeddings.NodeGridEmbedding`); ``"grid"`` neuralop's periodic
+        ``"node"`` appends the 2 coordinates of each point on the data's grid (``grid_geometry``; node grids:
+        ``(i / (H - 1), j / (W - 1))``), the same values for the same physical point at every resolution
+        (:class:`~mano_pde.layers.embeddings.NodeGridEmbedding`); ``"grid"`` neuralop's periodic
         ``i / H`` grid. Default ``"node"``.
     non_linearity : str, optional
         Activation by name (``"gelu"``, ``"relu"``, ``"silu"``, ``"tanh"``, ``"identity"``). A name
@@ -133,6 +134,11 @@ class TransformerOperator(BaseModel, name="TransformerOperator"):
         Multipole mixer only: the training grid, switching on the reference-grid mode of
         :class:`~mano_pde.layers.MultipoleAttention` for finer inputs. ``None`` (default): the paper's
         layer. Settable later with :meth:`set_reference_grid` (saved with the checkpoint).
+    grid_geometry : {"node", "half-open", "cell"}, optional
+        Where the data's grid points sit (:mod:`mano_pde.grids`): the coordinates of
+        ``positional_embedding="node"`` (``i / (H - 1)``, ``i / H`` or ``(i + 1/2) / H``) and the geometry of
+        the multipole reference-grid mode. ``mano-pde train`` sets it from the training file. Default
+        ``"node"``.
 
     Notes
     -----
@@ -183,6 +189,7 @@ class TransformerOperator(BaseModel, name="TransformerOperator"):
         norm: str | None = "layer_norm",
         reference_grid: int | Sequence[int] | None = None,
         position_bias: bool = False,
+        grid_geometry: GridGeometry = "node",
     ) -> None:
         super().__init__()
         fixed = type(self).fixed_mixer
@@ -225,7 +232,8 @@ class TransformerOperator(BaseModel, name="TransformerOperator"):
         if projection_non_linearity is None:
             projection_non_linearity = defaults["projection_non_linearity"] or non_linearity
         act = resolve_non_linearity(non_linearity)
-        self.positional_embedding = make_positional_embedding(positional_embedding, in_channels)
+        self.grid_geometry = check_geometry(grid_geometry, "grid_geometry")
+        self.positional_embedding = make_positional_embedding(positional_embedding, in_channels, grid_geometry)
         lifting_in = in_channels + (2 if self.positional_embedding is not None else 0)
 
         lifting_channels = int(lifting_channel_ratio * hidden_channels)
@@ -266,6 +274,7 @@ class TransformerOperator(BaseModel, name="TransformerOperator"):
                 image_size=image_size,
                 level_norm=level_norm,
                 resample_init=resample_init,
+                grid_geometry=grid_geometry,
             )
             self.blocks.append(TransformerBlock(hidden_channels, block_mixer, mlp_ratio, non_linearity, norm, dropout))
         self.norm = ChannelsLastNorm(norm, hidden_channels)
@@ -342,7 +351,7 @@ class TransformerOperator(BaseModel, name="TransformerOperator"):
         The keywords are those it was built with (:attr:`init_arguments`, every parameter, defaults
         included), with a reference grid set later (:meth:`set_reference_grid`) included.
         """
-        init = dict(self.init_arguments)
+        init = self._recorded_arguments()
         if self.registry_name is None:
             init["mixer"] = None  # the registry class of this mixer fixes it
             return _MIXER_MODELS[self.mixer], init
@@ -351,7 +360,15 @@ class TransformerOperator(BaseModel, name="TransformerOperator"):
     def neuralop_metadata(self) -> dict:
         """The constructor record in neuraloperator's checkpoint format (``_metadata`` of :meth:`state_dict`,
         ``{name}_metadata.pkl``): what ``from_checkpoint`` rebuilds the model from, as this model records it."""
-        return {**self.init_arguments, "_version": type(self)._version, "args": (), "_name": type(self).__name__}
+        return {**self._recorded_arguments(), "_version": type(self)._version, "args": (), "_name": type(self).__name__}
+
+    def _recorded_arguments(self) -> dict:
+        """:attr:`init_arguments` as saved: ``grid_geometry`` only when it is not the default ``"node"``, so the
+        records of node-grid models are those of the package before grid geometries existed."""
+        init = dict(self.init_arguments)
+        if init.get("grid_geometry") == "node":
+            del init["grid_geometry"]
+        return init
 
     def state_dict(self, *args, **kwargs) -> dict:
         """neuralop's state dict: the tensors and ``"_metadata"``, the record of :meth:`neuralop_metadata`."""

@@ -191,6 +191,13 @@ def _train(config: TrainConfig, out: Path, resume: bool, progress: bool, ctx: Di
     with open_darcy(test_path) as ds:
         n_test_file = int(ds.sizes["sample"])
         same_stream = same_sample_stream(train_attrs, ds.attrs)
+        test_geometry = ds.attrs["grid_geometry"]
+    geometry = train_attrs["grid_geometry"]  # the models use the data's true coordinates (mano_pde.grids)
+    if test_geometry != geometry:
+        raise UserInputError(
+            f"the training file {config.data} is a {geometry} grid but the test file {test_path} a {test_geometry} "
+            "grid: a run uses one grid geometry; give test data of the training file's geometry"
+        )
     # Training: the first n_train; validation: the next n_val of the training file; test: the last n_test of the
     # test file. When both files hold the same sample sequence the blocks must not overlap.
     train_idx, val_idx, test_idx = split_train_val_test(
@@ -207,6 +214,13 @@ def _train(config: TrainConfig, out: Path, resume: bool, progress: bool, ctx: Di
 
     torch.manual_seed(config.seed)
     model_kwargs = {"in_channels": 1, "out_channels": 1, **config.model_kwargs}
+    if model_kwargs.get("grid_geometry", geometry) != geometry:
+        raise UserInputError(
+            f"grid_geometry={model_kwargs['grid_geometry']!r} contradicts the training file {config.data}, a "
+            f"{geometry} grid; drop the model argument (the data's geometry is used)"
+        )
+    if geometry != "node":  # node grids: the model keywords (and so every saved file) stay as they always were
+        model_kwargs["grid_geometry"] = geometry
     if "image_size" in model_signature(config.model) and "image_size" not in model_kwargs:
         # MANO counts its levels for a fixed grid (the authors' image_size): the finest training grid
         model_kwargs["image_size"] = max(config.resolutions)

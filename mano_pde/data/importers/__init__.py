@@ -25,10 +25,16 @@ Conventions (all recorded in the output's global attributes)
   ``y`` and axis 2 as ``x`` (rows are y in the reference MATLAB generator's ``meshgrid``). PDEBench indexes its
   arrays ``[sample, x, y]`` (its generator builds ``nu`` from ``xc[:, None]`` and ``yc[None, :]``), so they are
   transposed: ``a[n, j, i] = nu[n, i, j]``, ``u[n, j, i] = tensor[n, 0, i, j]``.
-* Grids: FNO and neuraloperator files carry no coordinates; the node grid ``linspace(0, 1, s)`` including the
-  boundary is assumed (the FNO convention: 421 → ``(421 - 1)/r + 1`` by subsampling). Whether ``u`` vanishes
-  on the outer ring is measured and stored as ``source_u_boundary_max_abs``. PDEBench's cell-centred
-  coordinates are written as they are into ``x`` and ``y``.
+* Grids (:mod:`mano_pde.grids`): FNO and neuraloperator files carry no coordinates, so the geometry is decided
+  from the pressure (:mod:`.grid_detection`): ``u = 0`` on all four edges is a ``node`` grid (``x_i = i/(s-1)``,
+  the FNO ``.mat`` files), ``u = 0`` on the first row and column only with a profile symmetric about ``s/2`` a
+  ``half-open`` grid (``x_i = i/s``, neuraloperator's small Darcy ``.pt`` files: the ``(s+1)``-node grid without
+  its last row and column), no zero edge with a third of the next line's ``|u|`` a ``cell`` grid. The decision,
+  its confidence and the measurements are recorded (``grid_geometry``, ``grid_confidence``, ``grid_detection``)
+  and logged; data that decide nothing are imported as node grids with a warning naming that assumption.
+  ``grid=`` (``mano-pde import --grid``) overrides the decision. PDEBench's coordinates are written as they are
+  into ``x`` and ``y`` and decide the geometry (``cell``) themselves. The largest ``|u|`` on the outer ring is
+  stored as ``source_u_boundary_max_abs``.
 * Boolean permeability masks (neuraloperator's small Darcy files) have lost the permeability values:
   ``True → high`` and ``False → low`` (default 12 and 3, the FNO paper's values; overridable), see
   ``import_note``. A float ``x`` holding only 0 and 1 is treated as the same mask.
@@ -49,15 +55,17 @@ import numpy as np
 
 from ...errors import UserInputError
 from ...files import sha256_file
+from ...grids import GEOMETRIES, check_geometry, coordinates, describe_geometry
 from .._output import check_output_file, output_lock
-from ..schema import DarcyDataError, DarcyWriter
-from .common import FORMATS, _check_values, _Opener, log
+from ..schema import COORD_TOL, DarcyDataError, DarcyWriter
+from .common import FORMATS, _check_values, _Opener, _Source, log
 from .detect import detect_format
+from .grid_detection import DETECT_SAMPLES, GridDecision, detect_grid
 from .matlab import _open_mat_v5, _open_mat_v73
 from .neuralop_pt import _open_pt
 from .pdebench import _open_pdebench
 
-__all__ = ["FORMATS", "detect_format", "import_darcy"]
+__all__ = ["FORMATS", "GridDecision", "detect_format", "detect_grid", "import_darcy"]
 
 _CHUNK_VALUES = 4_000_000  # grid values per array per chunk (32 MB in float64)
 
@@ -83,6 +91,7 @@ def import_darcy(
     chunk_size: int | None = None,
     complevel: int = 4,
     checksum: bool = True,
+    grid: str = "auto",
 ) -> Path:
     """Convert a third-party Darcy data file into a mano_pde netCDF4 file.
 
@@ -109,6 +118,11 @@ def import_darcy(
         zlib compression level of the output.
     checksum : bool
         Record the SHA-256 of the source (``source_sha256``; one extra read of the file).
+    grid : {"auto", "node", "half-open", "cell"}
+        The grid geometry (:mod:`mano_pde.grids`). ``"auto"`` (default): from the source's coordinates where it
+        stores them (PDEBench), else decided from the pressure (module docstring), with a warning when the data
+        do not decide it (then ``"node"``). A geometry given here overrides the decision (a warning says when
+        the data suggest another one); it must agree with stored coordinates.
 
     Returns
     -------
@@ -141,12 +155,14 @@ def import_darcy(
         raise UserInputError(f"high and low must be positive permeability values, got high={high}, low={low}")
     if chunk_size is not None and int(chunk_size) < 1:
         raise UserInputError(f"chunk_size must be >= 1, got {chunk_size}")
+    if grid != "auto":
+        check_geometry(grid, "grid (--grid)")
     fmt = detect_format(src)  # FileNotFoundError / DarcyDataError first: they are about the input
     if out.exists() and out.resolve() == src.resolve():
         raise DarcyDataError(f"the output {out} is the source file itself; choose another output name")
     check_output_file(out, overwrite)  # a folder, an existing file without overwrite, a read-only folder
     with output_lock(out, "import"):
-        return _import_locked(src, out, fmt, dtype, high, low, progress, chunk_size, complevel, checksum)
+        return _import_locked(src, out, fmt, dtype, high, low, progress, chunk_size, complevel, checksum, grid)
 
 
 def _import_locked(
@@ -160,6 +176,7 @@ def _import_locked(
     chunk_size: int | None,
     complevel: int,
     checksum: bool,
+    grid: str,
 ) -> Path:
     """The body of :func:`import_darcy`, run with the output's lock held and the arguments checked."""
     log.info("importing %s (%s) into %s", src, fmt, out)
@@ -182,15 +199,26 @@ def _import_locked(
             attrs["source_sha256"] = sha256_file(src)
         attrs.update(source.attrs)
         names = (attrs["source_variable_a"], attrs["source_variable_u"])
+        decision = _decide_grid(src, source, grid, names)
+        attrs["grid"] = f"{describe_geometry(decision.geometry, s)} ({attrs['grid']})"
+        attrs["grid_confidence"] = decision.confidence
+        attrs["grid_detection"] = decision.evidence
         step = int(chunk_size or max(1, _CHUNK_VALUES // (s * s)))
-        u_max = 0.0
         var_attrs = {
             "sample": {"long_name": f"sample index in the source file {src.name}"},
             "u": {"long_name": f"pressure u(x, y) solving -div(a grad u) = f (source variable {names[1]})"},
             "a": {"long_name": f"permeability (diffusion coefficient) a(x, y) (source variable {names[0]})"},
         }
         with DarcyWriter(
-            out, n, s, attrs, dtype=dtype, complevel=complevel, coords=source.coords, var_attrs=var_attrs
+            out,
+            n,
+            s,
+            attrs,
+            dtype=dtype,
+            complevel=complevel,
+            coords=source.coords,
+            var_attrs=var_attrs,
+            geometry=decision.geometry,
         ) as writer:
             with tqdm(total=n, unit="sample", desc="importing", disable=not progress) as bar:
                 for start in range(0, n, step):
@@ -205,17 +233,60 @@ def _import_locked(
                             "or corrupted; download or copy it again"
                         ) from exc
                     _check_values(src, a, u, start, names)
-                    u_max = max(u_max, float(np.max(np.abs(u))))
                     writer.write(start, a, u)
                     bar.update(stop - start)
-    ring = source.attrs.get("source_u_boundary_max_abs")
-    if ring is not None and ring > 1e-6 * max(u_max, np.finfo(float).tiny):
-        log.warning(
-            "%s: u is not zero on the outer ring of the grid (max |u| there %.3g, overall %.3g): the source grid "
-            "may not include the boundary, although it is recorded as a node grid of [0,1]^2",
-            src,
-            ring,
-            u_max,
-        )
     log.info("imported %d samples at %d^2 from %s into %s", n, s, src, out)
     return out
+
+
+def _decide_grid(src: Path, source: _Source, grid: str, names: tuple[str, str]) -> GridDecision:
+    """The grid geometry of the import: stored coordinates decide it, else ``grid``, else the pressure."""
+    s = source.s
+    if source.coords:
+        found = [
+            g
+            for g in GEOMETRIES
+            if all(np.allclose(c, coordinates(g, s), rtol=0, atol=COORD_TOL) for c in source.coords.values())
+        ]
+        if not found:
+            c = source.coords["x"]
+            raise DarcyDataError(
+                f"{src}: its coordinates ({c[0]:.6g} … {c[-1]:.6g}) are the points of none of the grid geometries "
+                f"mano_pde knows ({'; '.join(f'{k}: {v}' for k, v in GEOMETRIES.items())})"
+            )
+        if grid not in ("auto", found[0]):
+            raise DarcyDataError(
+                f"{src} stores coordinates of a {found[0]} grid ({GEOMETRIES[found[0]]}); --grid {grid} contradicts "
+                "them. Leave --grid out for files with coordinates"
+            )
+        decision = GridDecision(found[0], "certain", f"the source's coordinates are {GEOMETRIES[found[0]]}")
+        log.info("%s: %s grid, from its coordinates", src, found[0])
+        return decision
+    try:
+        _, u = source.read(0, min(source.n, DETECT_SAMPLES))
+    except Exception as exc:  # h5py / numpy errors on a damaged file
+        raise DarcyDataError(f"cannot read {names[1]} of {src} ({exc}): the file is truncated or corrupted") from exc
+    found = detect_grid(u)
+    if grid != "auto":
+        note = f"given with --grid {grid}; the data: {found.geometry} ({found.confidence}): {found.evidence}"
+        if found.confidence != "assumed" and found.geometry != grid:
+            log.warning(
+                "%s: --grid %s overrides the data, which suggest a %s grid (%s confidence): %s",
+                src,
+                grid,
+                found.geometry,
+                found.confidence,
+                found.evidence,
+            )
+        return GridDecision(grid, "given", note)
+    if found.confidence in ("assumed", "low"):
+        log.warning(
+            "%s: grid geometry %s (%s): %s; pass --grid node|half-open|cell if you know it",
+            src,
+            found.geometry,
+            found.confidence,
+            found.evidence,
+        )
+    else:
+        log.info("%s: grid geometry %s (%s confidence): %s", src, found.geometry, found.confidence, found.evidence)
+    return found

@@ -36,10 +36,6 @@ _REFERENCES = {
 }
 
 
-def _node_grid(s: int, why: str) -> str:
-    return f"node-based {s} x {s} grid of [0,1]^2 including the boundary, h = 1/{s - 1} ({why})"
-
-
 # --------------------------------------------------------------------------------------------- sources
 @dataclass
 class _Source:
@@ -88,7 +84,8 @@ def _source_attrs(
     references : str
         The dataset's citation (``references``).
     grid, axis_mapping : str
-        How the source grid and array axes map to the mano_pde layout.
+        How the source grid and array axes map to the mano_pde layout (``grid``: the reader's note; the importer
+        prepends the decided geometry, see :func:`mano_pde.data.importers.import_darcy`).
     extra : dict, optional
         Format-specific attributes, placed right after the dtypes (e.g. ``source_header``, ``source_layout``).
     forcing, forcing_note, import_note : optional
@@ -163,17 +160,17 @@ def _ring_max_abs(u: Any, axes: tuple[int, int]) -> float:
     return out
 
 
-def _node_grid_attrs(
-    fmt: str, s: int, u: Any, u_axes: tuple[int, int], *, assumption: str, forcing_note: str, **fields: Any
+def _no_coords_attrs(
+    fmt: str, u: Any, u_axes: tuple[int, int], *, grid_note: str, forcing_note: str, **fields: Any
 ) -> dict[str, Any]:
     """:func:`_source_attrs` of a file that stores neither coordinates nor the forcing (the FNO Darcy convention).
 
-    Records the assumed grid (``s`` nodes of [0, 1] including the boundary, ``assumption`` says why) and
-    forcing (``f = 1``, ``forcing_note``), then ``source_u_boundary_max_abs``: the largest ``|u|`` on the grid's
-    outer ring (``u_axes`` of ``u``), 0 on a grid that includes the boundary. ``fields`` are the other
-    :func:`_source_attrs` keywords.
+    Records ``grid_note`` (why the geometry is decided from the data; the importer prepends the geometry it
+    decided, :mod:`.grid_detection`) and the assumed forcing (``f = 1``, ``forcing_note``), then
+    ``source_u_boundary_max_abs``: the largest ``|u|`` on the grid's outer ring (``u_axes`` of ``u``), 0 on a
+    node grid of a Dirichlet problem. ``fields`` are the other :func:`_source_attrs` keywords.
     """
-    attrs = _source_attrs(fmt, forcing=1.0, forcing_note=forcing_note, grid=_node_grid(s, assumption), **fields)
+    attrs = _source_attrs(fmt, forcing=1.0, forcing_note=forcing_note, grid=grid_note, **fields)
     attrs["source_u_boundary_max_abs"] = _ring_max_abs(u, u_axes)
     return attrs
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from ..schema import DarcyDataError
-from .common import _REFERENCES, _attr_str, _check_grid, _h5_dataset, _node_grid_attrs, _shape, _Source, log
+from .common import _REFERENCES, _attr_str, _check_grid, _h5_dataset, _no_coords_attrs, _shape, _Source, log
 
 
 def _mat_header(text: bytes) -> str:
@@ -83,7 +83,6 @@ def _open_mat_v5(path: Path, stack: contextlib.ExitStack, high: float, low: floa
     n, s = _check_grid(path, ("coeff", "sol"), a_all.shape, u_all.shape, "")
     attrs = _fno_attrs(
         "fno-mat-v5",
-        s,
         u_all,
         (1, 2),
         variables="; ".join(f"{k} {_shape(v[0])} {v[1]}" for k, v in found.items()),
@@ -98,15 +97,14 @@ def _open_mat_v5(path: Path, stack: contextlib.ExitStack, high: float, low: floa
 
 
 def _fno_attrs(
-    fmt: str, s: int, u, u_axes, *, variables: str, a_shape, u_shape, a_dtype, u_dtype, header: str, layout: str
+    fmt: str, u, u_axes, *, variables: str, a_shape, u_shape, a_dtype, u_dtype, header: str, layout: str
 ) -> dict:
-    return _node_grid_attrs(
+    return _no_coords_attrs(
         fmt,
-        s,
         u,
         u_axes,
-        assumption="assumed: the .mat file stores no coordinates; FNO convention, whose reference code subsamples "
-        "421 -> (421 - 1)/r + 1 and uses linspace(0, 1, s)",
+        grid_note="the .mat file stores no coordinates: geometry decided from u (FNO's reference code treats "
+        "these grids as linspace(0, 1, s) nodes and subsamples 421 -> (421 - 1)/r + 1)",
         forcing_note="f = 1: the FNO paper's Darcy benchmark (§5.2); the .mat file does not store it",
         variables=variables,
         names=("coeff", "sol"),
@@ -154,7 +152,6 @@ def _open_mat_v73(path: Path, stack: contextlib.ExitStack, high: float, low: flo
     header = _mat_header(head[:116]) if head.startswith(b"MATLAB") else ""
     attrs = _fno_attrs(
         "fno-mat-v7.3",
-        s,
         du,
         (0, 1) if reverse else (1, 2),
         variables="; ".join(

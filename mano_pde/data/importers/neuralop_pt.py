@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from ..schema import DarcyDataError
-from .common import _REFERENCES, _check_grid, _mask_to_permeability, _node_grid_attrs, _shape, _Source, log
+from .common import _REFERENCES, _check_grid, _mask_to_permeability, _no_coords_attrs, _shape, _Source, log
 
 
 def _open_pt(path: Path, stack: contextlib.ExitStack, high: float, low: float) -> _Source:
@@ -67,13 +67,13 @@ def _open_pt(path: Path, stack: contextlib.ExitStack, high: float, low: float) -
         raise DarcyDataError(f"{path}: y has dtype {y.dtype}, expected floating-point pressure values")
     is_mask = x.dtype == bool
     float_mask = (not is_mask) and np.issubdtype(x.dtype, np.number) and bool(np.all((x == 0) | (x == 1)))
-    attrs = _node_grid_attrs(
+    attrs = _no_coords_attrs(
         "neuralop-pt",
-        s,
         y,
         (1, 2),
-        assumption="assumed: the .pt file stores no coordinates and neuraloperator does not document the grid of "
-        "its Darcy files; FNO convention. source_u_boundary_max_abs = 0 supports a grid including the boundary",
+        grid_note="the .pt file stores no coordinates and neuraloperator does not document the grid of its Darcy "
+        "files: geometry decided from u (its small Darcy files are x_i = i/s grids, neuralop's own GridEmbeddingND "
+        "coordinates)",
         forcing_note="assumed f = 1 (the FNO Darcy benchmark); the .pt file does not store the forcing",
         variables="; ".join(
             f"{k} {_shape(v.shape)} {str(v.dtype).replace('torch.', '')}"

@@ -36,8 +36,6 @@ def _open_pdebench(path: Path, stack: contextlib.ExitStack, high: float, low: fl
                 "increasing finite values, one per grid point"
             )
         coords[axis] = c
-    centres = (np.arange(s) + 0.5) / s
-    cell = all(np.allclose(c, centres, rtol=0, atol=1e-6) for c in coords.values())
     src_attrs = {k: f.attrs[k] for k in f.attrs}
     attrs = _source_attrs(
         "pdebench-hdf5",
@@ -46,13 +44,7 @@ def _open_pdebench(path: Path, stack: contextlib.ExitStack, high: float, low: fl
         shapes=(nu.shape, tensor.shape),
         dtypes=(str(nu.dtype), str(tensor.dtype)),
         references=_REFERENCES["pdebench"],
-        grid=(
-            f"cell-centred {s} x {s} grid of [0,1]^2 (PDEBench finite volumes): x and y hold the source's "
-            "x-coordinate and y-coordinate values"
-            + (", the cell centres (i + 1/2)/s" if cell else f", from {coords['x'][0]:.6g} to {coords['x'][-1]:.6g}")
-            + "; the boundary is not a grid point, so subsampled views are refused: every r-th cell centre is "
-            "not a cell-centred grid of the coarser resolution"
-        ),
+        grid="PDEBench finite volumes: x and y hold the source's x-coordinate and y-coordinate values",
         axis_mapping="a[n, j, i] = nu[n, i, j], u[n, j, i] = tensor[n, 0, i, j]: PDEBench indexes its arrays "
         "[sample, x, y] (its generator builds nu from x-coordinates along axis 1), mano_pde stores (sample, y, x)",
         import_note="nu -> a and tensor[:, 0] -> u (the steady state of PDEBench's time-dependent run), "
