@@ -48,8 +48,9 @@ from typing import Any
 import numpy as np
 
 from ...errors import UserInputError
-from ...files import sha256_file
+from ...files import check_file_name, sha256_file
 from .._output import check_output_file, output_lock
+from ..io import check_new_file
 from ..schema import DarcyDataError, DarcyWriter
 from .common import FORMATS, _check_values, _Opener, log
 from .detect import detect_format
@@ -133,7 +134,7 @@ def import_darcy(
     MATLAB v5 files are loaded whole by scipy and ``.pt`` files whole by torch; HDF5 sources (v7.3, PDEBench)
     are read ``chunk_size`` samples at a time. See the module docstring for the axis, grid and mask conventions.
     """
-    src, out = Path(src), Path(out)
+    src, out = Path(src), check_file_name(out)  # `-o newdir/` names a folder: refused
     if dtype not in ("float32", "float64"):
         raise UserInputError(f"dtype must be 'float32' or 'float64', got {dtype!r}")
     high, low = float(high), float(low)
@@ -190,7 +191,15 @@ def _import_locked(
             "a": {"long_name": f"permeability (diffusion coefficient) a(x, y) (source variable {names[0]})"},
         }
         with DarcyWriter(
-            out, n, s, attrs, dtype=dtype, complevel=complevel, coords=source.coords, var_attrs=var_attrs
+            out,
+            n,
+            s,
+            attrs,
+            dtype=dtype,
+            complevel=complevel,
+            coords=source.coords,
+            var_attrs=var_attrs,
+            verify=check_new_file,  # every check of the reader, before an existing file is replaced
         ) as writer:
             with tqdm(total=n, unit="sample", desc="importing", disable=not progress) as bar:
                 for start in range(0, n, step):
