@@ -209,15 +209,16 @@ def _check_representable(config: DarcyConfig, dtype: str) -> None:
     (:func:`mano_pde.data.samples.check_storable`).
     """
     info = np.finfo(dtype)
+    low, high = float(info.tiny), float(info.max)
     values = {"forcing": config.forcing}
     if config.permeability_map == "piecewise":
         values.update(high=config.high, low=config.low)
     for name, v in values.items():
         mag = abs(float(v))
-        if mag > info.max or 0 < mag < info.tiny:
+        if mag > high or 0 < mag < low:
             raise UserInputError(
-                f"--{name} {v:g} cannot be stored in {dtype} ({'above' if mag > info.max else 'below'} its range "
-                f"{info.tiny:.3g} to {info.max:.3g}): the file would hold {'inf' if mag > info.max else '0'}; "
+                f"--{name} {v:g} cannot be stored in {dtype} ({'above' if mag > high else 'below'} its range "
+                f"{low:.3g} to {high:.3g}): the file would hold {'inf' if mag > high else '0'}; "
                 f"choose a value in that range{' or use --dtype float64' if dtype == 'float32' else ''}"
             )
 

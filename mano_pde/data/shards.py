@@ -256,8 +256,8 @@ class ShardFolder:
         try:
             with np.load(io.BytesIO(data), allow_pickle=False) as z:
                 a, u = z["a"], z["u"]
-        except ValueError as exc:  # object arrays: loading them would run pickled code
-            return f"holds pickled objects, not plain arrays ({exc})", None
+        except ValueError:  # object arrays: loading them would run pickled code
+            return "holds pickled objects, not plain arrays (never loaded)", None
         except Exception as exc:  # noqa: BLE001 - any other failure to parse the .npz means: compute it again
             return f"is not a shard of arrays a and u ({type(exc).__name__}: {exc})", None
         if a.shape != (n, s, s) or u.shape != a.shape or a.dtype != dtype or u.dtype != dtype:
