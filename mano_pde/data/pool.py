@@ -7,9 +7,9 @@ reported as :class:`WorkerDiedError` with the hint to rerun, which resumes from 
 
 Interruptions (Ctrl-C, ``SIGTERM``, a task's error) stop the pool at once: workers ignore ``SIGINT`` (a
 Ctrl-C in the terminal reaches the whole process group, and a worker would otherwise report it as the error of
-its task and go on with the queued ones), the main process records every chunk that finished, then terminates
-the workers instead of waiting for the chunks in flight and queued (whose shards are half written at most:
-temporaries that the next run removes).
+its task and go on with the queued ones), the main process terminates the workers instead of waiting for the
+chunks in flight and queued (whose shards are half-written temporaries at most, removed by the next run), then
+records every chunk that finished, also one whose shard was saved but whose result had not arrived yet.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import UserInputError
+from ..files import sha256_file
 from .presets import DarcyConfig
 from .samples import chunk_arrays
 from .shards import ShardFolder, save_shard
@@ -123,9 +124,11 @@ def run_process_pool(
                 f"samples are saved in {shards.path}: rerun the same command to resume"
                 + (" (with fewer --workers if memory ran out)" if workers > 1 else "")
             ) from None
-        except BaseException:  # Ctrl-C, SIGTERM, a chunk's error: keep what finished, stop the rest now
-            _record_finished(pending, shards, bar)
+        except BaseException:  # Ctrl-C, SIGTERM, a chunk's error: stop the rest now, keep what finished
             _stop_workers(pool)
+            pool.shutdown(wait=True, cancel_futures=True)
+            _record_finished(pending, shards, bar)
+            _adopt_saved(todo, shards, bar)
             raise
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
@@ -137,6 +140,19 @@ def _record_finished(futures: set, shards: ShardFolder, bar: Any) -> None:
         if fut.done() and not fut.cancelled() and fut.exception() is None:
             start, stop, digest = fut.result()
             shards.record(start, stop, digest)
+            bar.update(stop - start)
+
+
+def _adopt_saved(todo: list[tuple[int, int]], shards: ShardFolder, bar: Any) -> None:
+    """Record the shards that workers of this run saved but whose result never reached this process.
+
+    A shard under its final name is complete (saved atomically) and, for a chunk of ``todo``, was written by
+    this run's workers (``ShardFolder.missing`` deleted any older one), so its digest is taken from the file.
+    """
+    for start, stop in todo:
+        path = shards.shard_path(start)
+        if start not in shards.shards and path.is_file():
+            shards.record(start, stop, sha256_file(path))
             bar.update(stop - start)
 
 
