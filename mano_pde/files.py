@@ -160,13 +160,13 @@ def check_inside(root: str | os.PathLike, path: str | os.PathLike, what: str) ->
     Raises
     ------
     UnsafePathError
-        The resolved path is ``root`` itself or lies outside it.
+        The resolved path lies outside ``root`` (``root`` itself is inside).
     """
     root = Path(root)
     full = root / path
     base = root.resolve()
     target = full.resolve()
-    if target == base or base not in target.parents:
+    if target != base and base not in target.parents:
         raise UnsafePathError(
             f"{what} {os.fspath(path)!r} resolves to {target}, which is not inside the output folder {base}; "
             "use a relative path below the output folder"

@@ -169,7 +169,7 @@ class ExperimentSpec:
                 f"it may use {', '.join('{' + k + '}' for k in names) or 'no placeholders'}"
             ) from None
         norm = os.path.normpath(value)
-        if not value or os.path.isabs(value) or norm == os.curdir or norm.split(os.sep)[0] == os.pardir:
+        if not value or os.path.isabs(value) or norm.split(os.sep)[0] == os.pardir:
             raise UserInputError(
                 f"{self.name}: {where} = {template!r} gives {value!r}, which is not inside the experiment folder; "
                 "use a relative path below it (no absolute path, no '..' leaving it)"
