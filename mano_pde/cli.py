@@ -189,10 +189,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt as exc:
         if args.command == "train":
             again = "rerun the same command with --resume to continue the run"
-        elif getattr(args, "overwrite", False):
-            again = "rerun the same command without --overwrite to resume"
-        else:
-            again = "rerun the same command to resume"
+        else:  # a command may know better (e.g. generate: its output may already be complete)
+            again = getattr(args, "interrupted_advice", lambda: None)() or "rerun the same command to resume"
         print(f"{'terminated' if isinstance(exc, Terminated) else 'interrupted'}: {again}", file=sys.stderr)
         return 143 if isinstance(exc, Terminated) else 130
     except USER_ERRORS as exc:

@@ -7,6 +7,13 @@ killed. The temporary file is removed on any exception, ``KeyboardInterrupt`` in
 ``SIGKILL`` cannot clean up, so the next run removes temporary files whose process is gone
 (:func:`remove_stale_temps`).
 
+Every file and folder the package creates is created without following symbolic links: temporaries are
+opened with ``O_CREAT | O_EXCL | O_NOFOLLOW`` (:func:`create_exclusive`), lock files with ``O_NOFOLLOW``
+(:func:`open_lock_file`), so a link planted at such a name is refused instead of truncating its target.
+Output paths the user names are checked once: a name ending in ``/`` is refused where a file is expected
+(:func:`check_file_name`), and paths built from templates (an experiment spec's ``run_dir``) must stay inside
+the folder the user named (:func:`check_inside`).
+
 Digests (:func:`sha256_file`) let a reader refuse a file that was damaged after it was written (a shard of a
 generation run, a training state), which no rename can prevent.
 
@@ -16,14 +23,18 @@ Pure standard library: importing this module imports neither torch nor numpy.
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import logging
 import os
 import re
 import shutil
+import stat
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
+
+from .errors import UserInputError
 
 __all__ = [
     "atomic_write",
@@ -37,11 +48,130 @@ __all__ = [
     "sha256_file",
     "sha256_bytes",
     "fsync_folder",
+    "create_exclusive",
+    "open_lock_file",
+    "check_file_name",
+    "check_inside",
+    "UnsafePathError",
 ]
 
 log = logging.getLogger(__name__)
 
 _TEMP_RE = re.compile(r"^\.(?P<name>.+)\.(?P<pid>\d+)\.tmp$")
+
+#: ``O_NOFOLLOW`` where the platform has it (0 elsewhere: no protection, as before).
+_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+
+
+class UnsafePathError(UserInputError):
+    """A path the package was about to create is a symbolic link, not a regular file, or leaves its folder."""
+
+
+def create_exclusive(path: str | os.PathLike, mode: str = "wb", *, encoding: str | None = "utf-8") -> IO[Any]:
+    """Create ``path`` as a new regular file and open it for writing, never following a symbolic link.
+
+    A leftover of this process at the same name (a temporary of an earlier, interrupted call) is unlinked
+    first; unlinking removes a planted link itself, never its target. The file is then created with
+    ``O_CREAT | O_EXCL | O_NOFOLLOW``, so whatever appears at the name in between is refused.
+
+    Raises
+    ------
+    UnsafePathError
+        Something other than a file we can create is at ``path`` (a link created in between, a folder).
+    """
+    path = Path(path)
+    with contextlib.suppress(FileNotFoundError, IsADirectoryError, PermissionError):
+        if path.is_symlink() or path.is_file():
+            path.unlink()
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
+    try:
+        fd = os.open(path, flags, 0o644)
+    except FileExistsError:
+        raise UnsafePathError(
+            f"cannot create {path}: something else appeared at that name while it was being created "
+            "(a symbolic link or folder); remove it and rerun"
+        ) from None
+    return os.fdopen(fd, mode, encoding=encoding if "b" not in mode else None)
+
+
+def open_lock_file(path: str | os.PathLike) -> int:
+    """Open (or create) the lock file ``path`` read-write without following links; return the descriptor.
+
+    Raises
+    ------
+    UnsafePathError
+        ``path`` is a symbolic link, not a regular file (a folder, a FIFO, a device) or a hard link to another
+        file: writing the holder's pid into it would change something that is not our lock file.
+    """
+    path = Path(path)
+    fix = f"remove {path} (it is not a lock file of mano_pde) and rerun"
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | _NOFOLLOW | getattr(os, "O_CLOEXEC", 0), 0o644)
+    except OSError as exc:
+        if path.is_symlink() or exc.errno == errno.ELOOP:
+            raise UnsafePathError(f"the lock file {path} is a symbolic link; {fix}") from None
+        if path.is_dir():
+            raise UnsafePathError(f"the lock file {path} is a folder; {fix}") from None
+        raise
+    st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode) or st.st_nlink != 1:
+        os.close(fd)
+        what = "not a regular file" if not stat.S_ISREG(st.st_mode) else "a hard link to another file"
+        raise UnsafePathError(f"the lock file {path} is {what}; {fix}")
+    return fd
+
+
+def check_file_name(path: str | os.PathLike, what: str = "output", example: str = "darcy.nc") -> Path:
+    """``path`` as a :class:`~pathlib.Path`, refusing a name that ends in a path separator.
+
+    ``-o newdir/`` names a folder; ``pathlib`` would silently drop the slash and write a *file* named ``newdir``.
+    A file is expected here, so such a name is refused with the file name to give instead.
+
+    Raises
+    ------
+    UserInputError
+        ``path`` ends in ``/`` (or the platform's separator), or is empty.
+    """
+    text = os.fspath(path)
+    if isinstance(text, bytes):
+        text = os.fsdecode(text)
+    if not text:
+        raise UserInputError(f"the {what} path is empty; give a file name such as {example}")
+    seps = (os.sep, os.altsep) if os.altsep else (os.sep,)
+    if text.endswith(seps) or Path(text).name in ("", ".", ".."):
+        raise UserInputError(
+            f"the {what} {text!r} names a folder (it ends in {text[-1]!r}), but a file is written here; give a file "
+            f"name such as {os.path.join(text, example)}"
+        )
+    return Path(text)
+
+
+def check_inside(root: str | os.PathLike, path: str | os.PathLike, what: str) -> Path:
+    """``path`` (relative paths are taken under ``root``), required to stay inside ``root`` once resolved.
+
+    Both are resolved (``..`` and symbolic links followed), so neither ``../x``, an absolute path elsewhere nor
+    a link inside ``root`` that points out of it can make the package write outside the folder the user named.
+
+    Returns
+    -------
+    Path
+        ``root / path`` (unresolved, as the caller named it).
+
+    Raises
+    ------
+    UnsafePathError
+        The resolved path lies outside ``root`` (``root`` itself is inside).
+    """
+    root = Path(root)
+    full = root / path
+    base = root.resolve()
+    target = full.resolve()
+    if target != base and base not in target.parents:
+        raise UnsafePathError(
+            f"{what} {os.fspath(path)!r} resolves to {target}, which is not inside the output folder {base}; "
+            "use a relative path below the output folder"
+        )
+    return full
 
 
 def temp_path(path: str | os.PathLike) -> Path:
@@ -89,7 +219,7 @@ def atomic_write(path: str | os.PathLike, mode: str = "w", *, encoding: str | No
     path = Path(path)
     tmp = temp_path(path)
     try:
-        with open(tmp, mode, encoding=encoding if mode == "w" else None) as fh:
+        with create_exclusive(tmp, mode, encoding=encoding) as fh:
             yield fh
             fh.flush()
             os.fsync(fh.fileno())

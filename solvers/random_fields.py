@@ -91,16 +91,41 @@ def sample_grf(
 
 
 def piecewise_constant_map(field: np.ndarray, high: float = 12.0, low: float = 3.0) -> np.ndarray:
-    """The FNO benchmark's push-forward ``ψ``: ``high`` where ``field >= 0``, ``low`` elsewhere."""
+    """The FNO benchmark's push-forward ``ψ``: ``high`` where ``field >= 0``, ``low`` elsewhere.
+
+    Raises
+    ------
+    ValueError
+        ``high``/``low`` not positive and finite, or ``field`` holding NaN/inf (a NaN would silently map to
+        ``low``).
+    """
     _check_positive_values(high=high, low=low)
-    return np.where(np.asarray(field) >= 0.0, float(high), float(low))
+    field = _finite_field(field)
+    return np.where(field >= 0.0, float(high), float(low))
 
 
 def lognormal_map(field: np.ndarray, sigma: float = 1.0) -> np.ndarray:
-    """Smooth log-normal permeability ``exp(σ · field)``."""
+    """Smooth log-normal permeability ``exp(σ · field)``.
+
+    Raises
+    ------
+    ValueError
+        ``sigma`` not finite, ``field`` holding NaN/inf, or ``exp(σ · field)`` overflowing to inf or underflowing
+        to 0 (the permeability would not be a positive finite number; lower ``sigma``).
+    """
     if not np.isfinite(sigma):
         raise ValueError(f"sigma must be finite, got {sigma}")
-    return np.exp(float(sigma) * np.asarray(field))
+    field = _finite_field(field)
+    with np.errstate(over="ignore", under="ignore"):
+        a = np.exp(float(sigma) * field)
+    bad = ~np.isfinite(a) | (a <= 0)
+    if bad.any():
+        x = float(np.max(np.abs(float(sigma) * field)))
+        raise ValueError(
+            f"lognormal permeability exp(sigma * field) over- or underflows (|sigma * field| reaches {x:.3g}; "
+            f"float64 holds exp(x) for |x| < 709): {int(bad.sum())} value(s) would be inf or 0. Lower sigma"
+        )
+    return a
 
 
 #: Names accepted wherever a permeability map is chosen by name.
@@ -114,6 +139,14 @@ def _check_grf_args(s: int, alpha: float, tau: float) -> None:
         raise ValueError(f"alpha must be a positive finite number, got {alpha}")
     if not (np.isfinite(tau) and tau > 0):
         raise ValueError(f"tau must be a positive finite number, got {tau}")
+
+
+def _finite_field(field: np.ndarray) -> np.ndarray:
+    field = np.asarray(field, dtype=np.float64)
+    bad = ~np.isfinite(field)
+    if bad.any():
+        raise ValueError(f"field holds {int(bad.sum())} NaN or infinite value(s) of {field.size}; pass a finite field")
+    return field
 
 
 def _check_positive_values(**values: float) -> None:

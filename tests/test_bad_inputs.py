@@ -7,6 +7,7 @@ concurrency case runs two real ``generate`` processes on one path.
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -244,7 +245,9 @@ def test_interrupted_overwrite_run_names_the_right_way_to_resume(tmp_path, monke
 
     monkeypatch.setattr(mano_pde.data, "generate_darcy", interrupted)
     assert main([*GEN, "--overwrite", "-o", str(tmp_path / "x.nc")]) == 130
-    assert "rerun the same command without --overwrite to resume" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    # issue 21: --overwrite keeps the shards of the same parameters, so the same command resumes
+    assert "interrupted: rerun the same command to resume" in err and "without --overwrite" not in err
 
 
 # ------------------------------------------------------------------ item 3: two generate runs on one path
@@ -707,3 +710,293 @@ def test_internal_value_errors_of_training_commands_keep_their_traceback(command
     }[command]
     with pytest.raises(ValueError, match="internal bug"):
         main(argv)
+
+
+# --- issue 21: files and data ---------------------------------------------------------------------------------------
+# Security: nothing is written through a planted link, nor outside the folder the user named.
+def _planted_link(tmp_path: Path, name: str) -> Path:
+    victim = tmp_path / "victim.txt"
+    victim.write_text("the user's file")
+    (tmp_path / name).symlink_to(victim)
+    return victim
+
+
+@pytest.mark.parametrize("command", ["generate", "import"])
+def test_i21_a_symlink_planted_at_the_lock_is_refused_and_its_target_untouched(command, good, tmp_path, capsys):
+    src = _mat_source(good, tmp_path / "src.mat")
+    work = tmp_path / "work"
+    work.mkdir()
+    victim = _planted_link(work, "out.nc.lock")
+    out = work / "out.nc"
+    argv = [*GEN, "-o", str(out)] if command == "generate" else ["import", str(src), "--no-progress", "-o", str(out)]
+    assert main(argv) == 2
+    _one_error_line(capsys, f"the lock file {out}.lock is a symbolic link", command)
+    assert victim.read_text() == "the user's file"
+    assert sorted(os.listdir(work)) == ["out.nc.lock", "victim.txt"]  # no .parts, no temporary, no output
+
+
+def test_i21_a_hard_link_or_fifo_at_the_lock_is_refused(tmp_path, capsys):
+    victim = tmp_path / "victim.txt"
+    victim.write_text("keep")
+    os.link(victim, tmp_path / "h.nc.lock")
+    assert main([*GEN, "-o", str(tmp_path / "h.nc")]) == 2
+    _one_error_line(capsys, "is a hard link to another file", "generate")
+    os.mkfifo(tmp_path / "f.nc.lock")
+    assert main([*GEN, "-o", str(tmp_path / "f.nc")]) == 2
+    _one_error_line(capsys, "is not a regular file", "generate")
+    assert victim.read_text() == "keep"
+
+
+def test_i21_temporaries_are_created_exclusively_never_through_a_link(tmp_path):
+    from mano_pde import files
+
+    target = tmp_path / "a.json"
+    victim = _planted_link(tmp_path, files.temp_path(target).name)  # a link at this process's temporary name
+    files.atomic_write_text(target, "new")
+    assert target.read_text() == "new" and not target.is_symlink()
+    assert victim.read_text() == "the user's file"
+    # the data writer's temporary (netCDF) is created the same way
+    out = tmp_path / "d.nc"
+    victim2 = tmp_path / "victim2.txt"
+    victim2.write_text("keep")
+    files.temp_path(out).symlink_to(victim2)
+    generate_darcy(DarcyConfig(n_samples=2, resolution=5), out, progress=False)
+    assert victim2.read_text() == "keep" and open_darcy(out).sizes["sample"] == 2
+
+
+@pytest.mark.parametrize("command", ["generate", "import"])
+def test_i21_an_output_ending_in_a_slash_is_refused(command, good, tmp_path, capsys, monkeypatch):
+    src = _mat_source(good, tmp_path / "src.mat")
+    monkeypatch.chdir(tmp_path)
+    argv = [*GEN, "-o", "newdir/"] if command == "generate" else ["import", str(src), "--no-progress", "-o", "newdir/"]
+    before = sorted(os.listdir(tmp_path))
+    assert main(argv) == 2
+    phrase = "the output 'newdir/' names a folder (it ends in '/'), but a file is written here; give a file name"
+    _one_error_line(capsys, f"{phrase} such as newdir/darcy.nc", command)
+    assert sorted(os.listdir(tmp_path)) == before  # no file named newdir, no lock, no .parts
+    with pytest.raises(UserInputError, match="give a file name such as newdir/darcy.nc"):
+        generate_darcy(DarcyConfig(n_samples=2, resolution=5), "newdir/", progress=False)
+
+
+def _spec(**arm) -> dict:
+    return {
+        "name": "t",
+        "data": {"d": {"path": "data/d.nc", "generate": {"n_samples": 4, "resolution": 9}}},
+        "train": {"data": "d", "resolutions": [9], "n_train": [2], "n_test": 1, "epochs": 1},
+        "models": {"fno": {"model": "fno", "kwargs": {"hidden_channels": 4, "n_modes": [4, 4], "n_layers": 1}}},
+        "arms": {"a": {"models": ["fno"], **arm}},
+    }
+
+
+@pytest.mark.parametrize(
+    ("change", "phrase"),
+    [
+        ({"run_dir": "../../../escaped_{arm}/{model}"}, "arms.a.run_dir = '../../../escaped_{arm}/{model}' gives"),
+        ({"run_dir": "/tmp/escaped/{model}"}, "arms.a.run_dir = '/tmp/escaped/{model}' gives"),
+        ({"run_dir": "runs/{model}/../../.."}, "is not inside the experiment folder"),
+        ({"run_dir": "runs/{model}/{0}"}, "is not a valid template"),
+        ({"evaluate": {"data": "d", "resolutions": [9], "output": "../results"}}, "arms.a.evaluate.output"),
+        ({"data_path": "../outside.nc"}, "data.d.path = '../outside.nc'"),
+    ],
+)
+def test_i21_a_spec_cannot_move_outputs_out_of_the_experiment_folder(change, phrase):
+    from mano_pde.experiments import ExperimentSpec
+
+    record = _spec(**{k: v for k, v in change.items() if k != "data_path"})
+    if "data_path" in change:
+        record["data"]["d"]["path"] = change["data_path"]
+    with pytest.raises(UserInputError, match=re.escape(phrase)):
+        ExperimentSpec.from_dict(record)
+
+
+def test_i21_a_link_inside_the_experiment_folder_cannot_lead_out_of_it(tmp_path):
+    from mano_pde.experiments import ExperimentSpec
+    from mano_pde.experiments.runner import plan_runs
+    from mano_pde.files import UnsafePathError
+
+    out, elsewhere = tmp_path / "study", tmp_path / "elsewhere"
+    out.mkdir()
+    elsewhere.mkdir()
+    (out / "runs").symlink_to(elsewhere)
+    spec = ExperimentSpec.from_dict(_spec(run_dir="runs/{model}"))
+    with pytest.raises(UnsafePathError, match="is not inside the output folder"):
+        plan_runs(spec, out)
+    assert os.listdir(elsewhere) == []
+    # inputs (data without `generate`) may live anywhere: a spec reading a shared file is fine
+    record = _spec()
+    record["data"]["d"] = {"path": str(tmp_path / "shared.nc")}
+    assert ExperimentSpec.from_dict(record).data["d"].path == str(tmp_path / "shared.nc")
+
+
+# Data loss: nothing replaces a file until the new one passed the reader's checks.
+def test_i21_overwrite_with_values_float32_cannot_hold_keeps_the_valid_file(good, tmp_path, capsys):
+    out = tmp_path / "good.nc"
+    out.write_bytes(good.read_bytes())
+    before = out.read_bytes()
+    assert main([*GEN, "--overwrite", "--high", "1e45", "--low", "1e40", "-o", str(out)]) == 2
+    _one_error_line(capsys, "--high 1e+45 cannot be stored in float32", "generate")
+    assert out.read_bytes() == before and sorted(os.listdir(tmp_path)) == ["good.nc"]
+
+
+def test_i21_a_writer_whose_file_fails_the_checks_replaces_nothing(good, tmp_path):
+    from mano_pde.data.io import check_new_file
+    from mano_pde.data.schema import DarcyWriter
+
+    out = tmp_path / "good.nc"
+    out.write_bytes(good.read_bytes())
+    before = out.read_bytes()
+    a = np.full((N, S, S), 2.0)
+    u = np.zeros((N, S, S))
+    u[1, 4, 4] = np.nan
+    with pytest.raises(DarcyDataError, match=f"{out} was not written .* variable u holds NaN"):
+        with DarcyWriter(out, N, S, {}, verify=check_new_file) as writer:
+            writer.write(0, a, u)
+    assert out.read_bytes() == before and sorted(os.listdir(tmp_path)) == ["good.nc"]
+
+
+# Silent wrong results: values the storage dtype cannot hold, 2x2 grids, the solver's maps.
+@pytest.mark.parametrize(
+    ("extra", "phrase"),
+    [
+        (["--forcing", "1e-300"], "--forcing 1e-300 cannot be stored in float32 (below its range"),
+        (["--forcing", "1e300"], "--forcing 1e+300 cannot be stored in float32 (above its range"),
+        (["--forcing", "1e-36"], "u underflows float32"),
+        (["--forcing", "1e38", "--high", "1e-30", "--low", "1e-31"], "u overflows float32"),
+        (["--map", "lognormal", "--sigma", "1000"], "lognormal permeability exp(sigma * field) over- or underflows"),
+        (["--forcing", "1e-310", "--dtype", "float64"], "cannot be stored in float64"),
+    ],
+)
+def test_i21_values_the_storage_dtype_cannot_hold_are_refused(extra, phrase, tmp_path, capsys):
+    assert main([*GEN, *extra, "-o", str(tmp_path / "x.nc")]) == 2
+    _one_error_line(capsys, phrase, "generate")
+    assert os.listdir(tmp_path) == []
+
+
+def _tiny_grid_file(path: Path, s: int = 2) -> Path:
+    from mano_pde.data.schema import COMPLETE_ATTR, SCHEMA
+
+    ds = xr.Dataset(
+        {"a": (("sample", "y", "x"), np.full((3, s, s), 2.0)), "u": (("sample", "y", "x"), np.zeros((3, s, s)))},
+        coords={"x": np.linspace(0, 1, s), "y": np.linspace(0, 1, s)},
+        attrs={COMPLETE_ATTR: "yes", "mano_pde_schema": SCHEMA, "resolution": s, "n_samples": 3},
+    )
+    ds.to_netcdf(path, engine="netcdf4")
+    return path
+
+
+def test_i21_2x2_grids_are_refused_at_every_boundary(tmp_path, capsys):
+    import scipy.io
+
+    path = _tiny_grid_file(tmp_path / "two.nc")
+    with pytest.raises(DarcyDataError, match="grid is 2x2: at least 3 points per direction"):
+        open_darcy(path)
+    assert main(["info", str(path)]) == 2
+    _one_error_line(capsys, "at least 3 points per direction", "info")
+    argv = [*TRAIN, *FNO_TINY, "--data", str(path), "-o", str(tmp_path / "run")]
+    argv[argv.index("--resolution") + 1] = "2"
+    assert main(argv) == 2
+    assert "at least 3 points" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
+    src = tmp_path / "two.mat"
+    scipy.io.savemat(src, {"coeff": np.full((3, 2, 2), 2.0), "sol": np.zeros((3, 2, 2))})
+    assert main(["import", str(src), "--no-progress", "-o", str(tmp_path / "imp.nc")]) == 2
+    _one_error_line(capsys, "a grid of fewer than 3 points per direction", "import")
+    assert not (tmp_path / "imp.nc").exists()
+
+
+def test_i21_solver_maps_refuse_nan_fields_and_overflow_without_numpy_warnings():
+    import warnings
+
+    from solvers import lognormal_map, piecewise_constant_map
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(ValueError, match="field holds 16 NaN or infinite value"):
+            piecewise_constant_map(np.full((4, 4), np.nan))
+        with pytest.raises(ValueError, match="field holds 1 NaN"):
+            lognormal_map(np.array([[np.nan, 0.0], [0.0, 0.0]]))
+        with pytest.raises(ValueError, match="over- or underflows"):
+            lognormal_map(np.full((3, 3), 800.0))
+        with pytest.raises(ValueError, match="over- or underflows"):
+            lognormal_map(np.full((3, 3), -800.0))  # exp underflows to a permeability of 0
+        assert np.isfinite(lognormal_map(np.ones((3, 3)), 2.0)).all()
+
+
+# Raw tracebacks: damaged compressed chunks, bad shards, a malformed dask address.
+def test_i21_a_damaged_compressed_chunk_names_the_file(good, tmp_path, capsys):
+    import h5py
+
+    bad = tmp_path / "damaged.nc"
+    bad.write_bytes(good.read_bytes())
+    with h5py.File(bad, "r") as f:
+        info = f["a"].id.get_chunk_info(1)  # sample 1 of `a`: one zlib-compressed chunk
+    data = bytearray(bad.read_bytes())
+    for i in range(info.byte_offset + 2, info.byte_offset + info.size):
+        data[i] ^= 0xFF
+    bad.write_bytes(bytes(data))
+    assert main(["info", str(bad)]) == 2
+    _one_error_line(capsys, f"{bad}: variable a, samples 0-{N - 1} cannot be read", "info")
+    with pytest.raises(DarcyDataError, match="is damaged"):
+        load_arrays(bad)
+
+
+def _shards_of(tmp_path: Path, monkeypatch) -> tuple[Path, Path]:
+    """A generate run of N samples stopped before the final write: its output path and shard folder."""
+    from mano_pde.data import generate as generate_module
+
+    def no_writer(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    out = tmp_path / "s.nc"
+    monkeypatch.setattr(generate_module, "DarcyWriter", no_writer)
+    with pytest.raises(KeyboardInterrupt):
+        generate_darcy(DarcyConfig(n_samples=N, resolution=S, seed=1), out, chunk_size=1, progress=False)
+    monkeypatch.undo()
+    return out, tmp_path / "s.nc.parts"
+
+
+def _replace_shard(parts: Path, data: bytes) -> None:
+    """Replace shard 1 and record its digest, as damage that also updated the manifest would."""
+    import json
+
+    from mano_pde.files import sha256_bytes
+
+    (parts / "chunk_000000001.npz").write_bytes(data)
+    manifest = json.loads((parts / "manifest.json").read_text())
+    manifest["shards"]["1"]["sha256"] = sha256_bytes(data)
+    (parts / "manifest.json").write_text(json.dumps(manifest))
+
+
+@pytest.mark.parametrize("content", ["NaN", "pickled"])
+def test_i21_a_shard_that_cannot_give_a_valid_file_is_computed_again(content, good, tmp_path, monkeypatch, caplog):
+    import io
+    import logging
+
+    out, parts = _shards_of(tmp_path, monkeypatch)
+    buf = io.BytesIO()
+    if content == "NaN":
+        np.savez(buf, a=np.full((1, S, S), np.nan, "f4"), u=np.zeros((1, S, S), "f4"))
+        phrase = "holds NaN or infinite values"
+    else:
+        np.savez(buf, a=np.array([{"x": 1}], dtype=object), u=np.zeros((1, S, S), "f4"))
+        phrase = "holds pickled objects, not plain arrays (never loaded)"
+    _replace_shard(parts, buf.getvalue())
+    with caplog.at_level(logging.WARNING):
+        generate_darcy(DarcyConfig(n_samples=N, resolution=S, seed=1), out, chunk_size=1, progress=False)
+    assert f"chunk_000000001.npz {phrase}: computing samples 1-1 again" in caplog.text
+    with open_darcy(out) as got, open_darcy(good) as want:
+        xr.testing.assert_identical(got.drop_attrs(), want.drop_attrs())
+    assert sorted(os.listdir(tmp_path)) == ["s.nc"]
+
+
+def test_i21_a_malformed_scheduler_address_fails_fast_and_clean(tmp_path):
+    pytest.importorskip("distributed")
+    argv = [*GEN, "--scheduler", "not-an-address", "-o", str(tmp_path / "x.nc")]
+    t0 = time.monotonic()
+    proc = subprocess.run([sys.executable, "-m", "mano_pde.cli", *argv], capture_output=True, text=True, timeout=120)
+    elapsed = time.monotonic() - t0
+    assert proc.returncode == 2
+    assert "cannot connect to the dask scheduler at 'not-an-address'" in proc.stderr
+    assert "Traceback" not in proc.stderr and "Exception ignored" not in proc.stderr, proc.stderr
+    assert elapsed < 30, elapsed  # was: the message, then a 60 s stall in Client.__del__
+    assert os.listdir(tmp_path) == []

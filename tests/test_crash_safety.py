@@ -643,3 +643,147 @@ def test_crash_sweep_finds_nothing_wrong_with_generate(tmp_path):
         "markdown"
     ]
     assert "| generate | 2 |" in result["markdown"]
+
+
+# --- issue 21: files and data ---------------------------------------------------------------------------------------
+def _tiny_spec(path: str = "data/d.nc"):
+    from mano_pde.experiments import ExperimentSpec
+
+    return ExperimentSpec.from_dict(
+        {
+            "name": "t",
+            "data": {"d": {"path": path, "generate": {"n_samples": 6, "resolution": 9, "seed": 3}}},
+            "train": {"data": "d", "resolutions": [9], "n_train": [4], "n_test": 2, "epochs": 1},
+            "models": {"fno": {"model": "fno", "kwargs": {"hidden_channels": 4, "n_modes": [4, 4], "n_layers": 1}}},
+            "arms": {"a": {"models": ["fno"]}},
+        }
+    )
+
+
+@pytest.mark.parametrize("how", ["Ctrl-C", "SIGKILL"])
+@pytest.mark.parametrize("instant", ["before .parts is renamed", "while the renamed folder is deleted"])
+def test_i21_the_runner_finishes_the_clean_up_of_a_killed_data_generation(instant, how, tmp_path, monkeypatch):
+    """A kill while a data file's ``.parts`` is removed: the runner's rerun removes it and the lock (as generate's)."""
+    from mano_pde.experiments.runner import ensure_data, plan_runs
+
+    spec, out = _tiny_spec(), tmp_path / "study"
+    data = out / "data"
+    path = data / "d.nc"
+    _interrupt_the_clean_up(monkeypatch, path, instant)
+    with pytest.raises(KeyboardInterrupt):
+        ensure_data(spec, out, runs=plan_runs(spec, out), workers=1, progress=False)
+    monkeypatch.undo()
+    if how == "SIGKILL":
+        _as_if_killed(data, path)
+    assert len(os.listdir(data)) > 1  # the file and what its clean-up left
+    files_, _ = ensure_data(spec, out, runs=plan_runs(spec, out), workers=1, progress=False)
+    assert files_["d"] == path
+    assert sorted(os.listdir(data)) == ["d.nc"]
+    _assert_same_data(path, generate_darcy(CONFIG, tmp_path / "ref.nc", progress=False))
+
+
+def test_i21_the_runner_removes_its_summarys_stale_temporary(tmp_path, monkeypatch):
+    """A kill while writing study.json leaves ``.study.json.PID.tmp``: the next run of the experiment removes it."""
+    from mano_pde.experiments import runner
+
+    out = tmp_path / "study"
+    out.mkdir()
+    stale = out / f".study.json.{_dead_pid()}.tmp"
+    stale.write_text("{half")
+    times = out / "data" / f".{runner.GENERATION_TIMES}.{_dead_pid()}.tmp"
+    times.parent.mkdir()
+    times.write_text("{")
+    live = out / f".study.json.{os.getpid()}.tmp"  # a live process's temporary is left alone
+    live.write_text("{")
+    real_ensure = runner.ensure_data
+
+    def stop_after_ensure(*args, **kwargs):
+        real_ensure(*args, **kwargs)
+        raise KeyboardInterrupt  # stop before training: the clean-up is what is tested
+
+    monkeypatch.setattr(runner, "ensure_data", stop_after_ensure)
+    with pytest.raises(KeyboardInterrupt):
+        runner.run_experiment(_tiny_spec(), out, workers=1, device="cpu", progress=False, summary_name="study")
+    assert not stale.exists() and not times.exists() and live.exists()
+
+
+def test_i21_an_interrupted_overwrite_resumes_with_the_same_command(tmp_path, monkeypatch, capsys, caplog, reference):
+    """``generate --overwrite`` over a file, interrupted: the advice is the same command, which keeps the shards."""
+    out = tmp_path / "data.nc"
+    generate_darcy(CONFIG.replace(seed=4), out, chunk_size=CHUNK, progress=False)  # the user's older file
+    argv = ["generate", "--n-samples", "6", "--resolution", "9", "--seed", "3", "--chunk-size", "2", "--no-progress"]
+    argv += ["--overwrite", "-o", str(out)]
+
+    def no_writer(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(generate_module, "DarcyWriter", no_writer)
+    assert main(argv) == 130
+    monkeypatch.undo()
+    assert "interrupted: rerun the same command to resume" in capsys.readouterr().err
+    parts = tmp_path / "data.nc.parts"
+    saved = {p.name: p.stat().st_mtime_ns for p in parts.glob("chunk_*.npz")}
+    assert len(saved) == 3
+    with caplog.at_level(logging.INFO):
+        assert main(argv) == 0, capsys.readouterr().err
+    assert "6 of 6 samples already computed" in caplog.text  # the shards were kept, not recomputed
+    _assert_same_data(out, reference)
+    assert sorted(os.listdir(tmp_path)) == ["data.nc"]
+
+
+def test_i21_an_interrupted_overwrite_with_other_parameters_still_discards_the_shards(tmp_path, monkeypatch):
+    out = tmp_path / "data.nc"
+    monkeypatch.setattr(generate_module, "DarcyWriter", lambda *a, **k: (_ for _ in ()).throw(KeyboardInterrupt))
+    with pytest.raises(KeyboardInterrupt):
+        generate_darcy(CONFIG.replace(seed=4), out, chunk_size=CHUNK, progress=False)
+    monkeypatch.undo()
+    generate_darcy(CONFIG, out, chunk_size=CHUNK, progress=False, overwrite=True)
+    with open_darcy(out) as ds:
+        assert ds.attrs["seed"] == 3
+    assert sorted(os.listdir(tmp_path)) == ["data.nc"]
+
+
+def test_i21_a_sigint_after_generate_finished_says_the_output_is_complete(tmp_path, monkeypatch, capsys, reference):
+    import mano_pde.data
+
+    out = tmp_path / "data.nc"
+    argv = ["generate", "--n-samples", "6", "--resolution", "9", "--seed", "3", "--chunk-size", "2", "--no-progress"]
+
+    def interrupted(ds):
+        raise KeyboardInterrupt  # Ctrl-C while the summary is printed: the file is complete
+
+    monkeypatch.setattr(mano_pde.data, "describe", interrupted)
+    assert main([*argv, "-o", str(out)]) == 130
+    err = capsys.readouterr().err
+    assert f"interrupted: {out} was already complete; nothing to rerun" in err and "rerun the same" not in err
+    _assert_same_data(out, reference)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="signals to a process group")
+@pytest.mark.parametrize("how", ["Ctrl-C", "SIGTERM"])
+def test_i21_an_interrupt_stops_the_pool_at_once_and_keeps_the_finished_chunks(how, tmp_path):
+    """Ctrl-C (SIGINT to the process group) or SIGTERM to the main process alone during pool solving."""
+    out = tmp_path / "pool.nc"
+    cmd = [
+        *(sys.executable, "-m", "mano_pde.cli", "generate", "--n-samples", "200", "--resolution", "129"),
+        *("--chunk-size", "20", "--workers", "2", "--no-progress", "-o", str(out)),
+    ]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    parts = tmp_path / "pool.nc.parts"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not list(parts.glob("chunk_*.npz")) and proc.poll() is None:
+        time.sleep(0.02)
+    assert proc.poll() is None, "the run ended before it could be interrupted"
+    t0 = time.monotonic()
+    if how == "Ctrl-C":
+        os.killpg(proc.pid, signal.SIGINT)
+    else:
+        os.kill(proc.pid, signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    elapsed = time.monotonic() - t0
+    assert proc.returncode == (130 if how == "Ctrl-C" else 143), err
+    assert elapsed < 2.5, f"stopped {elapsed:.1f} s after the signal (was 5-7 s: queued chunks were computed)"
+    assert "rerun the same command to resume" in err and "Traceback" not in err, err
+    recorded = json.loads((parts / "manifest.json").read_text())["shards"]
+    on_disk = sorted(int(p.stem.split("_")[1]) for p in parts.glob("chunk_*.npz"))
+    assert on_disk and sorted(int(k) for k in recorded) == on_disk  # every finished chunk is kept

@@ -59,6 +59,8 @@ def _cmd_generate(args: argparse.Namespace) -> int:
     config = get_preset(args.preset).replace(**field_values(DarcyConfig, args))
     from ..data.dask_backend import DaskGenerationError
 
+    args.interrupted_advice = lambda: _generate_advice(config, args.output, args.dtype)
+
     try:
         path = generate_darcy(
             config,
@@ -76,6 +78,30 @@ def _cmd_generate(args: argparse.Namespace) -> int:
     with open_darcy(path) as ds:
         print(f"{path}\n{describe(ds)}")
     return 0
+
+
+def _generate_advice(config, output: str, dtype: str) -> str:
+    """What to tell a user who interrupted ``generate``: nothing to rerun if the output is already complete.
+
+    Complete means: the file holds exactly this command's data and no clean-up is left (no ``.parts``, no
+    renamed shard folder). Otherwise rerunning the same command (with ``--overwrite`` too: the saved shards of
+    the same parameters are kept) resumes or finishes the run.
+    """
+    from pathlib import Path
+
+    from ..data.generate import _holds
+    from ..files import stale_temps
+
+    again = "rerun the same command to resume"
+    try:
+        path = Path(output)
+        parts = path.with_name(path.name + ".parts")
+        left = parts.exists() or stale_temps(path.parent, (parts.name,), own=True)
+        if path.is_file() and not left and _holds(path, config, dtype):
+            return f"{path} was already complete; nothing to rerun"
+    except Exception:  # noqa: BLE001 - an unusual output path: the general advice holds
+        return again
+    return again
 
 
 def add_info(sub: argparse._SubParsersAction) -> None:

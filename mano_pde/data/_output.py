@@ -2,8 +2,9 @@
 
 Both commands write ``OUT.nc`` (under a temporary name, renamed into place) and ``generate`` also keeps
 ``OUT.nc.parts/``. Before touching anything they check the output path (:func:`check_output_file`), then hold
-an exclusive ``fcntl`` lock on ``OUT.nc.lock`` for the whole run (:func:`output_lock`), so two runs on one
-path can never mix their samples: the second one stops at once with a clear message. The lock's holder
+an exclusive ``fcntl`` lock on ``OUT.nc.lock`` for the whole run (:func:`output_lock`; the lock file is opened
+with ``O_NOFOLLOW`` and must be a regular file with one link, :func:`mano_pde.files.open_lock_file`), so two
+runs on one path can never mix their samples: the second one stops at once with a clear message. The lock's holder
 first removes the temporary files that killed earlier runs on the same output left (``.OUT.nc.PID.tmp``,
 ``.OUT.nc.parts.PID.tmp``; :func:`mano_pde.files.remove_stale_temps`).
 """
@@ -18,7 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from ..errors import UserInputError
-from ..files import remove_stale_temps
+from ..files import open_lock_file, remove_stale_temps
 
 try:  # POSIX only; elsewhere runs are not protected against each other
     import fcntl
@@ -92,6 +93,8 @@ def output_lock(path: Path, command: str) -> Iterator[None]:
     ------
     UserInputError
         Another process holds the lock: "another mano-pde generate is writing OUT.nc (pid N)".
+    mano_pde.files.UnsafePathError
+        ``OUT.lock`` is a symbolic link, a hard link or not a regular file (it is never written through).
     """
     if fcntl is None:  # pragma: no cover - Windows
         yield
@@ -99,7 +102,7 @@ def output_lock(path: Path, command: str) -> Iterator[None]:
     lock = lock_path(path)
     lock.parent.mkdir(parents=True, exist_ok=True)
     while True:
-        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+        fd = open_lock_file(lock)  # never through a planted symbolic link (UnsafePathError)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as exc:

@@ -32,6 +32,7 @@ from typing import Any
 
 import numpy as np
 
+from ..errors import UserInputError
 from .presets import DarcyConfig
 
 __all__ = ["DaskGenerationError", "EXTRA", "require_distributed", "dask_client", "compute_chunks_on_dask"]
@@ -90,13 +91,16 @@ def dask_client(
     ImportError
         ``dask.distributed`` is not installed.
     DaskGenerationError
-        The scheduler does not answer within :data:`CONNECT_TIMEOUT` seconds.
+        The address is malformed or its host unknown (checked before a client exists: a client that fails
+        inside its constructor stalls the interpreter for a minute when it is garbage-collected), or the
+        scheduler does not answer within :data:`CONNECT_TIMEOUT` seconds.
     """
     distributed = require_distributed()
     if isinstance(scheduler, distributed.Client):
         yield scheduler  # the caller's: left open
         return
     if scheduler is not None:
+        _check_address(scheduler)
         try:
             client = distributed.Client(scheduler, timeout=CONNECT_TIMEOUT, set_as_default=False)
         except (OSError, TimeoutError, ValueError) as exc:
@@ -120,6 +124,23 @@ def dask_client(
     ):
         log.info("dask: local cluster of %d workers, dashboard %s", int(n_workers or 1), client.dashboard_link)
         yield client
+
+
+def _check_address(scheduler: Any) -> None:
+    """Refuse a scheduler address that is not ``[scheme://]host:port`` or whose host does not resolve."""
+    from distributed.comm import resolve_address
+
+    if not isinstance(scheduler, str):
+        raise DaskGenerationError(
+            f"the dask scheduler must be an address such as 'tcp://host:8786' or a distributed.Client, "
+            f"got {type(scheduler).__name__}"
+        )
+    try:
+        resolve_address(scheduler)
+    except (ValueError, OSError) as exc:
+        raise DaskGenerationError(
+            f"cannot connect to the dask scheduler at {scheduler!r}: {exc}; give its address as tcp://HOST:PORT"
+        ) from None
 
 
 def compute_chunks_on_dask(
@@ -187,6 +208,8 @@ def compute_chunks_on_dask(
             _, start, stop = in_flight.pop(fut.key)
             try:
                 a, u = fut.result()
+            except UserInputError:  # the parameters give values the storage dtype cannot hold: no retry helps
+                raise
             except Exception as exc:  # task error after retries, KilledWorker, cancelled, ...
                 raise DaskGenerationError(
                     f"chunk of samples {start}-{stop - 1} failed on the dask cluster: {type(exc).__name__}: "

@@ -41,8 +41,9 @@ import numpy as np
 from solvers import DEFAULT_PERMC_SPEC
 
 from ..errors import UserInputError
-from ..files import stale_temps
+from ..files import check_file_name, stale_temps
 from ._output import check_output_file, lock_path, output_lock
+from .io import check_new_file
 from .pool import WorkerDiedError, compute_shard, run_process_pool, single_threaded_children
 from .presets import DarcyConfig
 from .samples import chunk_arrays, default_chunk_size, generate_chunk, generate_sample, sample_rng
@@ -55,6 +56,7 @@ __all__ = [
     "generate_chunk",
     "chunk_arrays",
     "generate_darcy",
+    "finish_interrupted",
     "default_chunk_size",
     "WorkerDiedError",
 ]
@@ -91,7 +93,8 @@ def generate_darcy(
     config : DarcyConfig
         All physical and random parameters (see :data:`mano_pde.data.presets.PRESETS`).
     path : path-like
-        Output ``.nc`` file. An unfinished run for the same path resumes from ``path + ".parts"``.
+        Output ``.nc`` file (a name ending in ``/`` is refused: it names a folder). An unfinished run for the
+        same path resumes from ``path + ".parts"``.
     workers : int
         Worker processes of a local process pool (one BLAS thread each). The data does not depend on this
         number. Not combinable with ``scheduler`` / ``dask_workers``.
@@ -100,7 +103,9 @@ def generate_darcy(
     chunk_size : int, optional
         Samples per chunk (default :func:`default_chunk_size`); fixed by the first run of a resumed job.
     overwrite : bool
-        Replace an existing file, and discard an unfinished run with other parameters.
+        Replace an existing file, and discard an unfinished run with other parameters (the shards of an
+        unfinished run with the same parameters are kept and reused: they hold the same samples). The existing
+        file is replaced only by a new file that passed every check of :func:`~mano_pde.data.open_darcy`.
     progress : bool
         Show a tqdm progress bar.
     complevel : int
@@ -121,9 +126,10 @@ def generate_darcy(
     Raises
     ------
     UserInputError
-        Invalid arguments (checked before anything is written), an output that is a folder or lies in a
-        folder that is not writable, or another process generating the same output (the lock
-        ``path + ".lock"`` is held for the whole run).
+        Invalid arguments (checked before anything is written), parameters whose values the storage ``dtype``
+        cannot hold (``--high 1e45`` or ``--forcing 1e-300`` in float32), an output that is a folder, names a
+        folder (``newdir/``) or lies in a folder that is not writable, a symbolic link at ``path + ".lock"``,
+        or another process generating the same output (the lock ``path + ".lock"`` is held for the whole run).
     FileExistsError
         ``path`` exists and ``overwrite`` is false.
     ImportError
@@ -132,11 +138,12 @@ def generate_darcy(
         The scheduler cannot be reached, or a chunk failed on the cluster after its retries (the chunks
         saved so far are kept: rerun to resume).
     """
-    path = Path(path)
+    path = check_file_name(path)
     if not isinstance(config, DarcyConfig):
         raise TypeError(f"config must be a DarcyConfig, got {type(config).__name__}")
     if dtype not in ("float32", "float64"):
         raise UserInputError(f"dtype must be 'float32' or 'float64', got {dtype!r}")
+    _check_representable(config, dtype)
     workers = _positive_int(workers, "workers")
     use_dask = scheduler is not None or dask_workers is not None
     if scheduler is not None and dask_workers is not None:
@@ -192,6 +199,37 @@ def _check_memory(config: DarcyConfig, parallel: int) -> None:
             f"memory{per}, more than this machine's {total / 2**30:.1f} GiB; lower --resolution"
             + (" or --workers" if parallel > 1 else "")
         )
+
+
+def _check_representable(config: DarcyConfig, dtype: str) -> None:
+    """Refuse parameters that the storage ``dtype`` cannot hold, before anything is written.
+
+    ``--high 1e45`` overflows float32 (the file would hold inf), ``--forcing 1e-300`` underflows it (u would be
+    stored as 0). Values computed from valid parameters are checked chunk by chunk
+    (:func:`mano_pde.data.samples.check_storable`).
+    """
+    info = np.finfo(dtype)
+    low, high = float(info.tiny), float(info.max)
+    values = {"forcing": config.forcing}
+    if config.permeability_map == "piecewise":
+        values.update(high=config.high, low=config.low)
+    for name, v in values.items():
+        mag = abs(float(v))
+        if mag > high or 0 < mag < low:
+            raise UserInputError(
+                f"--{name} {v:g} cannot be stored in {dtype} ({'above' if mag > high else 'below'} its range "
+                f"{low:.3g} to {high:.3g}): the file would hold {'inf' if mag > high else '0'}; "
+                f"choose a value in that range{' or use --dtype float64' if dtype == 'float32' else ''}"
+            )
+
+
+def finish_interrupted(config: DarcyConfig, path: str | os.PathLike, dtype: str = "float32") -> bool:
+    """Finish the clean-up of a ``generate`` run of ``config`` killed after its file was in place.
+
+    Returns whether ``path`` is that run's complete file (then ``.parts``, renamed shard folders and the lock
+    file it left are removed, as the rerun of the same command does). Anything else is left untouched.
+    """
+    return _finished_earlier(config, Path(path), dtype, False)
 
 
 def _finished_earlier(config: DarcyConfig, path: Path, dtype: str, overwrite: bool) -> bool:
@@ -345,7 +383,9 @@ def _generate_locked(
         log.info("solved %d samples in %.1f s (%.2f samples/s)", computed, elapsed, computed / max(elapsed, 1e-9))
 
     attrs = _file_attrs(config)
-    with DarcyWriter(path, n, config.resolution, attrs, dtype=dtype, complevel=complevel) as writer:
+    with DarcyWriter(
+        path, n, config.resolution, attrs, dtype=dtype, complevel=complevel, verify=check_new_file
+    ) as writer:
         for start, stop in tqdm(chunks, desc="writing", unit="chunk", disable=not progress):
             arrays = shards.read(start, stop)  # verified against its digest
             if arrays is None:  # changed on disk since it was saved: compute it again (warning already logged)

@@ -14,8 +14,10 @@ Views are lazy (``xarray`` ``isel`` on the netCDF backend): nothing is read unti
 
 from __future__ import annotations
 
+import contextlib
 import numbers
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -290,10 +292,11 @@ def load_arrays(
             for k in range(0, idx.size, block):
                 sel = idx[k : k + block]
                 lo, hi = int(sel.min()), int(sel.max()) + 1
-                if hi - lo <= 2 * sel.size:  # dense enough: one contiguous read
-                    chunk = np.asarray(var[lo:hi].values)[sel - lo]
-                else:
-                    chunk = np.stack([np.asarray(var[int(i)].values) for i in sel])
+                with _reading(path, v, lo, hi):
+                    if hi - lo <= 2 * sel.size:  # dense enough: one contiguous read
+                        chunk = np.asarray(var[lo:hi].values)[sel - lo]
+                    else:
+                        chunk = np.stack([np.asarray(var[int(i)].values) for i in sel])
                 _check_block(path, v, chunk, sel)
                 out[v][k : k + sel.size] = chunk[:, sl, sl]
     return out
@@ -340,6 +343,11 @@ def _validate(ds: xr.Dataset, path: Path) -> None:
             raise DarcyDataError(f"{path}: variable {v!r} has dims {ds[v].dims}, expected ('sample', 'y', 'x')")
     if ds.sizes["x"] != ds.sizes["y"]:
         raise DarcyDataError(f"{path}: grid is {ds.sizes['y']}x{ds.sizes['x']}, expected a square grid")
+    if ds.sizes["x"] < 3:
+        raise DarcyDataError(
+            f"{path}: grid is {ds.sizes['y']}x{ds.sizes['x']}: at least 3 points per direction are needed (the "
+            "boundary and one interior node); regenerate or re-import it on a finer grid"
+        )
     if ds.attrs.get(COMPLETE_ATTR) != "yes":
         raise DarcyDataError(
             f"{path} is incomplete (no `{COMPLETE_ATTR}` attribute): it was not finished by mano_pde. "
@@ -401,8 +409,7 @@ def _check_block(path: Path | str, name: str, block: np.ndarray, samples: np.nda
 
 def _scan_values(ds: xr.Dataset, path: Path) -> None:
     """Check every sample of ``a`` and ``u`` (:func:`_check_block`), a block at a time, once per file state."""
-    st = path.stat()
-    key = (str(path.resolve()), st.st_ino, st.st_size, st.st_mtime_ns)
+    key = _scan_key(path)
     if key in _SCANNED:
         return
     n, s = int(ds.sizes["sample"]), int(ds.sizes["x"])
@@ -411,10 +418,61 @@ def _scan_values(ds: xr.Dataset, path: Path) -> None:
         var = ds[v].variable
         for lo in range(0, n, step):
             hi = min(lo + step, n)
-            _check_block(path, v, np.asarray(var[lo:hi].values), np.arange(lo, hi))
+            with _reading(path, v, lo, hi):
+                block = np.asarray(var[lo:hi].values)
+            _check_block(path, v, block, np.arange(lo, hi))
+    _remember_scanned(key)
+
+
+def _remember_scanned(key: tuple) -> None:
     if len(_SCANNED) > 256:
         _SCANNED.clear()
     _SCANNED[key] = None
+
+
+def _scan_key(path: Path) -> tuple:
+    st = path.stat()
+    return (str(path.resolve()), st.st_ino, st.st_size, st.st_mtime_ns)
+
+
+@contextlib.contextmanager
+def _reading(path: Path | str, name: str, lo: int, hi: int) -> Iterator[None]:
+    """Turn netCDF4/HDF5 read failures (damaged compressed chunks: ``RuntimeError: NetCDF: HDF error``) into a
+    :class:`DarcyDataError` naming the file, the variable and the samples."""
+    try:
+        yield
+    except (RuntimeError, OSError, ValueError) as exc:
+        if isinstance(exc, DarcyDataError):
+            raise
+        raise DarcyDataError(
+            f"{path}: variable {name}, samples {lo}-{hi - 1} cannot be read ({type(exc).__name__}: {exc}): the file "
+            "is damaged (e.g. a corrupted compressed chunk); regenerate it with `mano-pde generate` or re-import it"
+        ) from exc
+
+
+def check_new_file(new: Path, final: Path) -> None:
+    """Apply every check of :func:`open_darcy` to a just-written temporary file before it replaces ``final``.
+
+    Pass it as ``DarcyWriter(..., verify=check_new_file)``. A file that passes is remembered as scanned under
+    ``final`` (the rename keeps its inode, size and time), so opening it right after costs no second scan.
+
+    Raises
+    ------
+    DarcyDataError
+        The new file fails a check; the message names ``final`` and says that nothing was replaced.
+    """
+    new, final = Path(new), Path(final)
+    try:
+        with open_darcy(new):
+            pass
+    except DarcyDataError as exc:
+        message = str(exc).replace(str(new), str(final))
+        raise DarcyDataError(
+            f"{final} was not written (an existing file is unchanged): the new file failed the reader's checks: "
+            f"{message}"
+        ) from None
+    st = new.stat()
+    _remember_scanned((str(final.resolve()), st.st_ino, st.st_size, st.st_mtime_ns))
 
 
 def describe(ds: xr.Dataset) -> str:

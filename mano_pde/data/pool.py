@@ -4,6 +4,12 @@ Each task computes one chunk and saves its shard itself (atomically); the main p
 digest in the manifest (:class:`~mano_pde.data.shards.ShardFolder`). Workers end when the main process is
 gone, also after ``SIGKILL`` (:func:`_die_with_parent`), and a worker that dies (killed, out of memory) is
 reported as :class:`WorkerDiedError` with the hint to rerun, which resumes from the saved shards.
+
+Interruptions (Ctrl-C, ``SIGTERM``, a task's error) stop the pool at once: workers ignore ``SIGINT`` (a
+Ctrl-C in the terminal reaches the whole process group, and a worker would otherwise report it as the error of
+its task and go on with the queued ones), the main process terminates the workers instead of waiting for the
+chunks in flight and queued (whose shards are half-written temporaries at most, removed by the next run), then
+records every chunk that finished, also one whose shard was saved but whose result had not arrived yet.
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import UserInputError
+from ..files import sha256_file
 from .presets import DarcyConfig
 from .samples import chunk_arrays
 from .shards import ShardFolder, save_shard
@@ -38,9 +45,13 @@ def _die_with_parent(parent: int) -> None:
     """Pool-worker initializer: end this worker when the main process is gone (even after ``SIGKILL``).
 
     On Linux the kernel sends ``SIGKILL`` when the parent dies (``prctl(PR_SET_PDEATHSIG)``); everywhere a
-    daemon thread also checks once a second whether the parent is still there.
+    daemon thread also checks once a second whether the parent is still there. ``SIGINT`` is ignored: the main
+    process decides what an interruption stops (module docstring).
     """
+    import signal
     import threading
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
     if sys.platform.startswith("linux"):
         with contextlib.suppress(OSError, AttributeError):
@@ -96,12 +107,14 @@ def run_process_pool(
             initializer=_die_with_parent,
             initargs=(os.getpid(),),
         )
+        pending = set()
         try:
             pending = {pool.submit(compute_shard, config, s0, s1, dtype, str(shards.path)) for s0, s1 in todo}
             while pending:
-                finished, pending = wait(pending, return_when=FIRST_COMPLETED)
+                finished, _ = wait(pending, return_when=FIRST_COMPLETED)
                 for fut in finished:
                     start, stop, digest = fut.result()
+                    pending.discard(fut)
                     shards.record(start, stop, digest)
                     bar.update(stop - start)
         except BrokenProcessPool:
@@ -111,5 +124,44 @@ def run_process_pool(
                 f"samples are saved in {shards.path}: rerun the same command to resume"
                 + (" (with fewer --workers if memory ran out)" if workers > 1 else "")
             ) from None
+        except BaseException:  # Ctrl-C, SIGTERM, a chunk's error: stop the rest now, keep what finished
+            _stop_workers(pool)
+            pool.shutdown(wait=True, cancel_futures=True)
+            _record_finished(pending, shards, bar)
+            _adopt_saved(todo, shards, bar)
+            raise
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _record_finished(futures: set, shards: ShardFolder, bar: Any) -> None:
+    """Record the shards of the tasks that finished without error but were not recorded yet."""
+    for fut in futures:
+        if fut.done() and not fut.cancelled() and fut.exception() is None:
+            start, stop, digest = fut.result()
+            shards.record(start, stop, digest)
+            bar.update(stop - start)
+
+
+def _adopt_saved(todo: list[tuple[int, int]], shards: ShardFolder, bar: Any) -> None:
+    """Record the shards that workers of this run saved but whose result never reached this process.
+
+    A shard under its final name is complete (saved atomically) and, for a chunk of ``todo``, was written by
+    this run's workers (``ShardFolder.missing`` deleted any older one), so its digest is taken from the file.
+    """
+    for start, stop in todo:
+        path = shards.shard_path(start)
+        if start not in shards.shards and path.is_file():
+            shards.record(start, stop, sha256_file(path))
+            bar.update(stop - start)
+
+
+def _stop_workers(pool: ProcessPoolExecutor) -> None:
+    """Terminate the pool's workers now (Python < 3.14 has no public ``terminate_workers``)."""
+    terminate = getattr(pool, "terminate_workers", None)
+    if terminate is not None:  # pragma: no cover - Python 3.14+
+        terminate()
+        return
+    for proc in list((getattr(pool, "_processes", None) or {}).values()):
+        with contextlib.suppress(Exception):
+            proc.terminate()

@@ -13,7 +13,14 @@ from solvers import lognormal_map, piecewise_constant_map, sample_grf, solve_dar
 from ..errors import UserInputError
 from .presets import DarcyConfig
 
-__all__ = ["sample_rng", "generate_sample", "generate_chunk", "chunk_arrays", "default_chunk_size"]
+__all__ = [
+    "sample_rng",
+    "generate_sample",
+    "generate_chunk",
+    "chunk_arrays",
+    "check_storable",
+    "default_chunk_size",
+]
 
 
 def sample_rng(seed: int, index: int) -> np.random.Generator:
@@ -32,13 +39,13 @@ def generate_sample(config: DarcyConfig, index: int) -> tuple[np.ndarray, np.nda
     """
     rng = sample_rng(config.seed, index)
     field = sample_grf(config.resolution, rng, alpha=config.alpha, tau=config.tau)
-    if config.permeability_map == "piecewise":
-        a = piecewise_constant_map(field, config.high, config.low)
-    else:
-        a = lognormal_map(field, config.sigma)
     try:
+        if config.permeability_map == "piecewise":
+            a = piecewise_constant_map(field, config.high, config.low)
+        else:
+            a = lognormal_map(field, config.sigma)
         u = solve_darcy(a, config.forcing, face=config.face_average)
-    except ValueError as exc:  # the solver's input checks: here they are caused by the user's parameters
+    except ValueError as exc:  # the maps' and solver's input checks: here they are caused by the user's parameters
         raise UserInputError(f"sample {index}: {exc}") from exc
     return a, u
 
@@ -62,6 +69,41 @@ def chunk_arrays(config: DarcyConfig, start: int, stop: int, dtype: str) -> tupl
     """Samples ``start … stop - 1`` in the storage ``dtype``: the content of one shard.
 
     A pure function of its arguments (the task that dask workers run).
+
+    Raises
+    ------
+    UserInputError
+        A value of the chunk does not survive the conversion to ``dtype`` (see :func:`check_storable`).
     """
     a, u = generate_chunk(config, start, stop)
+    check_storable(a, u, dtype, start)
     return a.astype(dtype, copy=False), u.astype(dtype, copy=False)
+
+
+#: The generator option behind each stored variable (for the message of :func:`check_storable`).
+_CAUSE = {"a": "--high/--low (or --sigma)", "u": "--forcing (or the permeability's scale)"}
+
+
+def check_storable(a: np.ndarray, u: np.ndarray, dtype: str, start: int = 0) -> None:
+    """Refuse float64 values that the storage ``dtype`` cannot hold: overflow to inf, or nonzero values below its
+    smallest normal number (they lose their digits or become 0: ``--forcing 1e-300`` would store u = 0).
+
+    Raises
+    ------
+    UserInputError
+        Naming the variable, the first sample, the extreme value and the option to change.
+    """
+    info = np.finfo(dtype)
+    for name, arr in (("a", a), ("u", u)):
+        mag = np.abs(arr).reshape(len(arr), -1)
+        over = ~(mag <= info.max)  # NaN counts as bad too
+        under = (mag > 0) & (mag < info.tiny)
+        for bad, what in ((over, "overflows"), (under, "underflows")):
+            rows = np.flatnonzero(bad.any(axis=1))
+            if rows.size:
+                k = int(rows[0])
+                value = float(mag[k][bad[k]].max() if what == "overflows" else mag[k][bad[k]].min())
+                raise UserInputError(
+                    f"sample {start + k}: {name} {what} {dtype} (|{name}| reaches {value:.3g}; {dtype} holds "
+                    f"{info.tiny:.3g} to {info.max:.3g}); change {_CAUSE[name]} or use --dtype float64"
+                )

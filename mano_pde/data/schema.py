@@ -21,14 +21,14 @@ from __future__ import annotations
 import logging
 import os
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from ..errors import UserInputError
-from ..files import fsync_folder, temp_path
+from ..files import create_exclusive, fsync_folder, temp_path
 from ..grids import GEOMETRIES, check_geometry, coordinates, describe_geometry
 from ..provenance import package_versions, utc_now
 
@@ -109,6 +109,10 @@ class DarcyWriter:
     var_attrs : mapping, optional
         Per-variable attribute overrides ``{"a" | "u" | "x" | "y" | "sample": {name: value}}``, merged over
         the defaults (which describe generated data: e.g. imported files override ``u``'s boundary claim).
+    verify : callable, optional
+        ``verify(temporary, final)``, called on the finished temporary file before it replaces ``path``; it
+        raises to refuse the file (``generate`` and ``import`` pass :func:`mano_pde.data.io.check_new_file`,
+        every check of the reader).
 
     Notes
     -----
@@ -128,6 +132,7 @@ class DarcyWriter:
         coords: Mapping[str, Any] | None = None,
         var_attrs: Mapping[str, Mapping[str, Any]] | None = None,
         geometry: str = "node",
+        verify: Callable[[Path, Path], None] | None = None,
     ) -> None:
         import netCDF4
 
@@ -152,12 +157,14 @@ class DarcyWriter:
                 raise ValueError(f"coords {name!r} are not the points of a {geometry} grid: {GEOMETRIES[geometry]}")
             grids[name] = values
         self.path = Path(path)
+        self._verify = verify
         self.n_samples = int(n_samples)
         self.resolution = int(resolution)
         self.dtype = np.dtype(dtype)
         self._written = np.zeros(self.n_samples, dtype=bool)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._tmp = temp_path(self.path)
+        create_exclusive(self._tmp).close()  # a new regular file of ours, never through a planted link
         ds = netCDF4.Dataset(self._tmp, "w", format="NETCDF4")
         self._ds = ds
         s = self.resolution
@@ -238,7 +245,15 @@ class DarcyWriter:
         return int(self._written.sum())
 
     def close(self) -> Path:
-        """Mark the file complete, flush it to disk and move it to its final name."""
+        """Mark the file complete, flush it to disk, check it as a reader would and move it to its final name.
+
+        Raises
+        ------
+        DarcyDataError
+            The new file fails ``verify`` (e.g. :func:`mano_pde.data.io.check_new_file`: NaN/inf values): it
+            is discarded and an existing file at the final name is left as it was.
+        """
+
         if self._ds is None:
             return self.path
         missing = np.flatnonzero(~self._written)
@@ -254,6 +269,8 @@ class DarcyWriter:
             self._ds = None
             with open(self._tmp, "rb+") as fh:
                 os.fsync(fh.fileno())
+            if self._verify is not None:  # validate before replacing: a bad file never takes the name
+                self._verify(self._tmp, self.path)
             os.replace(self._tmp, self.path)
         except BaseException:  # OSError (e.g. the target became a folder), KeyboardInterrupt, SystemExit: no temp left
             self.abort()

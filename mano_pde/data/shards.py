@@ -33,7 +33,15 @@ from typing import Any
 
 import numpy as np
 
-from ..files import atomic_write_bytes, atomic_write_text, fsync_folder, sha256_bytes, sha256_file, temp_path
+from ..files import (
+    atomic_write_bytes,
+    atomic_write_text,
+    fsync_folder,
+    remove_stale_temps,
+    sha256_bytes,
+    sha256_file,
+    temp_path,
+)
 from .schema import DarcyDataError
 
 __all__ = ["ShardFolder"]
@@ -82,20 +90,33 @@ class ShardFolder:
     def open(self, overwrite: bool) -> tuple[int, bool]:
         """Create the folder or reuse an unfinished one; return ``(chunk_size, fresh)``.
 
+        An unfinished run with the same parameters (schema, generator config, dtype) is resumed also with
+        ``overwrite``: its shards hold exactly the samples this run would compute. ``overwrite`` discards only
+        an unfinished run with other parameters, or a folder whose manifest is unreadable.
+
         Raises
         ------
         DarcyDataError
             An unfinished run with other parameters exists (and ``overwrite`` is false), or the folder holds
             shards whose manifest is unreadable (they cannot be checked against the parameters).
         """
-        if self.path.exists() and overwrite:
+        if self.path.exists() and overwrite and not self._same_parameters():
             self.remove()
         if self.path.exists():
             old = self._read_existing()
             if old is not None:
+                remove_stale_temps(self.path)  # shards half-written by workers that were stopped or killed
                 return int(old["chunk_size"]), False
         self._create()
         return int(self.manifest["chunk_size"]), True
+
+    def _same_parameters(self) -> bool:
+        """Whether the folder's manifest is readable and describes a run of this one's parameters."""
+        try:
+            old = json.loads((self.path / MANIFEST).read_text())
+        except (OSError, UnicodeDecodeError, ValueError):
+            return False
+        return isinstance(old, dict) and "chunk_size" in old and all(old.get(k) == self.manifest[k] for k in _COMPARED)
 
     def _read_existing(self) -> dict | None:
         """The manifest of an existing folder; ``None`` if the folder held nothing and was removed."""
@@ -206,7 +227,12 @@ class ShardFolder:
         atomic_write_text(self.path / MANIFEST, self._manifest_text())
 
     def read(self, start: int, stop: int) -> tuple[np.ndarray, np.ndarray] | None:
-        """The arrays of a shard, verified against its digest; ``None`` (with a warning) if it fails."""
+        """The arrays of a shard, verified; ``None`` (with a warning naming the shard) if it fails a check.
+
+        Checked: the digest in the manifest, then the content as the reader of the final file would check it
+        (plain arrays ``a`` and ``u`` only — a pickled object is never loaded —, shape, dtype, finite values,
+        ``a > 0``), so a shard that cannot give a valid file is computed again instead of being written.
+        """
         path = self.shard_path(start)
         entry = self.shards.get(start)
         try:
@@ -217,8 +243,30 @@ class ShardFolder:
         if entry is None or sha256_bytes(data) != entry.get("sha256") or int(entry.get("stop", -1)) != stop:
             log.warning("shard %s changed since it was saved (digest mismatch): computing it again", path)
             return None
-        with np.load(io.BytesIO(data)) as z:
-            return z["a"], z["u"]
+        problem, arrays = self._content(data, stop - start)
+        if problem:
+            log.warning("shard %s %s: computing samples %d-%d again", path, problem, start, stop - 1)
+            return None
+        return arrays
+
+    def _content(self, data: bytes, n: int) -> tuple[str | None, tuple[np.ndarray, np.ndarray] | None]:
+        """``(problem, None)`` or ``(None, (a, u))`` for the bytes of a shard of ``n`` samples."""
+        s = int(self.manifest["config"]["resolution"])
+        dtype = np.dtype(self.manifest["dtype"])
+        try:
+            with np.load(io.BytesIO(data), allow_pickle=False) as z:
+                a, u = z["a"], z["u"]
+        except ValueError:  # object arrays: loading them would run pickled code
+            return "holds pickled objects, not plain arrays (never loaded)", None
+        except Exception as exc:  # noqa: BLE001 - any other failure to parse the .npz means: compute it again
+            return f"is not a shard of arrays a and u ({type(exc).__name__}: {exc})", None
+        if a.shape != (n, s, s) or u.shape != a.shape or a.dtype != dtype or u.dtype != dtype:
+            return f"holds arrays {a.shape} {a.dtype} and {u.shape} {u.dtype}, not [{n}, {s}, {s}] {dtype}", None
+        if not (np.isfinite(a).all() and np.isfinite(u).all()):
+            return "holds NaN or infinite values", None
+        if not (a > 0).all():
+            return "holds a permeability <= 0", None
+        return None, (a, u)
 
     # ------------------------------------------------------------------ removal
     def remove(self) -> None:

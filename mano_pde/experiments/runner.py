@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import UserInputError
-from ..files import atomic_write_text
+from ..files import atomic_write_text, check_inside, remove_stale_temps
 from .spec import DataSpec, ExperimentSpec
 
 if TYPE_CHECKING:
@@ -88,7 +88,8 @@ def plan_runs(spec: ExperimentSpec, output: str | Path, *, device: str = "auto")
                 config = TrainConfig(model=m.model, model_kwargs=dict(m.kwargs), device=device, **kw)
             except TypeError as exc:
                 raise UserInputError(f"{spec.name}: training keywords of {arm_name}/{key}: {exc}") from None
-            run_dir = Path(output) / arm.run_dir.format(arm=arm_name, model=key)
+            where = f"{spec.name}: arms.{arm_name}.run_dir"
+            run_dir = check_inside(output, arm.run_dir.format(arm=arm_name, model=key), where)
             runs.append(PlannedRun(arm_name, key, run_dir, config))
     return runs
 
@@ -119,6 +120,7 @@ def ensure_data(
     least the spec's ``n_samples``; otherwise the error names the file and the fix.
     """
     from ..data import generate_darcy, open_darcy, same_sample_stream
+    from ..data.generate import finish_interrupted
     from ..data.schema import SCHEMA
 
     paths = data_paths(spec, output)
@@ -126,13 +128,19 @@ def ensure_data(
     total = 0.0
     for key, n in _needed_data(spec, runs).items():
         entry, path = spec.data[key], paths[key]
+        if entry.generate is not None:  # a file the runner writes: inside the experiment folder
+            check_inside(output, entry.path, f"{spec.name}: data.{key}.path")
         times_path = path.parent / GENERATION_TIMES
+        remove_stale_temps(times_path.parent, (GENERATION_TIMES,))  # of a run killed while recording the times
         times = json.loads(times_path.read_text()) if times_path.is_file() else {}
         if entry.generate is None:
             if not path.is_file():
                 raise UserInputError(f"data file {path} (data.{key}) does not exist and the spec does not generate it")
         elif path.exists():
             dc = _darcy_config(entry, key)
+            # a run killed while removing this file's .parts (or releasing its lock): finish its clean-up, as the
+            # rerun of `generate` does (nothing is touched unless the file is that run's complete result)
+            finish_interrupted(dc, path)
             with open_darcy(path) as ds:
                 have, attrs = int(ds.sizes["sample"]), dict(ds.attrs)
             wanted = {"mano_pde_schema": SCHEMA, "resolution": dc.resolution, **dc.to_attrs()}
@@ -265,6 +273,8 @@ def run_experiment(
         "output": str(out),
     }
     out.mkdir(parents=True, exist_ok=True)
+    if summary_name:  # the summary of a run killed while writing it (its process is gone)
+        remove_stale_temps(out, (f"{summary_name}.json",))
     files, t_data = ensure_data(spec, out, runs=runs, workers=workers, progress=progress)
     summary.update(
         data={**{k: str(p) for k, p in files.items()}, "generation_s": t_data},
@@ -295,11 +305,12 @@ def run_experiment(
         if arm.evaluate is None or not arm_runs:
             continue
         t_eval = time.perf_counter()
+        where = f"{spec.name}: arms.{arm_name}.evaluate.output"
         records = evaluate(
             [r.run_dir for r in arm_runs],
             files[arm.evaluate.data],
             list(arm.evaluate.resolutions),
-            out / arm.evaluate.output.format(arm=arm_name),
+            check_inside(out, arm.evaluate.output.format(arm=arm_name), where),
             device=device,
             n_test=arm.evaluate.n_test,
         )

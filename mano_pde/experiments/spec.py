@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -133,6 +134,13 @@ class ExperimentSpec:
                 )
             if "{model}" not in arm.run_dir:
                 raise UserInputError(f"{self.name}: arms.{arm_name}.run_dir must contain '{{model}}'")
+            for key in arm.models:
+                self._check_output(f"arms.{arm_name}.run_dir", arm.run_dir, arm=arm_name, model=key)
+            if arm.evaluate is not None:
+                self._check_output(f"arms.{arm_name}.evaluate.output", arm.evaluate.output, arm=arm_name)
+        for key, entry in self.data.items():
+            if entry.generate is not None:  # a file the runner writes (a file it only reads may live anywhere)
+                self._check_output(f"data.{key}.path", entry.path)
         for t in self.targets:
             if t.arm not in self.arms:
                 raise UserInputError(f"{self.name}: target {t.label!r} names unknown arm {t.arm!r}")
@@ -143,6 +151,30 @@ class ExperimentSpec:
                         f"{self.name}: target {t.label!r}: each side needs run (left: or model), method and grid; "
                         f"got {side}"
                     )
+
+    def _check_output(self, where: str, template: str, **names: str) -> str:
+        """``template`` filled in with ``names``: a relative path that stays inside the experiment folder.
+
+        The runner writes every output (generated data, run folders, results) under the folder the user names
+        (``-o``); a spec cannot move one elsewhere with an absolute path or ``..``. The runner checks the
+        resolved paths again (:func:`mano_pde.files.check_inside`), which also covers symbolic links.
+        """
+        if not isinstance(template, str):
+            raise UserInputError(f"{self.name}: {where} must be a string, got {type(template).__name__}")
+        try:
+            value = template.format(**names)
+        except (KeyError, IndexError, ValueError) as exc:
+            raise UserInputError(
+                f"{self.name}: {where} = {template!r} is not a valid template ({type(exc).__name__}: {exc}); "
+                f"it may use {', '.join('{' + k + '}' for k in names) or 'no placeholders'}"
+            ) from None
+        norm = os.path.normpath(value)
+        if not value or os.path.isabs(value) or norm.split(os.sep)[0] == os.pardir:
+            raise UserInputError(
+                f"{self.name}: {where} = {template!r} gives {value!r}, which is not inside the experiment folder; "
+                "use a relative path below it (no absolute path, no '..' leaving it)"
+            )
+        return value
 
     # ------------------------------------------------------------------------------------------ records
     def to_dict(self) -> dict[str, Any]:

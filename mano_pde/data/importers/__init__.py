@@ -54,9 +54,10 @@ from typing import Any
 import numpy as np
 
 from ...errors import UserInputError
-from ...files import sha256_file
+from ...files import check_file_name, sha256_file
 from ...grids import GEOMETRIES, check_geometry, coordinates, describe_geometry
 from .._output import check_output_file, output_lock
+from ..io import check_new_file
 from ..schema import COORD_TOL, DarcyDataError, DarcyWriter
 from .common import FORMATS, _check_values, _Opener, _Source, log
 from .detect import detect_format
@@ -147,7 +148,7 @@ def import_darcy(
     MATLAB v5 files are loaded whole by scipy and ``.pt`` files whole by torch; HDF5 sources (v7.3, PDEBench)
     are read ``chunk_size`` samples at a time. See the module docstring for the axis, grid and mask conventions.
     """
-    src, out = Path(src), Path(out)
+    src, out = Path(src), check_file_name(out)  # `-o newdir/` names a folder: refused
     if dtype not in ("float32", "float64"):
         raise UserInputError(f"dtype must be 'float32' or 'float64', got {dtype!r}")
     high, low = float(high), float(low)
@@ -219,6 +220,7 @@ def _import_locked(
             coords=source.coords,
             var_attrs=var_attrs,
             geometry=decision.geometry,
+            verify=check_new_file,  # every check of the reader, before an existing file is replaced
         ) as writer:
             with tqdm(total=n, unit="sample", desc="importing", disable=not progress) as bar:
                 for start in range(0, n, step):

@@ -144,8 +144,11 @@ def _check_grid(
             f"{path}: {na} has shape {_shape(a_shape)} but {nu} has shape {_shape(u_shape)}{layout}; the "
             "permeability and the pressure must hold the same samples on the same grid"
         )
-    if n < 1 or sx < 2:
-        raise DarcyDataError(f"{path}: {na} has shape {_shape(a_shape)}: no samples or a grid of fewer than 2 points")
+    if n < 1 or sx < 3:
+        raise DarcyDataError(
+            f"{path}: {na} has shape {_shape(a_shape)}: no samples or a grid of fewer than 3 points per direction "
+            "(at least the boundary and one interior node are needed)"
+        )
     return int(n), int(sx)
 
 
