@@ -247,6 +247,10 @@ def same_sample_stream(attrs_a: dict, attrs_b: dict) -> bool:
     return all(str(attrs_a.get(k)) == str(attrs_b.get(k)) for k in _STREAM_KEYS)
 
 
+#: The attributes that identify a file's sample sequence (those :func:`same_sample_stream` compares).
+STREAM_KEYS = _STREAM_KEYS
+
+
 def _check_node_grid(ds: xr.Dataset, path: Path, resolution: int) -> None:
     """Subsampled views are coarser grids only for node grids that include the boundary."""
     grid = str(ds.attrs.get("grid", "node"))
