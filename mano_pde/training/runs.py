@@ -12,6 +12,8 @@ A run directory holds
 ``train_state.pt``           model, optimizer, scheduler and epoch, for ``--resume``
 ``train_state.prev.pt``      the same one epoch earlier (the fallback if ``train_state.pt`` is damaged)
 ``train_state.json``         the SHA-256 digests that verify both (:mod:`mano_pde.training.state`)
+``run.json``                 the SHA-256 of the files above that readers use, the epoch they belong to and the
+                             identity of the data (:mod:`mano_pde.training.manifest`)
 ``log.csv``                  per-epoch train loss, held-out relative L2 per training grid (``test_rel_l2_{r}``,
                              or ``val_rel_l2_{r}`` with a validation split), learning rate, time
 ``final_metrics.json``       with a validation split only (``n_val > 0``): the test error of the last epoch's
@@ -19,8 +21,12 @@ A run directory holds
 ===========================  ==========================================================================
 
 Every file is written atomically (:mod:`mano_pde.files`: temporary name, fsync, rename); the resume state is
-written after the model files, so an interruption between them only repeats the last epoch, and a resume
-state that was damaged after it was written is refused by its digest (falling back one epoch).
+written after the model files and ``run.json``, so an interruption between them only repeats the last epoch, and
+a resume state that was damaged after it was written is refused by its digest (falling back one epoch). The resume
+state also holds the log rows, the normalisers and the data identity: ``--resume`` restores those files from it,
+and ``--resume`` of a finished run writes its weights, model config, log and ``run.json`` again. While ``train``
+writes a run folder it holds an exclusive lock on ``RUN.lock`` beside it (:func:`mano_pde.data._output.output_lock`,
+as ``generate`` does for its files), so a second ``train`` on the same folder stops with a clear message.
 """
 
 from __future__ import annotations
