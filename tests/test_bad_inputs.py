@@ -1000,3 +1000,232 @@ def test_i21_a_malformed_scheduler_address_fails_fast_and_clean(tmp_path):
     assert "Traceback" not in proc.stderr and "Exception ignored" not in proc.stderr, proc.stderr
     assert elapsed < 30, elapsed  # was: the message, then a 60 s stall in Client.__del__
     assert os.listdir(tmp_path) == []
+
+
+# --- issue 21: training and runs ---
+# Each case failed before issue 21: a silent wrong result (exit 0), a raw traceback, or a message without the
+# file, key or tensor.
+def _seed_file(good: Path, path: Path, seed: int) -> Path:
+    return generate_darcy(DarcyConfig(n_samples=N, resolution=S, seed=seed), path, progress=False)
+
+
+@pytest.mark.parametrize(
+    ("extra", "phrase"),
+    [
+        (["--lr", "inf"], "lr (--lr) must be a finite number > 0, got inf"),
+        (["--lr", "nan"], "lr (--lr) must be a finite number > 0, got nan"),
+        (["--scheduler", "step", "--gamma", "nan"], "gamma (--gamma) must be a finite number > 0, got nan"),
+        (["--weight-decay", "nan"], "weight_decay (--weight-decay) must be a finite number >= 0, got nan"),
+        (["--weight-decay", "-0.1"], "weight_decay (--weight-decay) must be a finite number >= 0, got -0.1"),
+        (["--scheduler", "step", "--step-size", "0"], "step_size (--step-size) must be an int >= 1"),
+        (["--seed", str(2**70)], "seed (--seed) must be an int in [0, 2**32 - 1], got 1180591620717411303424"),
+        (["--seed", "-1"], "seed (--seed) must be an int in [0, 2**32 - 1], got -1"),
+        (["--loss", "h1", "--resolution", "3"], "--loss h1 needs grids of at least 4 points per direction"),
+    ],
+)
+def test_train_refuses_bad_hyperparameters_before_writing(extra, phrase, good, tmp_path, capsys):
+    argv = [*TRAIN, *FNO_TINY, "--data", str(good), *extra]  # --resolution 3 adds a grid: min 3
+    assert main([*argv, "-o", str(tmp_path / "r")]) == 2
+    _one_error_line(capsys, phrase, "train")
+    assert os.listdir(tmp_path) == []
+
+
+def test_train_stops_when_an_epoch_leaves_non_finite_weights(good, tmp_path, monkeypatch, capsys):
+    """One batch per epoch: the loss guard never sees the diverged weights, the per-epoch check does."""
+    import torch
+
+    real_step = torch.optim.Adam.step
+
+    def step_to_inf(self, *args, **kwargs):
+        out = real_step(self, *args, **kwargs)
+        with torch.no_grad():
+            self.param_groups[0]["params"][0].view(-1)[0] = float("inf")
+        return out
+
+    monkeypatch.setattr(torch.optim.Adam, "step", step_to_inf)
+    out = tmp_path / "r"
+    assert main([*TRAIN, *FNO_TINY, "--data", str(good), "-o", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "the weights (" in err and "became NaN or infinite in epoch 1; training stopped" in err, err
+    assert len(err.splitlines()) == 1
+    assert not (out / "model_state_dict.pt").exists() and not (out / "log.csv").exists()
+
+
+def test_evaluate_refuses_non_finite_weights_naming_the_tensor(tiny_run, good, tmp_path, capsys):
+    import torch
+
+    from mano_pde.models import load_model, save_model
+    from mano_pde.training.manifest import read_manifest, write_manifest
+
+    run = _copy_run(tiny_run, tmp_path / "run")
+    model = load_model(run)
+    name = next(k for k, v in model.state_dict().items() if isinstance(v, torch.Tensor) and v.is_floating_point())
+    with torch.no_grad():
+        model.state_dict()[name].view(-1)[0] = float("nan")
+    save_model(model, run, record={"train_resolutions": [S]})  # a consistent run whose weights are NaN
+    write_manifest(run, read_manifest(run).epoch, read_manifest(run).data)
+    assert main(_eval_argv(run, good, tmp_path / "res")) == 2
+    _one_error_line(capsys, f"the weights hold NaN or infinite values (tensor {name}", "evaluate")
+    assert not (tmp_path / "res").exists()
+
+
+def test_a_second_train_on_the_same_output_is_refused(good, tmp_path, capsys):
+    from mano_pde.data._output import output_lock
+
+    out = tmp_path / "r"
+    with output_lock(Path(os.path.abspath(out)), "train"):  # as a first `train` holds it
+        assert main([*TRAIN, *FNO_TINY, "--data", str(good), "-o", str(out)]) == 2
+    _one_error_line(
+        capsys, f"another mano-pde train is writing {Path(os.path.abspath(out))} (pid {os.getpid()})", "train"
+    )
+    assert not out.exists()
+
+
+def test_train_into_a_read_only_folder_is_one_line(good, tmp_path, monkeypatch, capsys):
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    real_access = os.access
+    monkeypatch.setattr(os, "access", lambda p, mode: False if Path(p) == ro else real_access(p, mode))
+    assert main([*TRAIN, *FNO_TINY, "--data", str(good), "-o", str(ro / "run")]) == 2
+    _one_error_line(capsys, f"the folder {ro} is not writable", "train")
+    assert os.listdir(ro) == []
+
+
+def test_resume_refuses_a_data_file_replaced_by_another_seed(good, tmp_path, capsys):
+    import shutil
+
+    data = Path(shutil.copy(good, tmp_path / "d.nc"))
+    argv = [*TRAIN, *FNO_TINY, "--data", str(data), "--epochs", "2", "-o", str(tmp_path / "r")]
+    assert main(argv) == 0
+    _seed_file(good, tmp_path / "other.nc", seed=2).replace(data)
+    before = {p.name: p.read_bytes() for p in (tmp_path / "r").iterdir()}
+    assert main([*argv, "--resume"]) == 2
+    _one_error_line(capsys, f"training data {data} (was {data}): seed 1 -> 2", "train")
+    assert {p.name: p.read_bytes() for p in (tmp_path / "r").iterdir()} == before
+
+
+def test_evaluate_keeps_the_overlap_rule_of_the_recorded_training_data(good, tmp_path, capsys):
+    """The training file replaced by another seed's: a test file of the training seed still overlaps the run's
+    training samples, and evaluate knows it from run.json (before: it compared with the replacement)."""
+    import shutil
+
+    data = Path(shutil.copy(good, tmp_path / "d.nc"))
+    run = tmp_path / "r"
+    assert main([*TRAIN, *FNO_TINY, "--data", str(data), "-o", str(run)]) == 0
+    _seed_file(good, tmp_path / "other.nc", seed=2).replace(data)
+    assert main(_eval_argv(run, good, tmp_path / "res", "--n-test", "2")) == 2
+    _one_error_line(capsys, f"{good} holds the samples r trained on (its first 2)", "evaluate")
+    # another test file of the same generator (another seed) is legitimate
+    assert main(_eval_argv(run, data, tmp_path / "res", "--n-test", "2")) == 0
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "phrase"),
+    [
+        ("resolutions", "9", "config.json: resolutions must be a list of int, got '9' (str)"),
+        ("n_test", "1", "config.json: n_test must be an int, got '1' (str)"),
+        ("lr", "0.001", "config.json: lr must be a number, got '0.001' (str)"),
+        ("n_train", [True], "config.json: n_train must be a list of int, got [True] (list)"),
+    ],
+)
+def test_config_json_of_the_wrong_type_names_file_and_key(key, value, phrase, tiny_run, good, tmp_path, capsys):
+    import json
+
+    run = _copy_run(tiny_run, tmp_path / "run")
+    config = json.loads((run / "config.json").read_text())
+    config[key] = value
+    (run / "config.json").write_text(json.dumps(config))
+    assert main(_eval_argv(run, good, tmp_path / "res")) == 2
+    _one_error_line(capsys, phrase, "evaluate")
+
+
+def test_config_json_claiming_another_grid_than_the_model_is_refused(tiny_run, good, tmp_path, capsys):
+    import json
+
+    run = _copy_run(tiny_run, tmp_path / "run")
+    config = json.loads((run / "config.json").read_text())
+    config["resolutions"] = [5]
+    (run / "config.json").write_text(json.dumps(config))
+    assert main(_eval_argv(run, good, tmp_path / "res")) == 2
+    _one_error_line(capsys, "config.json says the run trained on the grid(s) [5], but model_config.json records "
+                    "train_resolutions [9]", "evaluate")  # fmt: skip
+
+
+def test_a_two_channel_normalizers_json_is_named(tiny_run, good, tmp_path, capsys):
+    import json
+
+    run = _copy_run(tiny_run, tmp_path / "run")
+    norms = json.loads((run / "normalizers.json").read_text())
+    norms["x"]["mean"], norms["x"]["std"] = [1.0, 2.0], [1.0, 1.0]
+    (run / "normalizers.json").write_text(json.dumps(norms))
+    assert main(_eval_argv(run, good, tmp_path / "res")) == 2
+    _one_error_line(capsys, f"{run / 'normalizers.json'}: the x (permeability) normaliser has 2 mean", "evaluate")
+
+
+def _spec_record() -> dict:
+    from mano_pde.experiments.spec import load_spec
+
+    return load_spec("darcy-cpu").to_dict()
+
+
+@pytest.mark.parametrize(
+    ("change", "phrase"),
+    [
+        (lambda r: r["targets"].append({**r["targets"][0], "left": {"model": "nope", "method": "direct", "grid": 65}}),
+         "left.model = 'nope' is trained by no run of arm"),
+        (lambda r: r["targets"].append({**r["targets"][0], "left": {"run": "nope", "method": "direct", "grid": 65}}),
+         "left.run = 'nope' is not a model of arm"),
+        (lambda r: r["targets"][0]["left"].update(grid="65"), "left.grid must be an int, got '65' (str)"),
+        (lambda r: r["train"].update(n_test="3"), "train.n_test must be an int, got '3' (str)"),
+        (lambda r: next(iter(r["arms"].values())).update(models="mano"), ".models must be a list of string"),
+    ],
+)  # fmt: skip
+def test_spec_targets_and_types_are_checked_at_load(change, phrase):
+    from mano_pde.experiments.spec import ExperimentSpec
+
+    record = _spec_record()
+    change(record)
+    with pytest.raises(UserInputError, match=None) as err:
+        ExperimentSpec.from_dict(record)
+    assert phrase in str(err.value), str(err.value)
+
+
+@pytest.mark.parametrize("rank", [0.0, -0.5, 0, -3])
+def test_tfno_rank_out_of_range_is_refused(rank):
+    from mano_pde.models import create_model
+
+    with pytest.raises(UserInputError, match="rank must be"):
+        create_model("tfno", rank=rank, hidden_channels=4, n_modes=[4, 4], n_layers=1)
+
+
+def test_predict_validates_its_input_like_train(tiny_run):
+    import torch
+
+    from mano_pde.training import load_run
+
+    run = load_run(tiny_run)
+    a = torch.rand(3, 1, S, S) + 1.0
+    np.testing.assert_array_equal(run.predict(a.numpy()).numpy(), run.predict(a).numpy())  # numpy accepted
+    cases = [
+        (dict(a=torch.rand(2, S, S) + 1), r"must have shape \[N, 1, s, s\].*got \[2, 9, 9\] \(add the channel axis"),
+        (dict(a=torch.ones(1, 2, S, S)), r"got \[1, 2, 9, 9\]"),
+        (dict(a=torch.ones(0, 1, S, S)), "holds no samples"),
+        (dict(a=-a), r"input sample\(s\) 0, 1, 2 hold a permeability <= 0"),
+        (dict(a=a, sample_ids=[4]), "sample_ids names 1 samples but the permeability holds 3"),
+        (dict(a=[[1.0]]), "must be a torch.Tensor or numpy array"),
+    ]
+    for kwargs, pattern in cases:
+        with pytest.raises(UserInputError, match=pattern):
+            run.predict(**kwargs)
+
+
+def test_h1_on_a_3_point_grid_is_null_and_the_other_grids_are_kept(tiny_run, good, tmp_path, caplog):
+    import json
+
+    with caplog.at_level("WARNING"):
+        assert main(["evaluate", str(tiny_run), "--data", str(good), "--resolutions", "3", "5", "9", "--no-plots",
+                     "-o", str(tmp_path / "res")]) == 0  # fmt: skip
+    records = json.loads((tmp_path / "res" / "results.json").read_text())["records"]
+    h1 = {r["test_resolution"]: r["rel_h1_mean"] for r in records if r["method"] == "direct"}
+    assert h1[3] is None and all(isinstance(h1[s], float) for s in (5, 9)), h1
+    assert "not reported on the 3-point grid" in caplog.text

@@ -787,3 +787,128 @@ def test_i21_an_interrupt_stops_the_pool_at_once_and_keeps_the_finished_chunks(h
     recorded = json.loads((parts / "manifest.json").read_text())["shards"]
     on_disk = sorted(int(p.stem.split("_")[1]) for p in parts.glob("chunk_*.npz"))
     assert on_disk and sorted(int(k) for k in recorded) == on_disk  # every finished chunk is kept
+
+
+# --- issue 21: training and runs ---
+# Damaged or interrupted run files: every file of a run is verified (run.json, the resume state), a finished run
+# is restored from its verified state by --resume, and the epoch count comes from the verified record.
+def _change_one_digit(path: Path) -> None:
+    text = path.read_text()
+    i = next(i for i, c in enumerate(text) if c in "123456789" and i > len(text) // 3)
+    path.write_text(text[:i] + str(int(text[i]) % 9 + 1) + text[i + 1 :])
+
+
+def test_resume_restores_changed_normalizers_from_the_verified_state(train_file, three_epochs, tmp_path, monkeypatch):
+    """One changed digit of normalizers.json was used silently by --resume (every weight then differed)."""
+    out = tmp_path / "run"
+    _stopped_after(train_file, out, 1, monkeypatch)
+    good = (out / "normalizers.json").read_text()
+    _change_one_digit(out / "normalizers.json")
+    assert _train(train_file, out, 3, "--resume") == 0
+    assert (out / "normalizers.json").read_text() == good
+    _assert_same_weights(out, three_epochs)
+
+
+@pytest.mark.parametrize(
+    ("name", "change", "phrase"),
+    [
+        ("normalizers.json", "digit", "normalizers.json does not match the digest recorded in run.json"),
+        ("normalizers.json", '{"x": 1}', "expected the normalisers 'x' and 'y' of a run"),
+        ("log.csv", "drop-row", "log.csv does not match the digest recorded in run.json"),
+        ("config.json", "digit", "config.json does not match the digest recorded in run.json"),
+        ("run.json", "[1, 2]", "run.json: holds a JSON list, not a table"),
+    ],
+)
+def test_evaluate_refuses_changed_run_files_and_resume_restores_them(
+    name, change, phrase, train_file, three_epochs, tmp_path, capsys
+):
+    run = Path(shutil.copytree(three_epochs, tmp_path / "run"))
+    path = run / name
+    if change == "digit":
+        if name == "config.json":  # a change that still parses and equals the run's configuration semantically
+            path.write_text(path.read_text().replace('"epochs": 3', '"epochs":  3'))
+        else:
+            _change_one_digit(path)
+    elif change == "drop-row":
+        lines = path.read_text().splitlines(keepends=True)
+        path.write_text("".join(lines[:2] + lines[3:]))
+    else:
+        path.write_text(change)
+    assert _evaluate(run, train_file, tmp_path / "res") == 2
+    err = capsys.readouterr().err.strip()
+    assert phrase in err and len(err.splitlines()) == 1, err
+    assert _train(train_file, run, 3, "--resume") == 0  # a finished run: restored from its verified state
+    assert _evaluate(run, train_file, tmp_path / "res") == 0
+    _assert_same_weights(run, three_epochs)
+    assert (run / "log.csv").read_text().splitlines()[1:] == (three_epochs / "log.csv").read_text().splitlines()[1:]
+
+
+def test_resume_restores_a_damaged_log_from_the_verified_state(train_file, three_epochs, tmp_path, monkeypatch):
+    """A missing row was dropped silently, a bad cell was a raw ValueError."""
+    out = tmp_path / "run"
+    _stopped_after(train_file, out, 2, monkeypatch)
+    lines = (out / "log.csv").read_text().splitlines(keepends=True)
+    (out / "log.csv").write_text(lines[0] + lines[2])  # epoch 1 missing
+    assert _train(train_file, out, 3, "--resume") == 0
+    epochs = [line.split(",")[0] for line in (out / "log.csv").read_text().splitlines()[1:]]
+    assert epochs == ["1", "2", "3"]
+    _assert_same_weights(out, three_epochs)
+
+
+def test_a_log_of_an_older_run_is_read_strictly(tmp_path):
+    """States written before issue 21 hold no log rows: log.csv is then read, and a damage is named."""
+    from mano_pde.errors import UserInputError
+    from mano_pde.training.logs import read_log
+
+    path = tmp_path / "log.csv"
+    path.write_text("epoch,train_loss\n1,0.5\n3,0.25\n")
+    with pytest.raises(UserInputError, match=r"should hold one row for each of the 2 finished epochs .*\[1, 3\]"):
+        read_log(path, 2)
+    path.write_text("epoch,train_loss\n1,0.5\n2,abc\n")
+    with pytest.raises(UserInputError, match=r"log.csv, line 3, column train_loss: 'abc' is not a number"):
+        read_log(path, 2)
+
+
+@pytest.mark.parametrize("damaged", ["model_state_dict.pt", "model_config.json"])
+def test_a_finished_run_with_damaged_weights_is_restored_by_resume(damaged, train_file, three_epochs, tmp_path, capsys):
+    """evaluate said "resume the training run", but --resume exited 0 without writing anything (nor did the
+    experiment runner, which counted the run as finished)."""
+    from mano_pde.training.runs import run_is_intact
+
+    run = Path(shutil.copytree(three_epochs, tmp_path / "run"))
+    _damage(run / damaged, "random bytes")
+    assert _evaluate(run, train_file, tmp_path / "res") == 2
+    assert damaged in capsys.readouterr().err
+    assert not run_is_intact(run)  # the runner resumes it instead of calling it finished
+    assert _train(train_file, run, 3, "--resume") == 0
+    assert run_is_intact(run)
+    _assert_same_weights(run, three_epochs)
+    assert _evaluate(run, train_file, tmp_path / "res") == 0
+
+
+def test_a_run_killed_between_its_weights_and_its_log_is_not_scored_as_the_earlier_epoch(
+    train_file, three_epochs, tmp_path, monkeypatch, capsys
+):
+    """Before: epoch-2 weights scored with epochs_done 1 (the log's row count)."""
+    import mano_pde.training.trainer as trainer
+
+    out = tmp_path / "run"
+    _stopped_after(train_file, out, 1, monkeypatch)
+    real = trainer.atomic_write_text
+
+    def interrupt_at_the_log(path, text):
+        if Path(path).name == "log.csv":
+            raise KeyboardInterrupt
+        real(path, text)
+
+    monkeypatch.setattr(trainer, "atomic_write_text", interrupt_at_the_log)
+    assert _train(train_file, out, 3, "--resume") == 130  # epoch 2's weights are saved, its log row is not
+    monkeypatch.undo()
+    assert _evaluate(out, train_file, tmp_path / "res") == 2
+    err = capsys.readouterr().err
+    assert "model_config.json does not match the digest recorded in run.json (epoch 1)" in err, err
+    assert _train(train_file, out, 3, "--resume") == 0
+    assert _evaluate(out, train_file, tmp_path / "res") == 0
+    records = json.loads((tmp_path / "res" / "results.json").read_text())["records"]
+    assert {(r["epochs_done"], r["epochs"]) for r in records} == {(3, 3)}
+    _assert_same_weights(out, three_epochs)

@@ -329,6 +329,10 @@ def same_sample_stream(attrs_a: dict, attrs_b: dict) -> bool:
     return all(str(attrs_a.get(k)) == str(attrs_b.get(k)) for k in _STREAM_KEYS)
 
 
+#: The attributes that identify a file's sample sequence (those :func:`same_sample_stream` compares).
+STREAM_KEYS = _STREAM_KEYS
+
+
 def _validate(ds: xr.Dataset, path: Path) -> None:
     missing = [v for v in _VARS if v not in ds.data_vars]
     if missing:

@@ -50,7 +50,7 @@ import torch
 from ..errors import UserInputError
 from ..files import atomic_write_text, remove_stale_temps, sha256_file
 from ..grids import GEOMETRIES, nesting
-from .metrics import per_sample_rel_h1, per_sample_rel_l2
+from .metrics import H1_MIN_POINTS, per_sample_rel_h1, per_sample_rel_l2
 
 __all__ = ["evaluate", "test_indices_for", "run_geometry", "check_geometry_matches", "COMPLETE_MARKER"]
 
@@ -77,11 +77,16 @@ def test_indices_for(run, data: str | os.PathLike, n_test: int | None) -> np.nda
     with open_darcy(data) as ds:
         n_file = int(ds.sizes["sample"])
         test_attrs = dict(ds.attrs)
-    try:
-        with open_darcy(run.config.data) as ds:
-            same = same_sample_stream(dict(ds.attrs), test_attrs)
-    except FileNotFoundError:
-        same = Path(run.config.data).name == Path(data).name
+    # the training stream the run recorded (run.json), not whatever file now has the training file's name
+    recorded = getattr(run, "train_stream", None)
+    if recorded is not None:
+        same = same_sample_stream(recorded, test_attrs)
+    else:  # runs written before run.json existed
+        try:
+            with open_darcy(run.config.data) as ds:
+                same = same_sample_stream(dict(ds.attrs), test_attrs)
+        except FileNotFoundError:
+            same = Path(run.config.data).name == Path(data).name
     n_train = max(run.config.n_train)
     n_seen = n_train + run.config.n_val  # the validation block follows the training block
     if same:
@@ -309,7 +314,7 @@ def evaluate(
                 times["resample"] = (time.perf_counter() - t0) / len(idx)
             for method, pred in methods.items():
                 l2 = per_sample_rel_l2(pred, u)
-                h1 = per_sample_rel_h1(pred, u)
+                h1 = _rel_h1(pred, u, res)
                 st = _stats(l2)
                 records.append(
                     {
@@ -323,7 +328,7 @@ def evaluate(
                         "rel_l2_mean": st["mean"],
                         "rel_l2_std": st["std"],
                         "rel_l2_median": st["median"],
-                        "rel_h1_mean": float(h1.double().mean()),
+                        "rel_h1_mean": None if h1 is None else float(h1.double().mean()),
                         "n_test": len(idx),
                         "test_indices": [int(idx[0]), int(idx[-1])],
                         "inference_s_per_sample": times[method],
@@ -372,10 +377,27 @@ def evaluate(
     return records
 
 
+def _rel_h1(pred: torch.Tensor, u: torch.Tensor, res: int) -> torch.Tensor | None:
+    """Relative H1 per sample, or ``None`` (with a warning) on a grid too small for it: the other metrics and the
+    other grids of the evaluation are kept."""
+    if res < H1_MIN_POINTS:
+        log.warning(
+            "the relative H1 error needs grids of at least %d points per direction: not reported on the %d-point "
+            "grid (rel_h1_mean is null there)",
+            H1_MIN_POINTS,
+            res,
+        )
+        return None
+    return per_sample_rel_h1(pred, u)
+
+
 def _epochs_done(run) -> tuple[int, int]:
-    """``(finished epochs, planned epochs)`` of a run, from its ``log.csv`` (one row per finished epoch)."""
+    """``(finished epochs, planned epochs)`` of a run: the epoch of its verified ``run.json`` (whose digests tie
+    the weights to it); for runs written before run.json existed, the rows of ``log.csv``."""
     import csv
 
+    if getattr(run, "epochs_done", None) is not None:
+        return int(run.epochs_done), int(run.config.epochs)
     log_csv = Path(run.path) / "log.csv"
     done = 0
     if log_csv.is_file():

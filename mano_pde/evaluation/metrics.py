@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["per_sample_rel_l2", "per_sample_rel_h1", "interpolate_nodes", "subsample_nodes"]
+__all__ = ["per_sample_rel_l2", "per_sample_rel_h1", "interpolate_nodes", "subsample_nodes", "H1_MIN_POINTS"]
+
+#: Points per direction the relative H1 error needs: neuraloperator's non-periodic ``FiniteDiff`` takes
+#: second-order one-sided differences at the boundary, which read 3 neighbours of a boundary point.
+H1_MIN_POINTS = 4
 
 
 def per_sample_rel_l2(pred: torch.Tensor, true: torch.Tensor) -> torch.Tensor:
@@ -16,8 +20,21 @@ def per_sample_rel_l2(pred: torch.Tensor, true: torch.Tensor) -> torch.Tensor:
 
 
 def per_sample_rel_h1(pred: torch.Tensor, true: torch.Tensor) -> torch.Tensor:
-    """Relative H1 error per sample (neuraloperator ``H1Loss(d=2)``, non-periodic finite differences)."""
+    """Relative H1 error per sample (neuraloperator ``H1Loss(d=2)``, non-periodic finite differences).
+
+    Raises
+    ------
+    ValueError
+        A grid with fewer than :data:`H1_MIN_POINTS` points per direction (the boundary differences need them;
+        neuraloperator itself fails there with an ``IndexError``).
+    """
     from neuralop.losses import H1Loss
+
+    if min(pred.shape[-2:]) < H1_MIN_POINTS:
+        raise ValueError(
+            f"the relative H1 error needs at least {H1_MIN_POINTS} points per direction (one-sided finite "
+            f"differences at the boundary), got a {pred.shape[-2]}x{pred.shape[-1]} grid"
+        )
 
     h1 = H1Loss(d=2, reduction="sum", periodic_in_x=False, periodic_in_y=False)
     return torch.stack([h1.rel(pred[i : i + 1].double(), true[i : i + 1].double()) for i in range(pred.shape[0])])

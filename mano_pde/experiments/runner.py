@@ -174,7 +174,7 @@ def run_status(run: PlannedRun) -> str:
         The folder holds a run with another configuration (the message lists the differences).
     """
     from ..training import TrainConfig
-    from ..training.runs import is_run_dir
+    from ..training.runs import is_run_dir, run_is_intact
     from ..training.state import load_train_state
     from ..training.trainer import FINAL_METRICS
 
@@ -192,7 +192,8 @@ def run_status(run: PlannedRun) -> str:
         state = load_train_state(run.run_dir, map_location="cpu", warn=False)
     except (UserInputError, FileNotFoundError):
         return "resume"  # the trainer falls back to the previous state or says why it cannot
-    finished = int(state["epoch"]) >= run.config.epochs and is_run_dir(run.run_dir)
+    # damaged weights or run files: resumed, which restores them from the verified state
+    finished = int(state["epoch"]) >= run.config.epochs and is_run_dir(run.run_dir) and run_is_intact(run.run_dir)
     if run.config.n_val and not (run.run_dir / FINAL_METRICS).is_file():
         finished = False
     return "finished" if finished else "resume"

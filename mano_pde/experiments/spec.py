@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import UserInputError
+from ..record_types import check_fields, check_value
 
 __all__ = [
     "ArmSpec",
@@ -151,6 +152,28 @@ class ExperimentSpec:
                         f"{self.name}: target {t.label!r}: each side needs run (left: or model), method and grid; "
                         f"got {side}"
                     )
+            self._check_target_runs(t)
+
+    def _check_target_runs(self, t: TargetSpec) -> None:
+        """A target names runs of its arm (or a registry model one of them trains): never dropped without a word."""
+        arm_models = self.arms[t.arm].models
+        for name, side in (("left", t.left), ("right", t.right)):
+            for key, kind in (("run", str), ("model", str), ("method", str), ("grid", int)):
+                if key in side:
+                    check_value(side[key], kind, f"target {t.label!r}: {name}.{key}")
+            run = side.get("run")
+            if run is not None and run not in arm_models and not (name == "right" and run == "self"):
+                raise UserInputError(
+                    f"{self.name}: target {t.label!r}: {name}.run = {run!r} is not a model of arm {t.arm!r} "
+                    f"({arm_models})" + ("; use 'self' to compare a run with itself" if name == "right" else "")
+                )
+        if "run" not in t.left:
+            registry = sorted({self.models[m].model for m in arm_models})
+            if t.left["model"] not in registry:
+                raise UserInputError(
+                    f"{self.name}: target {t.label!r}: left.model = {t.left['model']!r} is trained by no run of arm "
+                    f"{t.arm!r} (its registry models: {registry})"
+                )
 
     def _check_output(self, where: str, template: str, **names: str) -> str:
         """``template`` filled in with ``names``: a relative path that stays inside the experiment folder.
@@ -249,6 +272,11 @@ def _known(record: Any, cls: type, where: str) -> dict[str, Any]:
     unknown = sorted(set(record) - names)
     if unknown:
         raise UserInputError(f"unknown key(s) {unknown} in {where}; known: {sorted(names)}")
+    check_fields(record, cls, "" if cls is ExperimentSpec else f"{where}.")  # names the key of a wrong type
+    if "train" in record and cls in (ExperimentSpec, ArmSpec):  # TrainConfig keywords, typed by its fields
+        from ..training.config import TrainConfig
+
+        check_fields(record["train"], TrainConfig, "train." if cls is ExperimentSpec else f"{where}.train.")
     return record
 
 

@@ -63,7 +63,7 @@ def read_json(path: str | Path, what: str) -> Any:
         ) from None
 
 
-def save_model(model: nn.Module, folder: str | Path, name: str = "model") -> Path:
+def save_model(model: nn.Module, folder: str | Path, name: str = "model", *, record: dict | None = None) -> Path:
     """Save a model as ``{name}_config.json`` + ``{name}_state_dict.pt`` (+ neuralop's ``_metadata.pkl``).
 
     Parameters
@@ -74,13 +74,16 @@ def save_model(model: nn.Module, folder: str | Path, name: str = "model") -> Pat
         Directory (created if needed).
     name : str, optional
         File-name prefix. Default ``"model"`` (the name neuralop's Trainer uses).
+    record : dict, optional
+        More plain-JSON keys for ``{name}_config.json`` (the trainer records the training grids,
+        ``train_resolutions``); :func:`load_model` ignores them.
 
     Returns
     -------
     Path
         ``folder``.
     """
-    config = model_config(model)
+    config = {**model_config(model), **(record or {})}
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     state = nn.Module.state_dict(model)  # tensors only (BaseModel.state_dict would add pickled metadata)

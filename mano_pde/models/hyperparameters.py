@@ -120,3 +120,25 @@ def check_fno_hyperparameters(**hp) -> None:
         )
     _finite({k: hp[k] for k in ("lifting_channel_ratio", "projection_channel_ratio")}, minimum=0)
     _projection_width(hp["projection_channel_ratio"], hp["hidden_channels"], " (the preset: 4)")
+    if "rank" in hp:
+        _check_rank(hp["rank"])
+
+
+def _check_rank(rank) -> None:
+    """TFNO's ``rank``: a fraction of the dense weights' parameters (a float > 0) or explicit ranks (ints >= 1).
+
+    tensorly would turn ``rank=0.0`` silently into rank 1 and fail on a negative one inside scipy's root finder.
+    """
+    ranks = list(rank) if isinstance(rank, Sequence) and not isinstance(rank, (str, bytes)) else None
+    if ranks is not None:
+        if ranks and all(is_int(r) and r >= 1 for r in ranks):
+            return
+    elif is_int(rank):
+        if rank >= 1:
+            return
+    elif isinstance(rank, numbers.Real) and not isinstance(rank, bool) and math.isfinite(rank) and rank > 0:
+        return
+    raise UserInputError(
+        f"rank must be a finite number > 0 (the fraction of the dense Fourier weights' parameters the Tucker "
+        f"factorisation keeps, e.g. 0.1) or ints >= 1 (explicit ranks), got {rank!r}"
+    )

@@ -4,17 +4,22 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
 from ..errors import UserInputError
 from ..model_catalogue import MODEL_NAMES
+from ..record_types import check_fields
 
-__all__ = ["TrainConfig", "LOSSES", "SCHEDULERS"]
+__all__ = ["TrainConfig", "LOSSES", "SCHEDULERS", "MAX_SEED"]
 
 LOSSES = ("l2", "h1")
 SCHEDULERS = ("cosine", "step", "none")
+#: The largest training seed: the per-epoch seeds derived from it (``seed * 1_000_003 + epoch``) stay in torch's range.
+MAX_SEED = 2**32 - 1
 
 
 @dataclass
@@ -108,6 +113,10 @@ class TrainConfig:
     model_kwargs: dict[str, Any] = field(default_factory=dict, metadata={"help": "model constructor keywords"})
 
     def __post_init__(self) -> None:
+        for key in ("data", "test_data"):  # a path object is fine from Python; the record holds its text
+            if isinstance(getattr(self, key), os.PathLike):
+                setattr(self, key, os.fspath(getattr(self, key)))
+        check_fields(self, TrainConfig)  # names the key: "resolutions must be a list of int, got '17' (str)"
         self.resolutions = [int(r) for r in self.resolutions]
         self.n_train = [int(n) for n in self.n_train]
         self.n_val = int(self.n_val)
@@ -135,14 +144,36 @@ class TrainConfig:
             raise UserInputError(f"unknown scheduler {self.scheduler!r}; choose one of {SCHEDULERS}")
         if self.device not in ("auto", "cpu", "cuda") and not self.device.startswith("cuda:"):
             raise UserInputError(f"device must be auto, cpu or cuda[:N], got {self.device!r}")
-        if not self.lr > 0:
-            raise UserInputError(f"lr must be positive, got {self.lr}")
+        self._check_ranges()
         for key in ("in_channels", "out_channels"):
             if key in self.model_kwargs and self.model_kwargs[key] != 1:
                 raise UserInputError(
                     f"{key}={self.model_kwargs[key]} does not match the data: Darcy files give 1 input channel "
                     "(permeability a) and 1 output channel (pressure u); drop the override"
                 )
+
+    def _check_ranges(self) -> None:
+        """Numbers that would train silently wrong (NaN/inf weights) or fail deep inside torch: refused here."""
+        for key, low, low_ok in (("lr", 0.0, False), ("weight_decay", 0.0, True), ("gamma", 0.0, False)):
+            value = getattr(self, key)
+            if not math.isfinite(value) or value < low or (value == low and not low_ok):
+                bound = ">= 0" if low_ok else "> 0"
+                raise UserInputError(
+                    f"{key} (--{key.replace('_', '-')}) must be a finite number {bound}, got {value!r}"
+                )
+        if self.step_size < 1:
+            raise UserInputError(
+                f"step_size (--step-size) must be an int >= 1 (epochs per decay), got {self.step_size}"
+            )
+        if not 0 <= self.seed <= MAX_SEED:
+            raise UserInputError(f"seed (--seed) must be an int in [0, 2**32 - 1], got {self.seed}")
+        if min(self.resolutions) < 3:
+            raise UserInputError(f"training grids need at least 3 points per direction, got {min(self.resolutions)}")
+        if self.loss == "h1" and min(self.resolutions) < _h1_min_points():
+            raise UserInputError(
+                f"--loss h1 needs grids of at least {_h1_min_points()} points per direction (neuraloperator's "
+                f"one-sided finite differences at the boundary), got {min(self.resolutions)}; use --loss l2 there"
+            )
 
     #: Fields that say where (or how fast) a run executes, not what it computes: a run resumed or reused with
     #: other values of these is the same run.
@@ -196,3 +227,9 @@ class TrainConfig:
             raise UserInputError(f"{path} is not a complete training configuration ({exc})") from None
         except UserInputError as exc:
             raise UserInputError(f"{path}: {exc}") from None
+
+
+def _h1_min_points() -> int:
+    from ..evaluation.metrics import H1_MIN_POINTS  # imports torch: only for --loss h1
+
+    return H1_MIN_POINTS

@@ -106,11 +106,47 @@ def format_log(rows: list[dict], fields: tuple[str, ...]) -> str:
     return buf.getvalue()
 
 
-def read_log(path: Path) -> list[dict]:
-    """Rows of a ``log.csv`` (``epoch`` as int, other cells as float, empty cells left out); ``[]`` without one."""
+def read_log(path: Path, epochs: int | None = None) -> list[dict]:
+    """Rows of a ``log.csv`` (``epoch`` as int, other cells as float, empty cells left out); ``[]`` without one.
+
+    Parameters
+    ----------
+    path : Path
+        The file.
+    epochs : int, optional
+        The number of finished epochs the log must hold, one row each, in order (``1 .. epochs``).
+
+    Raises
+    ------
+    mano_pde.errors.UserInputError
+        A cell that is not a number (naming the row and column), or (with ``epochs``) rows missing, repeated or
+        out of order.
+    """
+    from ..errors import UserInputError
+
     if not path.is_file():
-        return []
-    with open(path, newline="") as fh:
-        return [
-            {k: (int(v) if k == "epoch" else float(v)) for k, v in r.items() if v != ""} for r in csv.DictReader(fh)
-        ]
+        rows = []
+    else:
+        rows = []
+        with open(path, newline="") as fh:
+            for line, r in enumerate(csv.DictReader(fh), start=2):
+                row = {}
+                for k, v in r.items():
+                    if v in ("", None):
+                        continue
+                    try:
+                        row[k] = int(v) if k == "epoch" else float(v)
+                    except (TypeError, ValueError):
+                        raise UserInputError(
+                            f"{path}, line {line}, column {k}: {str(v)[:40]!r} is not a number; the log is damaged. "
+                            "Resume the run (its verified training state restores the log) or train it again"
+                        ) from None
+                rows.append(row)
+    if epochs is not None and [r.get("epoch") for r in rows[:epochs]] != list(range(1, epochs + 1)):
+        found = [r.get("epoch") for r in rows]
+        raise UserInputError(
+            f"{path} should hold one row for each of the {epochs} finished epochs (1 to {epochs}), found the epochs "
+            f"{found[:20]}{' ...' if len(found) > 20 else ''}: rows are missing or damaged. Restore the file, or "
+            "train into a new -o folder"
+        )
+    return rows

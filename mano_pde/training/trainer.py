@@ -34,9 +34,11 @@ validate and test; the batch order), :mod:`~mano_pde.training.logs` (``log.csv``
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
+import os
 import time
 from pathlib import Path
 
@@ -49,7 +51,8 @@ from ..provenance import run_versions
 from .config import TrainConfig
 from .distributed import DistContext, setup_distributed
 from .logs import FINAL_METRICS, LOG_FIELDS, best_validation, final_metrics, format_log, read_log
-from .runs import check_new_run_folder, is_run_dir
+from .manifest import data_identity, identity_differences, write_manifest
+from .runs import check_new_run_folder, check_run_output_writable, is_run_dir, load_run_normalizers, non_finite_tensors
 from .splits import epoch_batches, split_indices, split_train_val_test
 from .state import STATE_FILE, has_train_state, load_train_state, save_train_state
 
@@ -62,6 +65,7 @@ __all__ = [
     "LOG_FIELDS",
     "FINAL_METRICS",
     "NonFiniteLossError",
+    "NonFiniteWeightsError",
 ]
 
 log = logging.getLogger(__name__)
@@ -140,29 +144,18 @@ def train(config: TrainConfig, output: str | Path, *, resume: bool = False, prog
         ``output`` already holds a run (without ``resume``), is a file or a non-empty folder that is not a
         run (nothing is written) / holds no run (with ``resume``).
     """
+    out = Path(output)
+    check_run_output_writable(out)  # before anything is written (the lock file goes beside the folder)
     ctx = setup_distributed(config.device, config.batch_size)
     try:
-        return _train(config, Path(output), resume, progress and ctx.is_main, ctx)
+        with contextlib.ExitStack() as lock:
+            return _train(config, out, resume, progress and ctx.is_main, ctx, lock)
     finally:
         ctx.close()
 
 
-def _train(config: TrainConfig, out: Path, resume: bool, progress: bool, ctx: DistContext) -> Path:
-    """:func:`train` in one process of a (possibly one-process) data-parallel run."""
-    from tqdm.auto import tqdm
-
-    from mano_pde.data import open_darcy
-    from mano_pde.data.io import same_sample_stream
-    from mano_pde.data.torch_dataset import (
-        DarcyTorchDataset,
-        fit_normalizers,
-        normalizer_from_dict,
-        normalizer_to_dict,
-    )
-    from mano_pde.models import count_parameters, create_model, model_signature, save_model
-    from mano_pde.models.checkpoint import read_json
-
-    state_path = out / STATE_FILE
+def _check_run_folder(out: Path, resume: bool, config: TrainConfig) -> bool:
+    """Whether the run in ``out`` is resumed; refuses a folder that cannot take this run (nothing is written)."""
     if resume and not (out / "config.json").is_file():
         # killed before its configuration was written: nothing was trained, so the run starts (the folder is
         # still checked below: it must hold nothing but what such a run leaves)
@@ -179,9 +172,29 @@ def _train(config: TrainConfig, out: Path, resume: bool, progress: bool, ctx: Di
         raise FileExistsError(f"{out} already holds a run; pass --resume to continue it or choose another -o")
     else:
         check_new_run_folder(out)  # never write log.csv etc. into a folder of the user's files
-    if ctx.is_main:
-        remove_stale_temps(out)  # temporaries of a killed earlier attempt
-    ctx.barrier()  # every process has checked the folder before rank 0 writes to it
+    return resume
+
+
+def _train(
+    config: TrainConfig, out: Path, resume: bool, progress: bool, ctx: DistContext, lock: contextlib.ExitStack
+) -> Path:
+    """:func:`train` in one process of a (possibly one-process) data-parallel run; rank 0 enters the run folder's
+    lock into ``lock`` before its first write."""
+    from tqdm.auto import tqdm
+
+    from mano_pde.data import open_darcy
+    from mano_pde.data._output import output_lock
+    from mano_pde.data.io import same_sample_stream
+    from mano_pde.data.torch_dataset import (
+        DarcyTorchDataset,
+        fit_normalizers,
+        normalizer_from_dict,
+        normalizer_to_dict,
+    )
+    from mano_pde.models import count_parameters, create_model, model_signature, save_model
+
+    state_path = out / STATE_FILE
+    resume = _check_run_folder(out, resume, config)  # early, so that bad options write nothing
 
     device = ctx.device
     test_path = config.test_data or config.data
@@ -190,8 +203,9 @@ def _train(config: TrainConfig, out: Path, resume: bool, progress: bool, ctx: Di
         train_attrs = dict(ds.attrs)
     with open_darcy(test_path) as ds:
         n_test_file = int(ds.sizes["sample"])
-        same_stream = same_sample_stream(train_attrs, ds.attrs)
-        test_geometry = ds.attrs["grid_geometry"]
+        test_attrs = dict(ds.attrs)
+        same_stream = same_sample_stream(train_attrs, test_attrs)
+        test_geometry = test_attrs["grid_geometry"]
     geometry = train_attrs["grid_geometry"]  # the models use the data's true coordinates (mano_pde.grids)
     if test_geometry != geometry:
         raise UserInputError(
@@ -211,6 +225,13 @@ def _train(config: TrainConfig, out: Path, resume: bool, progress: bool, ctx: Di
     ]
     test_sets = [DarcyTorchDataset(test_path, r, test_idx) for r in config.resolutions]
     val_sets = [DarcyTorchDataset(config.data, r, val_idx) for r in config.resolutions] if config.n_val else []
+    # what the run reads: recorded in run.json and the resume state; --resume refuses other data
+    identity = {
+        "train": data_identity(
+            config.data, train_attrs, n_file, [t for d in train_sets + val_sets for t in (d.x, d.y)]
+        ),
+        "test": data_identity(test_path, test_attrs, n_test_file, [t for d in test_sets for t in (d.x, d.y)]),
+    }
 
     torch.manual_seed(config.seed)
     model_kwargs = {"in_channels": 1, "out_channels": 1, **config.model_kwargs}
@@ -243,20 +264,13 @@ def _train(config: TrainConfig, out: Path, resume: bool, progress: bool, ctx: Di
 
     start_epoch = 0
     rows: list[dict] = []
+    if ctx.is_main:  # the run folder's lock, held until train returns; then the folder is checked again under it
+        lock.enter_context(output_lock(Path(os.path.abspath(out)), "train"))
+        resume = _check_run_folder(out, resume, config)  # another train may have written it meanwhile
+        remove_stale_temps(out)  # temporaries of a killed earlier attempt
+    ctx.barrier()  # every process has checked the folder before rank 0 writes to it
     resuming = ctx.broadcast(resume and has_train_state(out))  # rank 0 decides for all
-    # Normalisers: rank 0 reads or fits them and shares them, so every process uses the very same values.
-    norms = None
-    if ctx.is_main:
-        out.mkdir(parents=True, exist_ok=True)
-        if resuming:
-            norms = read_json(out / "normalizers.json", "the normalisers of the run")
-        else:
-            fitted = fit_normalizers(train_sets)
-            norms = {"x": normalizer_to_dict(fitted[0]), "y": normalizer_to_dict(fitted[1])}
-            atomic_write_text(out / "normalizers.json", json.dumps(norms, indent=2))
-    norms = ctx.broadcast(norms)
-    in_norm = normalizer_from_dict(norms["x"], out / "normalizers.json")
-    out_norm = normalizer_from_dict(norms["y"], out / "normalizers.json")
+    state = None
     if resuming:  # every process reads the same resume state (the run directory is shared)
         if not has_train_state(out):
             raise FileNotFoundError(
@@ -265,6 +279,21 @@ def _train(config: TrainConfig, out: Path, resume: bool, progress: bool, ctx: Di
             )
         # verified against the digests of train_state.json; falls back one epoch if the last state is damaged
         state = load_train_state(out, map_location=device, warn=ctx.is_main)
+        _check_same_data(out, state.get("data"), identity)
+    # Normalisers: rank 0 reads or fits them and shares them, so every process uses the very same values.
+    norms = None
+    if ctx.is_main:
+        out.mkdir(parents=True, exist_ok=True)
+        if resuming:
+            norms = _resumed_normalizers(out, state)
+        else:
+            fitted = fit_normalizers(train_sets)
+            norms = {"x": normalizer_to_dict(fitted[0]), "y": normalizer_to_dict(fitted[1])}
+            atomic_write_text(out / "normalizers.json", json.dumps(norms, indent=2))
+    norms = ctx.broadcast(norms)
+    in_norm = normalizer_from_dict(norms["x"], out / "normalizers.json")
+    out_norm = normalizer_from_dict(norms["y"], out / "normalizers.json")
+    if resuming:
         try:
             model.load_state_dict(state["model"])
             optimizer.load_state_dict(state["optimizer"])
@@ -277,7 +306,8 @@ def _train(config: TrainConfig, out: Path, resume: bool, progress: bool, ctx: Di
                 f"resumed: train into a new -o folder"
             ) from None
         if ctx.is_main:
-            rows = read_log(out / "log.csv")[:start_epoch]
+            # the verified state holds the log rows (states of older runs: log.csv, which must hold every epoch)
+            rows = state["log"][:start_epoch] if "log" in state else read_log(out / "log.csv", start_epoch)
             log.info("resuming %s after epoch %d of %d", out, start_epoch, config.epochs)
     if ctx.is_main:
         config_file = out / "config.json"
@@ -290,6 +320,13 @@ def _train(config: TrainConfig, out: Path, resume: bool, progress: bool, ctx: Di
         if ctx.enabled:
             versions["distributed_backend"] = str(ctx.backend)
         atomic_write_text(out / "versions.json", json.dumps(versions, indent=2))
+
+    def write_epoch_files(epoch: int) -> None:
+        """The weights, their config, the log and run.json (which verifies them), in that order (rank 0)."""
+        save_model(model, out, record={"train_resolutions": list(config.resolutions)})
+        atomic_write_text(out / "log.csv", format_log(rows, LOG_FIELDS + tuple(epoch_fields)))
+        write_manifest(out, epoch, identity)
+
     in_norm, out_norm = in_norm.to(device), out_norm.to(device)
     net = ctx.wrap(model)  # DDP under torchrun (the wrapper trains; `model` is evaluated in fp32 and saved)
     if config.compile:
@@ -304,6 +341,10 @@ def _train(config: TrainConfig, out: Path, resume: bool, progress: bool, ctx: Di
     # The per-epoch held-out error: validation with a validation split (the test file waits for the end), else test.
     epoch_fields, epoch_sets = (val_fields, val_sets) if config.n_val else (test_fields, test_sets)
     n_batches = sum(math.ceil(len(d) / config.batch_size) for d in train_sets)
+    if resuming and start_epoch >= config.epochs and ctx.is_main:
+        # a finished run: its files are written again from the verified state (damaged weights, config or log)
+        write_epoch_files(start_epoch)
+        log.info("%s: every epoch was done; its weights, model config and log are restored from %s", out, STATE_FILE)
     bar = tqdm(
         total=(config.epochs - start_epoch) * n_batches,
         disable=not progress,
@@ -356,14 +397,14 @@ def _train(config: TrainConfig, out: Path, resume: bool, progress: bool, ctx: Di
         }
         for field, ts in zip(epoch_fields, epoch_sets, strict=True):
             row[field] = _held_out(model, in_norm, out_norm, ts, device, config.batch_size, ctx)
+        _check_finite_epoch(model, row, epoch_fields, epoch, out)  # nothing of a diverged epoch is saved
         rows.append(row)
         if not ctx.is_main:
             continue
         held_out = {("val" if config.n_val else "test"): f"{row[epoch_fields[0]]:.4f}"}
         bar.set_postfix(loss=f"{row['train_loss']:.4f}", **held_out)
-        # model first, then the resume state: a crash in between re-runs this epoch from the previous state
-        save_model(model, out)
-        atomic_write_text(out / "log.csv", format_log(rows, LOG_FIELDS + tuple(epoch_fields)))
+        # model files first, then the resume state: a crash in between re-runs this epoch from the previous state
+        write_epoch_files(epoch + 1)
         save_train_state(
             out,
             {
@@ -371,6 +412,10 @@ def _train(config: TrainConfig, out: Path, resume: bool, progress: bool, ctx: Di
                 "model": {k: v for k, v in model.state_dict().items() if k != "_metadata"},
                 "optimizer": optimizer.state_dict(),
                 "scheduler": scheduler.state_dict(),
+                # verified with the state: what --resume restores the run's other files from
+                "log": [dict(r) for r in rows],
+                "normalizers": norms,
+                "data": identity,
             },
         )
         log.info("epoch %d/%d %s", epoch + 1, config.epochs, {k: round(v, 6) for k, v in row.items()})
@@ -385,6 +430,7 @@ def _train(config: TrainConfig, out: Path, resume: bool, progress: bool, ctx: Di
         if ctx.is_main:
             metrics = final_metrics(config.data, rows, val_fields, test, val_idx, test_idx, test_path)
             atomic_write_text(out / FINAL_METRICS, json.dumps(metrics, indent=2) + "\n")
+            write_manifest(out, len(rows), identity)  # run.json now verifies final_metrics.json too
             log.info(
                 "final test error (last epoch's weights) %s; %s",
                 test,
@@ -392,6 +438,69 @@ def _train(config: TrainConfig, out: Path, resume: bool, progress: bool, ctx: Di
             )
     ctx.barrier()  # every process returns once rank 0 has written the run directory
     return out
+
+
+def _resumed_normalizers(out: Path, state: dict) -> dict:
+    """The normalisers of a resumed run: those of its verified state, written again if ``normalizers.json``
+    changed; states of older runs hold none, then the file is read and checked."""
+    from mano_pde.models.checkpoint import read_json
+
+    path = out / "normalizers.json"
+    saved = state.get("normalizers")
+    if saved is None:
+        load_run_normalizers(path)  # names the file: not JSON, no x/y, degenerate, not one channel
+        return read_json(path, "the normalisers of the run")
+    text = json.dumps(saved, indent=2)
+    try:
+        same = path.read_text() == text
+    except (OSError, UnicodeDecodeError):
+        same = False
+    if not same:
+        log.warning("%s differs from the run's verified training state (changed after it was written): restored", path)
+        atomic_write_text(path, text)
+    return saved
+
+
+def _check_same_data(out: Path, saved: dict | None, now: dict) -> None:
+    """``--resume`` refuses data other than those the run recorded (no record: a run of an older version)."""
+    if not saved:
+        return
+    problems = []
+    for side, what in (("train", "training"), ("test", "test")):
+        diff = identity_differences(saved.get(side, {}), now[side])
+        if diff:
+            problems.append(
+                f"{what} data {now[side]['file']} (was {saved.get(side, {}).get('file')}): " + ", ".join(diff)
+            )
+    if problems:
+        raise UserInputError(
+            f"--resume: {out} was trained on other data than it would read now; " + "; ".join(problems) + ". "
+            "Restore the data files the run was trained on, or train into a new -o folder"
+        )
+
+
+def _check_finite_epoch(model, row: dict, fields: list[str], epoch: int, out: Path) -> None:
+    """Stop when an epoch left non-finite weights, learning rate or held-out error (nothing of it is saved)."""
+    kept = f"the files of epoch {epoch} are kept in {out}" if epoch else f"nothing was saved in {out}"
+    bad = non_finite_tensors(model.state_dict())
+    if bad or not math.isfinite(row["lr"]):
+        what = f"the weights ({', '.join(bad[:3])}{', ...' if len(bad) > 3 else ''})" if bad else "the learning rate"
+        raise NonFiniteWeightsError(
+            f"{what} became NaN or infinite in epoch {epoch + 1}; training stopped ({kept}). Lower --lr, or check "
+            "the data and the model settings"
+        )
+    bad = [f for f in fields if not math.isfinite(row[f])]
+    if bad:
+        raise NonFiniteLossError(
+            f"the held-out error {', '.join(f'{f} = {row[f]}' for f in bad)} is not finite after epoch {epoch + 1} "
+            f"although the weights are: the model's output overflows, or a held-out pressure field is 0 everywhere; "
+            f"training stopped ({kept}). Lower --lr, or check the data"
+        )
+
+
+class NonFiniteWeightsError(UserInputError):
+    """An epoch left NaN or infinite weights (or learning rate); ``train`` stops before saving it, naming the
+    tensors. Reported like a user error (one line, exit 2): the learning rate or the data are to blame."""
 
 
 class NonFiniteLossError(UserInputError):
