@@ -177,7 +177,7 @@ def test_whole_seeded_pipeline_tiny(tmp_path):
     assert all(not (p / "final_metrics.json").exists() for p in (tuning / "runs").rglob("trial-*"))  # no test score
     resolved = load_spec(out / "study-spec.toml")
     assert (tmp_path / "chosen.toml").read_text() == (out / "study-spec.toml").read_text()
-    assert "# chosen by the search: trial" in (out / "study-spec.toml").read_text()
+    assert "# chosen by the search: trial #" in (out / "study-spec.toml").read_text()
     assert resolved.models["fno"].kwargs == chosen["fno"]["kwargs"] and resolved.models["fno"].tuned is not None
     assert resolved.models["mano"].train["lr"] == chosen["mano"]["train"]["lr"]
     # final runs: one per model, arm and seed, trained with the chosen configuration and the seed
@@ -201,6 +201,7 @@ def test_whole_seeded_pipeline_tiny(tmp_path):
     assert "| multi | mano direct vs its resample at 17² |" not in md  # 17² is a training grid of the multi arm
     assert " ± " in md and "Long enough?" in md and "### Tuning records" in md and "over the parameter cap" in md
     assert any(v in md for v in ("**better**", "**worse**", "**within noise**"))
+    assert "Ranking on validation — search: " in md and "model seeds [0, 1]" in md
     # rerun: nothing trains, tunes or evaluates again; same numbers
     again = run_benchmark(spec, out, workers=1, device="cpu", progress=False)
     assert {v["status"] for v in again["runs"].values()} == {"finished"} and again["eval_wall_s"] == 0.0

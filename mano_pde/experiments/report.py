@@ -78,13 +78,19 @@ def plot_learning_curves(runs: dict[str, dict], path: Path) -> Path:
 
     fig, ax = plt.subplots(figsize=(7.5, 4.5))
     colors: dict[str, str] = {}
+    shown: set[str] = set()
     for key, v in runs.items():
         arm, model = key.split("/", 1)
+        model = model.split("/", 1)[0]  # a seeded run's label ends in /seed<k>: one colour and legend entry per model
         curve = v["learning_curve"]
         fields = [k for k in curve if k.startswith("val_rel_l2_")]
         ys = [sum(vals) / len(fields) for vals in zip(*(curve[f] for f in fields), strict=True)]
         color = colors.setdefault(model, f"C{len(colors)}")
-        ax.plot(curve["epoch"], ys, "--" if arm == "multi" else "-", color=color, label=f"{model} ({arm})")
+        label = f"{model} ({arm})"
+        ax.plot(
+            curve["epoch"], ys, "--" if arm == "multi" else "-", color=color, label=None if label in shown else label
+        )
+        shown.add(label)
     ax.set_yscale("log")
     ax.set_xlabel("epoch")
     ax.set_ylabel("validation relative L2 (mean over training grids)")
@@ -139,14 +145,25 @@ def _training_line(summary: dict[str, Any]) -> str:
     if not arms:
         return ""
     first = next(iter(arms.values()))
+    cfg = summary["config"]
+    per_model = any(m.get("train") for m in cfg["models"].values())
+    seeds = cfg.get("seeds")
     parts = []
     for name, c in arms.items():
         mix = " + ".join(f"{n} at {r}²" for n, r in zip(c["n_train"], c["resolutions"], strict=True))
         parts.append(f"arm `{name}`: {mix}" + (f", {c['epochs']} epochs" if c["epochs"] != first["epochs"] else ""))
+    optimiser = (
+        "batch size and Adam learning rate per model (see the chosen configurations), Adam weight decay "
+        if per_model
+        else f"batch {first['batch_size']}, Adam lr {first['lr']} (weight decay "
+    )
     return (
-        f" Training: {first['epochs']} epochs, batch {first['batch_size']}, Adam lr {first['lr']} (weight decay "
-        f"{first['weight_decay']}), {first['scheduler']} schedule, relative {first['loss'].upper()} loss, model seed "
-        f"{first['seed']}; " + "; ".join(parts) + "."
+        f" Training: {first['epochs']} epochs, {optimiser}{first['weight_decay']}{'' if per_model else ')'}, "
+        f"{first['scheduler']} schedule, relative {first['loss'].upper()} loss, "
+        + (f"model seeds {seeds}" if seeds else f"model seed {first['seed']}")
+        + "; "
+        + "; ".join(parts)
+        + "."
     )
 
 
@@ -527,7 +544,33 @@ def study_markdown(summary: dict[str, Any], tuning: str | None = None) -> str:
                 f"| {k} | `{json.dumps(m['kwargs'], sort_keys=True)}` | `{json.dumps(m.get('train', {}))}` | "
                 f"{t['trial']} | {t['val_rel_l2']:.4f} |"
             )
+        lines += _ranking_lines(summary, tuned)
     if tuning:
         lines += ["", "### Tuning records", "", tuning]
     lines += ["", f"Full records (per-sample errors of every run, configs, versions): `{summary['output']}`."]
     return "\n".join(lines)
+
+
+def _ranking_lines(summary: dict[str, Any], tuned: dict[str, dict[str, Any]]) -> list[str]:
+    """Whether the final runs (first arm, last-epoch validation error, mean over seeds) rank the tuned models as
+    the search did (a proxy search must be confirmed by the final runs)."""
+    first = next(iter(summary["config"]["arms"]))
+    final: dict[str, list[float]] = {}
+    for label, v in (summary.get("validation") or {}).items():
+        arm, model = label.split("/")[:2]
+        if arm != first or model not in tuned:
+            continue
+        curve = v["learning_curve"]
+        fields = [k for k in curve if k.startswith("val_rel_l2_")]
+        final.setdefault(model, []).append(sum(curve[f][-1] for f in fields) / len(fields))
+    models = [m for m in tuned if m in final]
+    if len(models) < 2:
+        return []
+    by_search = sorted(models, key=lambda m: tuned[m]["val_rel_l2"])
+    by_final = sorted(models, key=lambda m: sum(final[m]) / len(final[m]))
+    verdict = "the same ranking" if by_search == by_final else "**a different ranking**"
+    return [
+        "",
+        f"Ranking on validation — search: {' < '.join(by_search)}; final runs (arm `{first}`, last epoch, mean over "
+        f"seeds): {' < '.join(by_final)} ({verdict}).",
+    ]

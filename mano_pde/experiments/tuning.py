@@ -156,8 +156,8 @@ def _train_trial(trial: Any, config: TrainConfig, run_dir: Path, progress: bool)
     for row in replay:  # epochs trained before an interruption count as they did
         on_epoch(row)
     if len(done_rows) < config.epochs:
-        resume = (run_dir / "config.json").is_file()
-        train(config, run_dir, resume=resume, progress=progress, on_epoch=on_epoch, score_test=False)
+        # resume also a folder killed before its config.json was written (the trainer then starts it afresh)
+        train(config, run_dir, resume=run_dir.exists(), progress=progress, on_epoch=on_epoch, score_test=False)
     return _val_error(done_rows[-1])
 
 
@@ -389,9 +389,9 @@ def spec_to_toml(spec: ExperimentSpec, header: str = "") -> str:
             tuned = entry.get("tuned") if group == "models" else None
             if tuned:
                 lines.append(
-                    f"# chosen by the search: trial {tuned['trial']} of {tuned['trials']} ({tuned['epochs_per_trial']} "
-                    f"epochs each, <= {tuned['max_parameters']:,} parameters), validation rel. L2 "
-                    f"{tuned['val_rel_l2']:.4f}"
+                    f"# chosen by the search: trial #{tuned['trial']}, the best of {tuned['trials']} trained trials of "
+                    f"{tuned['epochs_per_trial']} epochs (<= {tuned['max_parameters']:,} parameters), validation rel. "
+                    f"L2 {tuned['val_rel_l2']:.4f}"
                 )
             lines.append(f"[{group}.{_toml_key(name)}]")
             lines += [f"{k} = {_toml_value(v)}" for k, v in entry.items() if v != {} and v != []]
