@@ -209,3 +209,39 @@ def test_whole_seeded_pipeline_tiny(tmp_path):
     # the resolved spec runs as it is (no tuning left to do) into the same folder
     resolved_run = run_benchmark(resolved, out, workers=1, device="cpu", progress=False)
     assert [r["rel_l2_mean"] for r in resolved_run["records"]] == [r["rel_l2_mean"] for r in recs]
+
+
+def test_tuning_kill_mid_trial_resumes_its_training(tmp_path, monkeypatch):
+    """A kill after a trial's first epoch: the rerun queues the same parameters, finds the trial's run folder and
+    trains only the missing epoch (the epoch already trained is reported to Optuna from log.csv)."""
+    import mano_pde.training
+    from mano_pde.experiments import ensure_data
+    from mano_pde.experiments.report import learning_curve
+    from mano_pde.experiments.tuning import STORAGE, tune_model
+
+    record = copy.deepcopy(SEEDED_RECORD)
+    record["tuning"].update(trials=1, epochs=2)
+    spec = ExperimentSpec.from_dict(record)
+    ensure_data(spec, tmp_path, runs=plan_runs(spec, tmp_path), workers=1, progress=False)
+    real_train = mano_pde.training.train
+    epochs_trained = []
+
+    def killed_after_one_epoch(config, output, **kw):
+        def on_epoch(row):
+            epochs_trained.append(row["epoch"])
+            kw["on_epoch"](row)
+            raise KeyboardInterrupt  # the process dies right after the epoch's files are saved
+
+        return real_train(config, output, **{**kw, "on_epoch": on_epoch})
+
+    monkeypatch.setattr(mano_pde.training, "train", killed_after_one_epoch)
+    with pytest.raises(KeyboardInterrupt):
+        tune_model(spec, "fno", tmp_path, device="cpu", progress=False)
+    monkeypatch.setattr(mano_pde.training, "train", real_train)
+    chosen = tune_model(spec, "fno", tmp_path, device="cpu", progress=False)
+    study = optuna.load_study(study_name="fno", storage=f"sqlite:///{tmp_path / 'tuning' / STORAGE}")
+    done = [t for t in study.trials if t.state.name == "COMPLETE"]
+    assert len(done) == 1 and chosen["tuned"]["interrupted"] == 1 and chosen["tuned"]["complete"] == 1
+    assert sorted(done[0].intermediate_values) == [1, 2]
+    (run_dir,) = (tmp_path / "tuning" / "runs" / "fno").iterdir()  # the same folder, resumed
+    assert learning_curve(run_dir)["epoch"] == [1, 2] and epochs_trained == [1]

@@ -7,6 +7,10 @@ epochs (and, with a validation split, its test score ``final_metrics.json``); el
 reused when they hold the spec's sample stream (same seed and generator parameters) with enough samples.
 Every step is resumable: rerunning the same command after an interruption finishes the work.
 
+A spec with ``seeds`` trains every run once per seed (``<run_dir>/seed<k>``, :attr:`PlannedRun.seed`) and scores
+each run on its own, once (:func:`evaluate_run`: a complete evaluation of the same run, grids and samples is read
+back); a spec without ``seeds`` runs exactly as before (one run per model, the arm's runs scored together).
+
 ``mano-pde demo``, ``examples/03_zero_shot_resolution.py`` and ``mano-pde benchmark darcy`` are specs run
 by :func:`run_experiment`.
 """
@@ -28,7 +32,16 @@ from .spec import DataSpec, EvalSpec, ExperimentSpec
 if TYPE_CHECKING:
     from ..training import TrainConfig
 
-__all__ = ["PlannedRun", "plan_runs", "data_paths", "ensure_data", "run_status", "run_experiment"]
+__all__ = [
+    "PlannedRun",
+    "plan_runs",
+    "data_paths",
+    "ensure_data",
+    "run_status",
+    "evaluate_run",
+    "evaluation_dir",
+    "run_experiment",
+]
 
 log = logging.getLogger(__name__)
 

@@ -225,8 +225,12 @@ class ExperimentSpec:
 
     # ------------------------------------------------------------------------------------------ records
     def to_dict(self) -> dict[str, Any]:
-        """The spec as plain data (JSON/TOML-able; ``None`` values dropped)."""
-        return _drop_none(dataclasses.asdict(self))
+        """The spec as plain data (JSON/TOML-able; ``None`` values and empty model ``train`` tables dropped)."""
+        record = _drop_none(dataclasses.asdict(self))
+        for model in record["models"].values():
+            if not model.get("train"):
+                model.pop("train", None)
+        return record
 
     @classmethod
     def from_dict(cls, record: dict[str, Any]) -> ExperimentSpec:
