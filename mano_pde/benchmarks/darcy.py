@@ -1,8 +1,9 @@
 """``mano-pde benchmark darcy``: the Darcy accuracy study, end to end, by one command.
 
-The study is an experiment spec shipped with the package — ``mano_pde/experiments/specs/darcy-cpu.toml`` (default:
-129² data, trained at 33², tested at 33², 65², 129², 2 CPU cores) or ``darcy-full.toml`` (``--full``: the FNO
-paper's protocol, GPU) — run by :func:`mano_pde.experiments.run_experiment`: data (train and test sets from
+The study is an experiment spec shipped with the package — ``mano_pde/experiments/specs/darcy-seeded.toml``
+(default: the seeded, equal-budget-tuned study below), ``darcy-cpu.toml`` (``--spec darcy-cpu``: the earlier
+single-seed study with hand-picked settings) or ``darcy-full.toml`` (``--full``: the FNO paper's protocol, GPU) —
+run by :func:`mano_pde.experiments.run_experiment`: data (train and test sets from
 different seeds) → every model trained on one coarse grid (arm ``single``) and on a mix of grids, mostly coarse
 plus a few finer samples (arm ``multi``, after Sakarvadia et al. 2025, arXiv 2510.06646) → evaluation on the
 training grid and on finer grids, ``direct`` (zero-shot) and ``resample`` (training grid + interpolation) →
@@ -11,6 +12,27 @@ versions (``OUT/study.json``, ``OUT/study.md``). ``--update-benchmarks BENCHMARK
 of that file with the numbers just produced, so they are never edited by hand. ``--spec FILE`` runs another spec
 the same way. Every step is resumable: rerunning the command reuses the data files and finished runs and resumes
 interrupted ones.
+
+The seeded study (:func:`run_benchmark`; a spec with ``seeds`` and a ``tuning`` table), one command, resumable
+wherever it stops (kill it at any moment and rerun the same command):
+
+1. data: 288 training samples (256 + 32 validation) and 64 test samples at 129², different seeds;
+2. tuning (:mod:`mano_pde.experiments.tuning`, Optuna): per model family the same budget — 16 trained trials of
+   10 epochs at 33² on the validation split, ≤ 150k parameters — stored in ``OUT/tuning/optuna.sqlite3`` (resumes
+   per trial and per epoch); the chosen configurations go into ``OUT/study-spec.toml`` (with a comment saying how
+   they were chosen; ``--write-spec FILE`` writes it elsewhere too, e.g. over the shipped spec);
+3. final runs: every tuned model × seeds 0, 1, 2 × arms ``single`` (256 at 33²) and ``multi`` (256 at 33² + 32 at
+   65²), 80 epochs (resumes per epoch);
+4. evaluation of each final run once (33², 65², 129²: direct, ref-grid for MANO, resample; reused when complete),
+   with per-sample errors;
+5. report ``OUT/study.md``: verdict table (paired bootstrap intervals over seeds × test samples), mean ± std over
+   seeds, the best-validation-epoch check, chosen configurations and every trial (``OUT/tuning/trials.{csv,md}``).
+
+Estimated cost on 2 CPU cores (per-epoch times of the earlier study at 33² with 256 samples: FNO 3 s, TFNO 5 s,
+window attention 15 s, MANO 17 s, global attention 25 s; tuned models may be larger or smaller): tuning about
+3 h (5 families × 16 trials × 10 epochs, less with pruning), final single-resolution runs about 5 h (3 seeds),
+the multi-resolution arm about 4 h (1.5× the epoch cost; global attention is left out of it: its O(N²)
+attention at 65² costs 16× per sample), evaluation a few minutes — 10–14 h in all, over several sessions.
 """
 
 from __future__ import annotations
@@ -22,7 +44,16 @@ from typing import Any
 
 from ..files import atomic_write_text
 
-__all__ = ["MARK_BEGIN", "MARK_END", "run_study", "run_tuning", "update_benchmarks", "add_arguments", "run"]
+__all__ = [
+    "MARK_BEGIN",
+    "MARK_END",
+    "run_benchmark",
+    "run_study",
+    "run_tuning",
+    "update_benchmarks",
+    "add_arguments",
+    "run",
+]
 
 MARK_BEGIN = "<!-- darcy-study:begin (written by `mano-pde benchmark darcy --update-benchmarks`) -->"
 MARK_END = "<!-- darcy-study:end -->"
@@ -34,14 +65,54 @@ def run_study(spec: Any, output: str | Path, **kwargs: Any) -> dict[str, Any]:
     ``kwargs`` go to :func:`mano_pde.experiments.run_experiment` (``workers``, ``device``, ``progress``).
     """
     from ..experiments import run_experiment
-    from ..experiments.report import experiment_markdown, plot_learning_curves
+    from ..experiments.report import plot_learning_curves
 
     out = Path(output)
     summary = run_experiment(spec, out, summary_name="study", **kwargs)
     if summary["validation"]:
         plot_learning_curves(summary["validation"], out / "results" / "learning_curves.png")
-    atomic_write_text(out / "study.md", experiment_markdown(summary) + "\n")
+    atomic_write_text(out / "study.md", study_report(summary, out) + "\n")
     return summary
+
+
+def study_report(summary: dict[str, Any], output: str | Path, plots: list[str] | None = None) -> str:
+    """The study's markdown: :func:`~mano_pde.experiments.report.study_markdown` for a seeded spec (with the
+    tuning records of ``output/tuning/trials.md`` when present), else
+    :func:`~mano_pde.experiments.report.experiment_markdown`."""
+    from ..experiments.report import experiment_markdown, study_markdown
+
+    if summary["config"].get("seeds") is None:
+        return experiment_markdown(summary, plots)
+    trials = Path(output) / "tuning" / "trials.md"
+    return study_markdown(summary, trials.read_text().strip() if trials.is_file() else None)
+
+
+def run_benchmark(
+    spec: Any, output: str | Path, *, write_spec: str | Path | None = None, **kwargs: Any
+) -> dict[str, Any]:
+    """The whole study: data → tuning (if the spec has a ``tuning`` table) → final runs → evaluation → report.
+
+    The chosen configurations are applied to the spec, which is written to ``OUT/study-spec.toml`` (and to
+    ``write_spec``) with a comment saying how they were chosen; ``kwargs`` go to :func:`run_study`.
+    """
+    from ..experiments.tuning import apply_tuning, run_search, spec_to_toml
+
+    out = Path(output)
+    if spec.tuning is not None and any(spec.models[k].tuned is None for k in spec.tuning.models):
+        chosen = run_search(spec, out, **kwargs)
+        spec = apply_tuning(spec, chosen)
+        t = spec.tuning
+        header = (
+            f"{spec.name}: the configurations of {', '.join(chosen)} were chosen by `mano-pde benchmark darcy`'s\n"
+            f"equal-budget search on the validation split (Optuna TPE seed {t.seed}, median pruning; {t.trials} "
+            f"trials of {t.epochs} epochs per model, <= {t.max_parameters:,} parameters); records: tuning/."
+        )
+        text = spec_to_toml(spec, header)
+        out.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(out / "study-spec.toml", text)
+        if write_spec:
+            atomic_write_text(Path(write_spec), text)
+    return run_study(spec, out, **kwargs)
 
 
 def run_tuning(spec: Any, output: str | Path, *, arm: str = "tune", **kwargs: Any) -> dict[str, Any]:
@@ -80,8 +151,10 @@ def update_benchmarks(path: Path, section: str) -> None:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--full", action="store_true", help="the FNO paper's protocol (spec darcy-full; GPU)")
-    parser.add_argument("--spec", help="an experiment spec (TOML file or shipped name) instead of darcy-cpu/-full")
-    parser.add_argument("-o", "--output", default=None, help="study folder (default runs/darcy-study-<cpu|full>)")
+    parser.add_argument("--spec", help="an experiment spec (TOML file or shipped name) instead of darcy-seeded/-full")
+    parser.add_argument(
+        "-o", "--output", default=None, help="study folder (default runs/darcy-study-<spec name without darcy->)"
+    )
     parser.add_argument("--models", nargs="+", help="subset of the spec's models")
     parser.add_argument("--epochs", type=int, help="override the spec's epochs (arms with their own keep them)")
     parser.add_argument("--arms", nargs="+", help="subset of arms (default: the spec's non-optional arms)")
@@ -91,27 +164,39 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--tune",
         action="store_true",
-        help="train the spec's tuning arm (`tune`) instead and compare its variants on the validation split only",
+        help="run only the tuning stage: the spec's Optuna search (its `tuning` table) or, for a spec without one, "
+        "its tuning arm (`tune`), compared on the validation split only",
+    )
+    parser.add_argument(
+        "--write-spec",
+        metavar="FILE",
+        help="also write the spec with the tuned configurations (and how they were chosen) to FILE",
     )
     parser.add_argument("--no-progress", action="store_true")
 
 
 def run(args: argparse.Namespace) -> int:
     from ..experiments import load_spec
-    from ..experiments.report import experiment_markdown
 
-    spec = load_spec(args.spec or ("darcy-full" if args.full else "darcy-cpu"))
-    out = Path(args.output or f"runs/darcy-study-{'full' if args.full else 'cpu'}")
+    spec = load_spec(args.spec or ("darcy-full" if args.full else "darcy-seeded"))
+    out = Path(args.output or f"runs/darcy-study-{spec.name.removeprefix('darcy-')}")
     common = {"workers": args.workers, "device": args.device, "progress": not args.no_progress}
+    if args.tune and spec.tuning is not None:
+        from ..experiments.tuning import run_search
+
+        run_search(spec.select(models=args.models), out, **common)
+        print((out / "tuning" / "trials.md").read_text())
+        return 0
     if args.tune:
         run_tuning(spec.select(arms=list(spec.arms), models=args.models, epochs=args.epochs), out, **common)
         print((out / "tuning.md").read_text())
         return 0
-    summary = run_study(spec.select(arms=args.arms, models=args.models, epochs=args.epochs), out, **common)
+    selected = spec.select(arms=args.arms, models=args.models, epochs=args.epochs)
+    summary = run_benchmark(selected, out, write_spec=args.write_spec, **common)
     plots = None
     if args.update_benchmarks:
         plots = copy_plots(out, Path(args.update_benchmarks).parent, list(summary["config"]["arms"]))
-    section = experiment_markdown(summary, plots)
+    section = study_report(summary, out, plots)
     print(section)
     if args.update_benchmarks:
         update_benchmarks(Path(args.update_benchmarks), section)

@@ -235,7 +235,8 @@ def evaluate(
     Returns
     -------
     list of dict
-        One record per run × test grid × method.
+        One record per run × test grid × method (with ``rel_l2_per_sample``: the relative L2 error of each
+        held-out sample, samples ``test_indices[0] .. test_indices[1]`` in order).
     """
     from mano_pde.data.io import load_arrays
     from mano_pde.device import resolve_device
@@ -329,6 +330,8 @@ def evaluate(
                         "rel_l2_std": st["std"],
                         "rel_l2_median": st["median"],
                         "rel_h1_mean": None if h1 is None else float(h1.double().mean()),
+                        # one value per held-out sample, in the order of test_indices (paired comparisons)
+                        "rel_l2_per_sample": [float(v) for v in l2.double().tolist()],
                         "n_test": len(idx),
                         "test_indices": [int(idx[0]), int(idx[-1])],
                         "inference_s_per_sample": times[method],

@@ -23,11 +23,22 @@ __all__ = [
     "targets_markdown",
     "tuning_markdown",
     "experiment_minutes",
+    "comparisons",
+    "study_markdown",
+    "still_improving",
 ]
 
 #: ``mano_pde.training.trainer.FINAL_METRICS`` (not imported: this module must not load torch).
 FINAL_METRICS = "final_metrics.json"
 METHODS = ("direct", "ref-grid", "resample")
+METHODS_NOTE = (
+    "`*` training grid; `direct` = model applied on the test grid (zero-shot on finer grids), `ref-grid` = MANO "
+    "applied on the test grid with its multipole windows kept at their training-grid physical size (zero-shot, same "
+    "weights; `MultipoleAttention` reference-grid mode), `resample` = model run on its training grid and its "
+    "prediction interpolated (bilinear)."
+)
+#: A run whose best validation epoch lies in this last fraction of its epochs was still improving.
+LATE_FRACTION = 0.1
 
 
 def learning_curve(run_dir: str | Path) -> dict[str, list[float]]:
@@ -67,13 +78,19 @@ def plot_learning_curves(runs: dict[str, dict], path: Path) -> Path:
 
     fig, ax = plt.subplots(figsize=(7.5, 4.5))
     colors: dict[str, str] = {}
+    shown: set[str] = set()
     for key, v in runs.items():
         arm, model = key.split("/", 1)
+        model = model.split("/", 1)[0]  # a seeded run's label ends in /seed<k>: one colour and legend entry per model
         curve = v["learning_curve"]
         fields = [k for k in curve if k.startswith("val_rel_l2_")]
         ys = [sum(vals) / len(fields) for vals in zip(*(curve[f] for f in fields), strict=True)]
         color = colors.setdefault(model, f"C{len(colors)}")
-        ax.plot(curve["epoch"], ys, "--" if arm == "multi" else "-", color=color, label=f"{model} ({arm})")
+        label = f"{model} ({arm})"
+        ax.plot(
+            curve["epoch"], ys, "--" if arm == "multi" else "-", color=color, label=None if label in shown else label
+        )
+        shown.add(label)
     ax.set_yscale("log")
     ax.set_xlabel("epoch")
     ax.set_ylabel("validation relative L2 (mean over training grids)")
@@ -128,23 +145,32 @@ def _training_line(summary: dict[str, Any]) -> str:
     if not arms:
         return ""
     first = next(iter(arms.values()))
+    cfg = summary["config"]
+    per_model = any(m.get("train") for m in cfg["models"].values())
+    seeds = cfg.get("seeds")
     parts = []
     for name, c in arms.items():
         mix = " + ".join(f"{n} at {r}²" for n, r in zip(c["n_train"], c["resolutions"], strict=True))
         parts.append(f"arm `{name}`: {mix}" + (f", {c['epochs']} epochs" if c["epochs"] != first["epochs"] else ""))
+    optimiser = (
+        "batch size and Adam learning rate per model (see the chosen configurations), Adam weight decay "
+        if per_model
+        else f"batch {first['batch_size']}, Adam lr {first['lr']} (weight decay "
+    )
     return (
-        f" Training: {first['epochs']} epochs, batch {first['batch_size']}, Adam lr {first['lr']} (weight decay "
-        f"{first['weight_decay']}), {first['scheduler']} schedule, relative {first['loss'].upper()} loss, model seed "
-        f"{first['seed']}; " + "; ".join(parts) + "."
+        f" Training: {first['epochs']} epochs, {optimiser}{first['weight_decay']}{'' if per_model else ')'}, "
+        f"{first['scheduler']} schedule, relative {first['loss'].upper()} loss, "
+        + (f"model seeds {seeds}" if seeds else f"model seed {first['seed']}")
+        + "; "
+        + "; ".join(parts)
+        + "."
     )
 
 
-def experiment_markdown(summary: dict[str, Any], plots: list[str] | None = None) -> str:
-    """An experiment's report: results per arm, parameters, timings, validation, targets, provenance, plots."""
-    cfg, recs = summary["config"], summary["records"]
-    tests = _test_grids(cfg)
+def _header_lines(summary: dict[str, Any]) -> list[str]:
+    """Command, wall time, machine, data and training: the first lines of every experiment report."""
     v = summary["versions"]
-    lines = [
+    return [
         f"Command: `{summary['command']}` — {summary['date']}.",
         f"Wall time of the whole experiment: {experiment_minutes(summary):.1f} min = data generation "
         f"{summary['data']['generation_s']:.0f} s + training {sum(summary['train_wall_s'].values()) / 60:.1f} min "
@@ -152,13 +178,18 @@ def experiment_markdown(summary: dict[str, Any], plots: list[str] | None = None)
         f"took {summary['total_wall_s'] / 60:.1f} min (finished runs and data files are reused).",
         f"Machine: {v.get('platform')}, torch {v.get('torch')}, neuraloperator {v.get('neuraloperator')}, device "
         f"{v.get('device')}, {v.get('torch_num_threads')} threads.",
-        "Data (Darcy): " + "; ".join(_data_lines(cfg)) + "." + _training_line(summary),
+        "Data (Darcy): " + "; ".join(_data_lines(summary["config"])) + "." + _training_line(summary),
+    ]
+
+
+def experiment_markdown(summary: dict[str, Any], plots: list[str] | None = None) -> str:
+    """An experiment's report: results per arm, parameters, timings, validation, targets, provenance, plots."""
+    cfg, recs = summary["config"], summary["records"]
+    tests = _test_grids(cfg)
+    lines = [
+        *_header_lines(summary),
         "",
-        "Relative L2 error on the test set (mean over samples); `*` training grid; `direct` = model applied on the "
-        "test grid (zero-shot on finer grids), `ref-grid` = MANO applied on the test grid with its multipole "
-        "windows kept at their training-grid physical size (zero-shot, same weights; `MultipoleAttention` "
-        "reference-grid mode), `resample` = model run on its training grid and its prediction interpolated "
-        "(bilinear).",
+        "Relative L2 error on the test set (mean over samples); " + METHODS_NOTE,
         "",
         "| arm | model | parameters | train time | method | " + " | ".join(f"{s}²" for s in tests) + " |",
         "|" + "---|" * (5 + len(tests)),
@@ -331,3 +362,215 @@ def tuning_markdown(summary: dict[str, Any], arm: str) -> str:
         )
     lines += validation_markdown(summary)
     return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------------------------- seeded studies
+def _per_seed(summary: dict[str, Any]) -> dict[tuple, dict[int, dict[str, Any]]]:
+    """Records of a seeded experiment by ``(arm, model key, method, grid)`` and seed."""
+    out: dict[tuple, dict[int, dict[str, Any]]] = {}
+    for r in summary["records"]:
+        out.setdefault((r["arm"], r["run"], r["method"], r["test_resolution"]), {})[int(r["seed"])] = r
+    return out
+
+
+def _mean_std(values: list[float]) -> str:
+    import numpy as np
+
+    v = np.asarray(values, dtype=float)
+    return f"{v.mean():.4f} ± {v.std(ddof=1):.4f}" if len(v) > 1 else f"{v.mean():.4f}"
+
+
+def comparisons(summary: dict[str, Any], *, n_boot: int = 4000, seed: int = 0) -> list[dict[str, Any]]:
+    """The comparisons a seeded study states (its ``compare`` table), each with a paired bootstrap interval.
+
+    Per arm: ``compare.model`` against every other model of the arm, ``direct`` at the arm's (coarsest) training
+    grid — seeds unpaired; and every zero-shot method (``direct``, ``ref-grid``) of every model against the same
+    runs' ``resample`` at each ``compare.zero_shot`` grid — seeds paired. Samples are always paired (the same test
+    samples); see :func:`mano_pde.experiments.statistics.paired_bootstrap`.
+    """
+    from .statistics import paired_bootstrap
+
+    cfg = summary["config"]
+    compare = cfg.get("compare") or {}
+    cells = _per_seed(summary)
+    out = []
+
+    def add(label: str, arm: str, left: tuple, right: tuple, paired: bool) -> None:
+        a, b = cells.get((arm, *left)), cells.get((arm, *right))
+        if not a or not b:
+            return
+        seeds_a, seeds_b = sorted(a), sorted(b)
+        if paired:
+            seeds_a = seeds_b = sorted(set(a) & set(b))
+        if {tuple(a[s]["test_indices"]) for s in seeds_a} != {tuple(b[s]["test_indices"]) for s in seeds_b}:
+            return  # not the same test samples: no paired comparison
+        stats = paired_bootstrap(
+            [a[s]["rel_l2_per_sample"] for s in seeds_a],
+            [b[s]["rel_l2_per_sample"] for s in seeds_b],
+            paired_seeds=paired,
+            n_boot=n_boot,
+            seed=seed,
+        )
+        out.append({"label": label, "arm": arm, "left": list(left), "right": list(right), **stats})
+
+    ref = compare.get("model")
+    for arm in cfg["arms"]:
+        keys = list(dict.fromkeys(k for (a, k, _, _) in cells if a == arm))
+        if not keys:
+            continue
+        some = next(iter(next(v for (a, *_), v in cells.items() if a == arm).values()))
+        grid = min(some["train_resolutions"])
+        if ref in keys:
+            for other in keys:
+                if other != ref:
+                    add(f"{ref} vs {other} at {grid}²", arm, (ref, "direct", grid), (other, "direct", grid), False)
+        for key in keys:
+            for g in compare.get("zero_shot", []):
+                for method in ("direct", "ref-grid"):
+                    label = f"{key} {method} vs its resample at {g}²"
+                    add(label, arm, (key, method, g), (key, "resample", g), True)
+    return out
+
+
+def still_improving(summary: dict[str, Any]) -> list[dict[str, Any]]:
+    """Per run with a validation split: best epoch, epochs, whether the best lies in the last ``LATE_FRACTION``
+    of the run (still improving) and the gain over that last part (relative, of the best error)."""
+    rows = []
+    for label, v in (summary.get("validation") or {}).items():
+        curve = v["learning_curve"]
+        fields = [k for k in curve if k.startswith("val_rel_l2_")]
+        errs = [sum(vals) / len(fields) for vals in zip(*(curve[f] for f in fields), strict=True)]
+        n = int(v["epoch"])
+        cut = max(1, int(round(n * (1 - LATE_FRACTION))))
+        before = min(errs[:cut]) if errs[:cut] else errs[0]
+        best = min(errs)
+        rows.append(
+            {
+                "run": label,
+                "best_val_epoch": int(v["best_val_epoch"]),
+                "epochs": n,
+                "still_improving": int(v["best_val_epoch"]) > cut,
+                "late_gain": (before - best) / best if best else 0.0,
+            }
+        )
+    return rows
+
+
+def study_markdown(summary: dict[str, Any], tuning: str | None = None) -> str:
+    """The report of a seeded study: mean ± std over seeds, the verdict table (paired bootstrap intervals), whether
+    the schedule was long enough, the tuned configurations and (``tuning``) the search's records."""
+    cfg = summary["config"]
+    seeds = cfg.get("seeds") or []
+    tests = _test_grids(cfg)
+    cells = _per_seed(summary)
+    verdicts = comparisons(summary)
+    lines = [
+        *_header_lines(summary),
+        f"Model seeds {seeds} (initialisation and batch order; data fixed): one run per model, arm and seed.",
+        "",
+        "Verdicts: paired difference of the mean relative L2 (left − right) over seeds × test samples, with a 95 % "
+        "bootstrap interval that resamples seeds and test samples (pigeonhole bootstrap; seeds paired only between "
+        "methods of the same runs; `mano_pde.experiments.statistics`): `better` = the interval lies below 0 (left "
+        "has the lower error), `worse` = above 0, `within noise` = it contains 0.",
+        "",
+        "| arm | comparison | left | right | difference [95 % interval] | relative | verdict |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for c in verdicts:
+        lines.append(
+            f"| {c['arm']} | {c['label']} | {c['left_mean']:.4f} | {c['right_mean']:.4f} | {c['difference']:+.4f} "
+            f"[{c['low']:+.4f}, {c['high']:+.4f}] | {100 * c['relative']:+.1f} % | **{c['verdict']}** |"
+        )
+    lines += [
+        "",
+        f"Relative L2 error on the test set: mean ± std over the {len(seeds)} seeds of each run's mean over the "
+        "test samples; " + METHODS_NOTE,
+        "",
+        "| arm | model | parameters | train time per seed | method | " + " | ".join(f"{s}²" for s in tests) + " |",
+        "|" + "---|" * (5 + len(tests)),
+    ]
+    for arm in cfg["arms"]:
+        for model in summary["parameters"]:
+            times = [v for k, v in summary["train_wall_s"].items() if k.startswith(f"{arm}/{model}/seed")]
+            for method in METHODS:
+                row = {g: cells.get((arm, model, method, g)) for g in tests}
+                if not any(row.values()):
+                    continue
+                trained = next(iter(next(c for c in row.values() if c).values()))["train_resolutions"]
+                star = method == "direct"
+                vals = [
+                    "–"
+                    if not c
+                    else _mean_std([r["rel_l2_mean"] for r in c.values()]) + ("*" if star and g in trained else "")
+                    for g, c in row.items()
+                ]
+                minutes = sum(times) / len(times) / 60 if times else float("nan")
+                lines.append(
+                    f"| {arm} | {model} | {summary['parameters'][model]:,} | {minutes:.1f} min | {method} | "
+                    + " | ".join(vals)
+                    + " |"
+                )
+    late = still_improving(summary)
+    if late:
+        flagged = [r for r in late if r["still_improving"]]
+        lines += [
+            "",
+            f"Long enough? A run whose best validation epoch lies in the last {100 * LATE_FRACTION:.0f} % of its "
+            "epochs was still improving; `late gain` = how much lower its best validation error is than the best "
+            f"before that last part. Still improving: {len(flagged)} of {len(late)} runs"
+            + (": " + ", ".join(f"`{r['run']}`" for r in flagged) if flagged else "")
+            + ".",
+            "",
+            "| run | best val epoch | epochs | still improving | late gain |",
+            "|---|---|---|---|---|",
+        ]
+        lines += [
+            f"| {r['run']} | {r['best_val_epoch']} | {r['epochs']} | {'yes' if r['still_improving'] else 'no'} | "
+            f"{100 * r['late_gain']:.1f} % |"
+            for r in late
+        ]
+    tuned = {k: m["tuned"] for k, m in cfg["models"].items() if m.get("tuned") and k in summary["parameters"]}
+    if tuned:
+        lines += [
+            "",
+            "Configurations chosen by the equal-budget search on the validation split (`tuning/`):",
+            "",
+            "| model | kwargs | train | trial | val rel. L2 (trial) |",
+            "|---|---|---|---|---|",
+        ]
+        for k, t in tuned.items():
+            m = cfg["models"][k]
+            lines.append(
+                f"| {k} | `{json.dumps(m['kwargs'], sort_keys=True)}` | `{json.dumps(m.get('train', {}))}` | "
+                f"{t['trial']} | {t['val_rel_l2']:.4f} |"
+            )
+        lines += _ranking_lines(summary, tuned)
+    if tuning:
+        lines += ["", "### Tuning records", "", tuning]
+    lines += ["", f"Full records (per-sample errors of every run, configs, versions): `{summary['output']}`."]
+    return "\n".join(lines)
+
+
+def _ranking_lines(summary: dict[str, Any], tuned: dict[str, dict[str, Any]]) -> list[str]:
+    """Whether the final runs (first arm, last-epoch validation error, mean over seeds) rank the tuned models as
+    the search did (a proxy search must be confirmed by the final runs)."""
+    first = next(iter(summary["config"]["arms"]))
+    final: dict[str, list[float]] = {}
+    for label, v in (summary.get("validation") or {}).items():
+        arm, model = label.split("/")[:2]
+        if arm != first or model not in tuned:
+            continue
+        curve = v["learning_curve"]
+        fields = [k for k in curve if k.startswith("val_rel_l2_")]
+        final.setdefault(model, []).append(sum(curve[f][-1] for f in fields) / len(fields))
+    models = [m for m in tuned if m in final]
+    if len(models) < 2:
+        return []
+    by_search = sorted(models, key=lambda m: tuned[m]["val_rel_l2"])
+    by_final = sorted(models, key=lambda m: sum(final[m]) / len(final[m]))
+    verdict = "the same ranking" if by_search == by_final else "**a different ranking**"
+    return [
+        "",
+        f"Ranking on validation — search: {' < '.join(by_search)}; final runs (arm `{first}`, last epoch, mean over "
+        f"seeds): {' < '.join(by_final)} ({verdict}).",
+    ]

@@ -7,6 +7,10 @@ epochs (and, with a validation split, its test score ``final_metrics.json``); el
 reused when they hold the spec's sample stream (same seed and generator parameters) with enough samples.
 Every step is resumable: rerunning the same command after an interruption finishes the work.
 
+A spec with ``seeds`` trains every run once per seed (``<run_dir>/seed<k>``, :attr:`PlannedRun.seed`) and scores
+each run on its own, once (:func:`evaluate_run`: a complete evaluation of the same run, grids and samples is read
+back); a spec without ``seeds`` runs exactly as before (one run per model, the arm's runs scored together).
+
 ``mano-pde demo``, ``examples/03_zero_shot_resolution.py`` and ``mano-pde benchmark darcy`` are specs run
 by :func:`run_experiment`.
 """
@@ -23,12 +27,21 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import UserInputError
 from ..files import atomic_write_text, check_inside, remove_stale_temps
-from .spec import DataSpec, ExperimentSpec
+from .spec import DataSpec, EvalSpec, ExperimentSpec
 
 if TYPE_CHECKING:
     from ..training import TrainConfig
 
-__all__ = ["PlannedRun", "plan_runs", "data_paths", "ensure_data", "run_status", "run_experiment"]
+__all__ = [
+    "PlannedRun",
+    "plan_runs",
+    "data_paths",
+    "ensure_data",
+    "run_status",
+    "evaluate_run",
+    "evaluation_dir",
+    "run_experiment",
+]
 
 log = logging.getLogger(__name__)
 
@@ -44,10 +57,12 @@ class PlannedRun:
     key: str
     run_dir: Path
     config: TrainConfig
+    #: the model seed of a seeded experiment (``spec.seeds``); ``None``: the one run of ``train.seed``
+    seed: int | None = None
 
     @property
     def label(self) -> str:
-        return f"{self.arm}/{self.key}"
+        return f"{self.arm}/{self.key}" + ("" if self.seed is None else f"/seed{self.seed}")
 
 
 def data_paths(spec: ExperimentSpec, output: str | Path) -> dict[str, Path]:
@@ -78,20 +93,31 @@ def plan_runs(spec: ExperimentSpec, output: str | Path, *, device: str = "auto")
         arm = spec.arms[arm_name]
         for key in arm.models:
             m = spec.models[key]
-            kw = {**spec.train, **arm.train}
+            kw = {**spec.train, **m.train, **arm.train}
             for ref in ("data", "test_data"):
                 if kw.get(ref) is not None:
                     kw[ref] = str(paths[kw[ref]])
             if "data" not in kw:
                 raise UserInputError(f"{spec.name}: no training data for {arm_name}/{key} (set train.data)")
-            try:
-                config = TrainConfig(model=m.model, model_kwargs=dict(m.kwargs), device=device, **kw)
-            except TypeError as exc:
-                raise UserInputError(f"{spec.name}: training keywords of {arm_name}/{key}: {exc}") from None
             where = f"{spec.name}: arms.{arm_name}.run_dir"
-            run_dir = check_inside(output, arm.run_dir.format(arm=arm_name, model=key), where)
-            runs.append(PlannedRun(arm_name, key, run_dir, config))
+            for seed in spec.seeds if spec.seeds is not None else [None]:
+                extra = {} if seed is None else {"seed": seed}
+                try:
+                    config = TrainConfig(model=m.model, model_kwargs=dict(m.kwargs), device=device, **kw, **extra)
+                except TypeError as exc:
+                    raise UserInputError(f"{spec.name}: training keywords of {arm_name}/{key}: {exc}") from None
+                run_dir = check_inside(output, _run_dir(Path(), arm.run_dir, arm_name, key, seed), where)
+                runs.append(PlannedRun(arm_name, key, run_dir, config, seed))
     return runs
+
+
+def _run_dir(output: str | Path, template: str, arm: str, key: str, seed: int | None) -> Path:
+    """A run's folder: the arm's template; a seeded run in its ``{seed}`` or else a ``seed<k>`` subfolder."""
+    if seed is None:
+        return Path(output) / template.format(arm=arm, model=key)
+    if "{seed}" in template:
+        return Path(output) / template.format(arm=arm, model=key, seed=seed)
+    return Path(output) / template.format(arm=arm, model=key) / f"seed{seed}"
 
 
 def _needed_data(spec: ExperimentSpec, runs: list[PlannedRun]) -> dict[str, int]:
@@ -213,6 +239,58 @@ def count_parameters_of(model: str, kwargs: dict[str, Any]) -> int:
     return count_parameters(create_model(model, **kwargs))
 
 
+def evaluation_dir(run: PlannedRun, evaluation: EvalSpec, output: str | Path) -> Path:
+    """Where a seeded run's evaluation goes: the arm's output folder, then ``<model>/seed<k>``."""
+    rel = Path(evaluation.output.format(arm=run.arm)) / run.key / f"seed{run.seed}"
+    return check_inside(output, rel, f"the evaluation folder of {run.label}")
+
+
+def evaluate_run(
+    run: PlannedRun, data: Path, evaluation: EvalSpec, output: str | Path, *, device: str = "auto"
+) -> tuple[list[dict[str, Any]], float]:
+    """Score one (seeded) run on the test file — once: a complete earlier evaluation of the same run, grids and
+    test samples is read back instead. Its records (``arm``, ``run`` = model key, ``seed``) and the seconds
+    spent (0 when reused)."""
+    from ..evaluation import evaluate
+    from ..evaluation.evaluate import COMPLETE_MARKER
+
+    folder = evaluation_dir(run, evaluation, output)
+    records = None
+    if (folder / COMPLETE_MARKER).is_file() and (folder / "results.json").is_file():
+        saved = json.loads((folder / "results.json").read_text())
+        meta, recs = saved.get("meta", {}), saved.get("records", [])
+        runs = [_identity(r.get("config") or {}) for r in meta.get("runs", {}).values()]
+        same_run = runs == [_identity(run.config.to_dict())]
+        same_grids = meta.get("resolutions") == sorted({int(r) for r in evaluation.resolutions})
+        same_samples = evaluation.n_test is None or all(r.get("n_test") == evaluation.n_test for r in recs)
+        if same_run and same_grids and same_samples and recs:
+            log.info("reusing the evaluation of %s in %s", run.label, folder)
+            records = recs
+    seconds = 0.0
+    if records is None:
+        t0 = time.perf_counter()
+        records = evaluate(
+            [run.run_dir],
+            data,
+            list(evaluation.resolutions),
+            folder,
+            device=device,
+            n_test=evaluation.n_test,
+            plots=False,
+        )
+        seconds = time.perf_counter() - t0
+    for r in records:
+        r.update(arm=run.arm, run=run.key, seed=run.seed)
+    return records, seconds
+
+
+def _identity(config: dict[str, Any]) -> dict[str, Any]:
+    """A saved configuration without its runtime fields (device, compile)."""
+    from ..training import TrainConfig
+
+    return {k: v for k, v in config.items() if k not in TrainConfig.RUNTIME_FIELDS}
+
+
 def run_experiment(
     spec: ExperimentSpec,
     output: str | Path,
@@ -295,6 +373,7 @@ def run_experiment(
             else:
                 train(run.config, run.run_dir, resume=status == "resume", progress=progress)
             summary["runs"][run.label] = {
+                **({} if run.seed is None else {"arm": run.arm, "model": run.key, "seed": run.seed}),
                 "dir": str(run.run_dir),
                 "status": status,
                 "config_digest": run.config.digest(),
@@ -304,6 +383,12 @@ def run_experiment(
             if run.config.n_val:
                 summary["validation"][run.label] = validation_summary(run.run_dir)
         if arm.evaluate is None or not arm_runs:
+            continue
+        if spec.seeds is not None:  # one evaluation per run, each reused once complete
+            for run in arm_runs:
+                records, seconds = evaluate_run(run, files[arm.evaluate.data], arm.evaluate, out, device=device)
+                summary["eval_wall_s"] += seconds
+                summary["records"].extend(records)
             continue
         t_eval = time.perf_counter()
         where = f"{spec.name}: arms.{arm_name}.evaluate.output"

@@ -19,6 +19,21 @@ An experiment is a small declarative record (a TOML file, or built in Python):
 ``targets``
     Comparisons reported as met or missed (``left ≤ factor × right`` on mean relative L2): the project's targets
     live in the spec, not in library code.
+``seeds`` (optional)
+    Model seeds (initialisation and batch order; the data stay fixed): every run is trained once per seed, in
+    ``<run_dir>/seed<k>`` (or where the template's ``{seed}`` says), scored on its own, and the report shows mean ±
+    std over seeds and, for the ``compare`` table's comparisons, paired bootstrap intervals
+    (:mod:`mano_pde.experiments.statistics`). Without ``seeds`` (``train.seed``, one run per model) everything is
+    as before.
+``compare`` (optional)
+    Which comparisons a seeded report states: ``model`` (a key of ``models``) against every other model of each
+    arm at the arm's training grid, and every zero-shot method against the same run's resample at the grids
+    ``zero_shot``.
+``tuning`` (optional)
+    An equal-budget hyperparameter search on the validation split (:mod:`mano_pde.experiments.tuning`) for the
+    listed models; its chosen configurations replace theirs before the runs train. A model's ``train`` table
+    (e.g. the tuned ``lr`` and ``batch_size``) overrides the experiment-wide one and is overridden by an arm's;
+    its ``tuned`` record says how it was chosen.
 
 :func:`load_spec` reads a TOML file or a spec shipped with the package (``mano_pde/experiments/specs/*.toml``,
 e.g. ``darcy-cpu``); :meth:`ExperimentSpec.select` narrows and overrides one before it runs.
@@ -44,6 +59,7 @@ __all__ = [
     "ExperimentSpec",
     "ModelSpec",
     "TargetSpec",
+    "TuningSpec",
     "builtin_specs",
     "load_spec",
 ]
@@ -66,6 +82,8 @@ class ModelSpec:
 
     model: str
     kwargs: dict[str, Any] = field(default_factory=dict)
+    train: dict[str, Any] = field(default_factory=dict)
+    tuned: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -104,6 +122,22 @@ class TargetSpec:
     factor: float = 1.0
 
 
+@dataclass(frozen=True)
+class TuningSpec:
+    """An equal-budget search (:mod:`mano_pde.experiments.tuning`): the same trials, epochs per trial and
+    parameter cap for every listed model; ``resolutions``/``n_train`` set a cheaper proxy (default: the
+    experiment's); ``space`` narrows a model's search space (model key -> parameter -> choices)."""
+
+    models: list[str]
+    trials: int = 16
+    epochs: int = 10
+    max_parameters: int = 150_000
+    resolutions: list[int] | None = None
+    n_train: list[int] | None = None
+    seed: int = 0
+    space: dict[str, dict[str, list[Any]]] = field(default_factory=dict)
+
+
 @dataclass
 class ExperimentSpec:
     """Everything that determines an experiment (see the module docstring)."""
@@ -115,8 +149,13 @@ class ExperimentSpec:
     arms: dict[str, ArmSpec]
     targets: list[TargetSpec] = field(default_factory=list)
     description: str = ""
+    seeds: list[int] | None = None
+    compare: dict[str, Any] | None = None
+    tuning: TuningSpec | None = None
 
     def __post_init__(self) -> None:
+        self._check_seeds()
+        self._check_tuning()
         for key in ("data", "test_data"):
             if self.train.get(key) is not None and self.train[key] not in self.data:
                 raise UserInputError(f"{self.name}: train.{key} = {self.train[key]!r} names no entry of data")
@@ -135,8 +174,9 @@ class ExperimentSpec:
                 )
             if "{model}" not in arm.run_dir:
                 raise UserInputError(f"{self.name}: arms.{arm_name}.run_dir must contain '{{model}}'")
+            seeds = {"seed": str(self.seeds[0])} if self.seeds else {}  # seeded specs may place runs by {seed}
             for key in arm.models:
-                self._check_output(f"arms.{arm_name}.run_dir", arm.run_dir, arm=arm_name, model=key)
+                self._check_output(f"arms.{arm_name}.run_dir", arm.run_dir, arm=arm_name, model=key, **seeds)
             if arm.evaluate is not None:
                 self._check_output(f"arms.{arm_name}.evaluate.output", arm.evaluate.output, arm=arm_name)
         for key, entry in self.data.items():
@@ -199,10 +239,54 @@ class ExperimentSpec:
             )
         return value
 
+    def _check_seeds(self) -> None:
+        if self.seeds is None:
+            return
+        s = self.seeds
+        if not isinstance(s, list) or not s or any(isinstance(v, bool) or not isinstance(v, int) or v < 0 for v in s):
+            raise UserInputError(f"{self.name}: seeds must be a non-empty list of ints >= 0, got {s!r}")
+        if len(set(s)) != len(s):
+            raise UserInputError(f"{self.name}: seeds must be distinct, got {s}")
+        tables = {"train": self.train, **{f"arms.{k}.train": a.train for k, a in self.arms.items()}}
+        tables.update({f"models.{k}.train": m.train for k, m in self.models.items()})
+        for where, table in tables.items():
+            if "seed" in table:
+                raise UserInputError(f"{self.name}: {where}.seed and seeds both given; keep one (seeds: one run each)")
+        if self.compare is not None:
+            unknown = sorted(set(self.compare) - {"model", "zero_shot"})
+            if unknown or self.compare.get("model") not in self.models:
+                raise UserInputError(
+                    f"{self.name}: compare takes model (a key of models) and zero_shot (test grids), got {self.compare}"
+                )
+
+    def _check_tuning(self) -> None:
+        t = self.tuning
+        if t is None:
+            return
+        from .search_spaces import check_space
+
+        unknown = [m for m in t.models if m not in self.models]
+        if unknown:
+            raise UserInputError(f"{self.name}: tuning.models names unknown model(s) {unknown}")
+        for key, value in (("trials", t.trials), ("epochs", t.epochs), ("max_parameters", t.max_parameters)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise UserInputError(f"{self.name}: tuning.{key} must be an int >= 1, got {value!r}")
+        if not self.train.get("n_val") and not any(a.train.get("n_val") for a in self.arms.values()):
+            raise UserInputError(f"{self.name}: tuning compares trials on the validation split: set train.n_val > 0")
+        bad = sorted(set(t.space) - set(t.models))
+        if bad:
+            raise UserInputError(f"{self.name}: tuning.space names model(s) {bad} that tuning.models does not list")
+        for key in t.models:
+            check_space(self.models[key].model, t.space.get(key, {}), f"{self.name}: tuning.space.{key}")
+
     # ------------------------------------------------------------------------------------------ records
     def to_dict(self) -> dict[str, Any]:
-        """The spec as plain data (JSON/TOML-able; ``None`` values dropped)."""
-        return _drop_none(dataclasses.asdict(self))
+        """The spec as plain data (JSON/TOML-able; ``None`` values and empty model ``train`` tables dropped)."""
+        record = _drop_none(dataclasses.asdict(self))
+        for model in record["models"].values():
+            if not model.get("train"):
+                model.pop("train", None)
+        return record
 
     @classmethod
     def from_dict(cls, record: dict[str, Any]) -> ExperimentSpec:
@@ -219,6 +303,9 @@ class ExperimentSpec:
                     v["evaluate"] = EvalSpec(**_known(v["evaluate"], EvalSpec, f"arms.{k}.evaluate"))
                 arms[k] = ArmSpec(**v)
             targets = [TargetSpec(**_known(t, TargetSpec, "targets")) for t in record.get("targets", [])]
+            tuning = record.get("tuning")
+            if tuning is not None:
+                tuning = TuningSpec(**_known(tuning, TuningSpec, "tuning"))
             return cls(
                 name=record["name"],
                 data=data,
@@ -227,6 +314,9 @@ class ExperimentSpec:
                 arms=arms,
                 targets=targets,
                 description=record.get("description", ""),
+                seeds=record.get("seeds"),
+                compare=record.get("compare"),
+                tuning=tuning,
             )
         except (KeyError, TypeError) as exc:
             raise UserInputError(f"incomplete experiment specification: {exc}") from None
@@ -258,6 +348,11 @@ class ExperimentSpec:
             for a in arms
         }
         new.targets = [t for t in self.targets if t.arm in new.arms]
+        if new.tuning is not None and models:
+            kept = [m for m in new.tuning.models if m in models]
+            new.tuning = dataclasses.replace(
+                new.tuning, models=kept, space={k: v for k, v in new.tuning.space.items() if k in kept}
+            )
         if epochs is not None:
             if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
                 raise UserInputError(f"epochs (--epochs) must be an int >= 1, got {epochs!r}")

@@ -40,6 +40,7 @@ import logging
 import math
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -109,7 +110,15 @@ def _held_out_error(model, in_norm, out_norm, x, y, device, batch_size) -> float
 _RANK_SEED_STRIDE = 1_000_000_007
 
 
-def train(config: TrainConfig, output: str | Path, *, resume: bool = False, progress: bool = True) -> Path:
+def train(
+    config: TrainConfig,
+    output: str | Path,
+    *,
+    resume: bool = False,
+    progress: bool = True,
+    on_epoch: Callable[[dict], None] | None = None,
+    score_test: bool = True,
+) -> Path:
     """Train a model as ``config`` says and write the run directory ``output``.
 
     Runs data-parallel when started by ``torchrun`` with several processes (or inside an initialised
@@ -127,6 +136,12 @@ def train(config: TrainConfig, output: str | Path, *, resume: bool = False, prog
         Continue an interrupted run from its last completed epoch.
     progress : bool
         Show a tqdm progress bar (loss, held-out error, ETA); rank 0 only.
+    on_epoch : callable, optional
+        Called (rank 0) with each epoch's log row once that epoch's files are saved; an exception it raises
+        stops training there, leaving a resumable run (the hyperparameter search prunes trials this way).
+    score_test : bool
+        With a validation split, score the test file after the last epoch (``final_metrics.json``). ``False``
+        for runs that must never look at the test file (trials of :mod:`mano_pde.experiments.tuning`).
 
     Returns
     -------
@@ -149,7 +164,7 @@ def train(config: TrainConfig, output: str | Path, *, resume: bool = False, prog
     ctx = setup_distributed(config.device, config.batch_size)
     try:
         with contextlib.ExitStack() as lock:
-            return _train(config, out, resume, progress and ctx.is_main, ctx, lock)
+            return _train(config, out, resume, progress and ctx.is_main, ctx, lock, on_epoch, score_test)
     finally:
         ctx.close()
 
@@ -176,7 +191,14 @@ def _check_run_folder(out: Path, resume: bool, config: TrainConfig) -> bool:
 
 
 def _train(
-    config: TrainConfig, out: Path, resume: bool, progress: bool, ctx: DistContext, lock: contextlib.ExitStack
+    config: TrainConfig,
+    out: Path,
+    resume: bool,
+    progress: bool,
+    ctx: DistContext,
+    lock: contextlib.ExitStack,
+    on_epoch: Callable[[dict], None] | None = None,
+    score_test: bool = True,
 ) -> Path:
     """:func:`train` in one process of a (possibly one-process) data-parallel run; rank 0 enters the run folder's
     lock into ``lock`` before its first write."""
@@ -419,8 +441,10 @@ def _train(
             },
         )
         log.info("epoch %d/%d %s", epoch + 1, config.epochs, {k: round(v, 6) for k, v in row.items()})
+        if on_epoch is not None:
+            on_epoch(dict(row))
     bar.close()
-    if config.n_val:
+    if config.n_val and score_test:
         # The test file is scored once, with the last epoch's weights (also when resuming a run whose epochs are
         # all done but whose final metrics were not written yet).
         test = {

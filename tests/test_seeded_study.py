@@ -1,0 +1,247 @@
+"""The seeded, equal-budget-tuned study: bootstrap verdicts, seeds as a spec axis, Optuna tuning (resumable), the
+whole `benchmark darcy` pipeline on tiny grids."""
+
+import copy
+import json
+
+import numpy as np
+import pytest
+
+from mano_pde.errors import UserInputError
+from mano_pde.experiments import ExperimentSpec, load_spec, plan_runs
+from mano_pde.experiments.statistics import paired_bootstrap
+
+optuna = pytest.importorskip("optuna")
+
+_MANO = {"hidden_channels": 8, "n_layers": 1, "window_size": 4, "n_heads": 2}
+_FNO = {"hidden_channels": 8, "n_modes": [4, 4], "n_layers": 1}
+
+SEEDED_RECORD = {
+    "name": "tiny-seeded",
+    "seeds": [0, 1],
+    "data": {
+        "train": {
+            "path": "data/train.nc",
+            "generate": {"n_samples": 14, "resolution": 17, "seed": 0, "face_average": "arithmetic"},
+        },
+        "test": {
+            "path": "data/test.nc",
+            "generate": {"n_samples": 5, "resolution": 17, "seed": 1, "face_average": "arithmetic"},
+        },
+    },
+    "train": {
+        "data": "train",
+        "test_data": "test",
+        "resolutions": [9],
+        "n_train": [10],
+        "n_val": 4,
+        "n_test": 5,
+        "epochs": 2,
+        "batch_size": 4,
+        "lr": 1e-3,
+    },
+    "tuning": {
+        "models": ["mano", "fno"],
+        "trials": 2,
+        "epochs": 1,
+        "max_parameters": 20_000,
+        "space": {
+            "mano": {"hidden_channels": [8], "n_layers": [1], "window_size": [4], "factor": [2]},
+            # width 64 is over the cap: pruned before training, not counted as a trial
+            "fno": {"hidden_channels": [8, 64], "n_modes": [4], "n_layers": [1], "batch_size": [4]},
+        },
+    },
+    "compare": {"model": "mano", "zero_shot": [17]},
+    "models": {"mano": {"model": "mano", "kwargs": _MANO}, "fno": {"model": "fno", "kwargs": _FNO}},
+    "arms": {
+        "single": {"models": ["mano", "fno"], "evaluate": {"data": "test", "resolutions": [9, 17], "n_test": 5}},
+        "multi": {
+            "models": ["mano"],
+            "train": {"resolutions": [9, 17], "n_train": [10, 3]},
+            "evaluate": {"data": "test", "resolutions": [9, 17], "n_test": 5},
+        },
+    },
+}
+
+
+# ---------------------------------------------------------------------------------------------- bootstrap
+def test_bootstrap_clearly_better_worse_and_within_noise():
+    rng = np.random.default_rng(1)
+    base = rng.uniform(0.03, 0.05, size=(3, 64))  # 3 seeds x 64 samples
+    better = paired_bootstrap(base - 0.01, base + rng.normal(0, 1e-4, base.shape))
+    assert better["verdict"] == "better" and better["high"] < 0
+    assert better["low"] <= better["difference"] <= better["high"]
+    assert better["difference"] == pytest.approx(-0.01, abs=1e-4)
+    assert paired_bootstrap(base + 0.01, base)["verdict"] == "worse"
+    # two sides from the same distribution (independent noise larger than any shift): within noise
+    a = base + rng.normal(0, 0.01, base.shape)
+    b = base + rng.normal(0, 0.01, base.shape)
+    same = paired_bootstrap(a, b)
+    assert same["verdict"] == "within noise" and same["low"] < 0 < same["high"]
+    # a constant difference on every seed and sample: the interval is that difference exactly
+    const = paired_bootstrap(base + 0.002, base, paired_seeds=True)
+    assert const["low"] == pytest.approx(0.002) and const["high"] == pytest.approx(0.002)
+    # deterministic (seeded); another bootstrap seed moves the interval a little
+    assert paired_bootstrap(a, b) == same and paired_bootstrap(a, b, seed=5)["low"] != same["low"]
+
+
+def test_bootstrap_resamples_seeds():
+    """A seed-to-seed spread larger than the gap makes it `within noise` although every seed's samples agree."""
+    samples = np.linspace(0.03, 0.05, 40)
+    left = np.stack([samples + s for s in (-0.01, 0.0, 0.01)])  # seeds spread by ±0.01 around the right side's
+    right = np.stack([samples - 0.001 + s for s in (0.012, -0.012, 0.0)])
+    assert paired_bootstrap(left, right)["verdict"] == "within noise"
+    # ignoring the seeds (one row each: the seed means) would call the same 0.001 gap significant
+    assert paired_bootstrap(left.mean(0), right.mean(0))["verdict"] == "worse"
+
+
+def test_bootstrap_refuses_bad_input():
+    with pytest.raises(UserInputError, match="same samples"):
+        paired_bootstrap(np.ones((2, 4)), np.ones((2, 5)))
+    with pytest.raises(UserInputError, match="paired seeds"):
+        paired_bootstrap(np.ones((2, 4)), np.ones((3, 4)), paired_seeds=True)
+    with pytest.raises(UserInputError, match="non-finite"):
+        paired_bootstrap([[np.nan, 1.0]], [[1.0, 1.0]])
+
+
+# ---------------------------------------------------------------------------------------------- spec
+def test_seeds_are_a_spec_axis_and_specs_without_seeds_are_unchanged(tmp_path):
+    spec = ExperimentSpec.from_dict(SEEDED_RECORD)
+    runs = plan_runs(spec, tmp_path)
+    assert [(r.label, r.config.seed) for r in runs if r.key == "fno"] == [
+        ("single/fno/seed0", 0),
+        ("single/fno/seed1", 1),
+    ]
+    assert runs[0].run_dir == tmp_path / "runs" / "single" / "mano" / "seed0"
+    # a spec without seeds: the one run per model, in the folder it always had, with train.seed
+    cpu = load_spec("darcy-cpu")
+    (fno,) = [r for r in plan_runs(cpu, tmp_path) if r.label == "single/fno"]
+    assert fno.seed is None and fno.run_dir == tmp_path / "runs" / "single" / "fno" and fno.config.seed == 0
+    bad = copy.deepcopy(SEEDED_RECORD)
+    bad["train"]["seed"] = 3
+    with pytest.raises(UserInputError, match="train.seed and seeds both given"):
+        ExperimentSpec.from_dict(bad)
+    bad = copy.deepcopy(SEEDED_RECORD)
+    bad["tuning"]["space"]["fno"]["window_size"] = [4]
+    with pytest.raises(UserInputError, match=r"unknown parameter\(s\) \['window_size'\]"):
+        ExperimentSpec.from_dict(bad)
+    shipped = load_spec("darcy-seeded")
+    assert shipped.seeds == [0, 1, 2] and shipped.tuning.max_parameters == 150_000
+    assert shipped.arms["multi"].train == {"resolutions": [33, 65], "n_train": [256, 32]}
+
+
+# ---------------------------------------------------------------------------------------------- tuning
+def test_tuning_resumes_after_a_kill(tmp_path):
+    from mano_pde.experiments import ensure_data
+    from mano_pde.experiments.tuning import STORAGE, tune_model
+
+    record = copy.deepcopy(SEEDED_RECORD)
+    record["tuning"]["trials"] = 1
+    spec = ExperimentSpec.from_dict(record)
+    ensure_data(spec, tmp_path, runs=plan_runs(spec, tmp_path), workers=1, progress=False)
+    first = tune_model(spec, "mano", tmp_path, device="cpu", progress=False)
+    assert first["tuned"]["complete"] == 1
+    url = f"sqlite:///{tmp_path / 'tuning' / STORAGE}"
+    # a kill in the middle of the next trial: a trial left RUNNING in the storage, its run folder half written
+    study = optuna.load_study(study_name="mano", storage=url)
+    killed = study.ask()
+    killed.suggest_float("lr", 3e-4, 5e-3, log=True)
+    record["tuning"]["trials"] = 2
+    spec = ExperimentSpec.from_dict(record)
+    chosen = tune_model(spec, "mano", tmp_path, device="cpu", progress=False)
+    trials = optuna.load_study(study_name="mano", storage=url).trials
+    states = [t.state.name for t in trials]
+    assert states[:2] == ["COMPLETE", "FAIL"] and states[2] == "COMPLETE" and len(trials) == 3  # numbers go on
+    assert trials[2].params["lr"] == killed.params["lr"]  # the interrupted trial ran again with its parameters
+    assert chosen["tuned"]["complete"] == 2 and chosen["tuned"]["interrupted"] == 1
+    # a finished search is read back, not run again
+    again = tune_model(spec, "mano", tmp_path, device="cpu", progress=False)
+    assert again == chosen and len(optuna.load_study(study_name="mano", storage=url).trials) == 3
+
+
+# ---------------------------------------------------------------------------------------------- pipeline
+def test_whole_seeded_pipeline_tiny(tmp_path):
+    from mano_pde.benchmarks.darcy import run_benchmark
+
+    spec = ExperimentSpec.from_dict(SEEDED_RECORD)
+    out = tmp_path / "study"
+    summary = run_benchmark(spec, out, workers=1, device="cpu", progress=False, write_spec=tmp_path / "chosen.toml")
+    # tuning records: the SQLite storage, the table of trials, the chosen configurations in a resolved spec
+    tuning = out / "tuning"
+    assert (tuning / "optuna.sqlite3").is_file() and (tuning / "chosen.json").is_file()
+    csv_text = (tuning / "trials.csv").read_text()
+    assert csv_text.startswith("model,trial,state,note,") and "over the parameter cap" in csv_text
+    chosen = json.loads((tuning / "chosen.json").read_text())
+    assert chosen["fno"]["kwargs"]["hidden_channels"] == 8 and chosen["fno"]["tuned"]["complete"] >= 1
+    assert chosen["fno"]["tuned"]["not_trained"] >= 1  # the over-cap width was sampled and never trained
+    assert all(not (p / "final_metrics.json").exists() for p in (tuning / "runs").rglob("trial-*"))  # no test score
+    resolved = load_spec(out / "study-spec.toml")
+    assert (tmp_path / "chosen.toml").read_text() == (out / "study-spec.toml").read_text()
+    assert "# chosen by the search: trial #" in (out / "study-spec.toml").read_text()
+    assert resolved.models["fno"].kwargs == chosen["fno"]["kwargs"] and resolved.models["fno"].tuned is not None
+    assert resolved.models["mano"].train["lr"] == chosen["mano"]["train"]["lr"]
+    # final runs: one per model, arm and seed, trained with the chosen configuration and the seed
+    labels = set(summary["runs"])
+    assert labels == {
+        f"{a}/{m}/seed{s}" for a, m in [("single", "mano"), ("single", "fno"), ("multi", "mano")] for s in (0, 1)
+    }
+    cfg = summary["runs"]["single/fno/seed1"]["config"]
+    assert cfg["seed"] == 1 and cfg["model_kwargs"] == chosen["fno"]["kwargs"]
+    assert cfg["lr"] == chosen["fno"]["train"]["lr"]
+    # per-run evaluation with per-sample errors, records labelled by model key and seed
+    recs = summary["records"]
+    assert {(r["arm"], r["run"], r["seed"]) for r in recs} >= {("single", "fno", 1), ("multi", "mano", 0)}
+    assert all(len(r["rel_l2_per_sample"]) == 5 for r in recs)
+    r0 = recs[0]
+    assert np.mean(r0["rel_l2_per_sample"]) == pytest.approx(r0["rel_l2_mean"])
+    assert (out / "results" / "single" / "fno" / "seed0" / "results.complete.json").is_file()
+    # the report: verdict table with intervals, mean ± std over seeds, the long-enough check, tuning records
+    md = (out / "study.md").read_text()
+    assert "| single | mano vs fno at 9² |" in md and "| single | mano ref-grid vs its resample at 17² |" in md
+    assert "| multi | mano direct vs its resample at 17² |" not in md  # 17² is a training grid of the multi arm
+    assert " ± " in md and "Long enough?" in md and "### Tuning records" in md and "over the parameter cap" in md
+    assert any(v in md for v in ("**better**", "**worse**", "**within noise**"))
+    assert "Ranking on validation — search: " in md and "model seeds [0, 1]" in md
+    # rerun: nothing trains, tunes or evaluates again; same numbers
+    again = run_benchmark(spec, out, workers=1, device="cpu", progress=False)
+    assert {v["status"] for v in again["runs"].values()} == {"finished"} and again["eval_wall_s"] == 0.0
+    assert [r["rel_l2_per_sample"] for r in again["records"]] == [r["rel_l2_per_sample"] for r in recs]
+    # the resolved spec runs as it is (no tuning left to do) into the same folder
+    resolved_run = run_benchmark(resolved, out, workers=1, device="cpu", progress=False)
+    assert [r["rel_l2_mean"] for r in resolved_run["records"]] == [r["rel_l2_mean"] for r in recs]
+
+
+def test_tuning_kill_mid_trial_resumes_its_training(tmp_path, monkeypatch):
+    """A kill after a trial's first epoch: the rerun queues the same parameters, finds the trial's run folder and
+    trains only the missing epoch (the epoch already trained is reported to Optuna from log.csv)."""
+    import mano_pde.training
+    from mano_pde.experiments import ensure_data
+    from mano_pde.experiments.report import learning_curve
+    from mano_pde.experiments.tuning import STORAGE, tune_model
+
+    record = copy.deepcopy(SEEDED_RECORD)
+    record["tuning"].update(trials=1, epochs=2)
+    spec = ExperimentSpec.from_dict(record)
+    ensure_data(spec, tmp_path, runs=plan_runs(spec, tmp_path), workers=1, progress=False)
+    real_train = mano_pde.training.train
+    epochs_trained = []
+
+    def killed_after_one_epoch(config, output, **kw):
+        def on_epoch(row):
+            epochs_trained.append(row["epoch"])
+            kw["on_epoch"](row)
+            raise KeyboardInterrupt  # the process dies right after the epoch's files are saved
+
+        return real_train(config, output, **{**kw, "on_epoch": on_epoch})
+
+    monkeypatch.setattr(mano_pde.training, "train", killed_after_one_epoch)
+    with pytest.raises(KeyboardInterrupt):
+        tune_model(spec, "fno", tmp_path, device="cpu", progress=False)
+    monkeypatch.setattr(mano_pde.training, "train", real_train)
+    chosen = tune_model(spec, "fno", tmp_path, device="cpu", progress=False)
+    study = optuna.load_study(study_name="fno", storage=f"sqlite:///{tmp_path / 'tuning' / STORAGE}")
+    done = [t for t in study.trials if t.state.name == "COMPLETE"]
+    assert len(done) == 1 and chosen["tuned"]["interrupted"] == 1 and chosen["tuned"]["complete"] == 1
+    assert sorted(done[0].intermediate_values) == [1, 2]
+    (run_dir,) = (tmp_path / "tuning" / "runs" / "fno").iterdir()  # the same folder, resumed
+    assert learning_curve(run_dir)["epoch"] == [1, 2] and epochs_trained == [1]
