@@ -441,17 +441,7 @@ class WindowedMultiheadAttention(nn.Module):
                 piece = out[offset : offset + count].view(b, nr, nc, eh, ew, -1).permute(0, 1, 3, 2, 4, 5)
                 blocks.setdefault(g, {})[(r0, c0)] = piece.reshape(b, nr * eh, nc * ew, -1)
                 offset += count
-        results = []
-        for g in range(len(grids)):
-            rows: dict[int, list[tuple[int, torch.Tensor]]] = {}
-            for (r0, c0), piece in blocks[g].items():
-                rows.setdefault(r0, []).append((c0, piece))
-            bands = [
-                torch.cat([p for _, p in sorted(row)], dim=2) if len(row) > 1 else row[0][1]
-                for _, row in sorted(rows.items())
-            ]
-            results.append(torch.cat(bands, dim=1) if len(bands) > 1 else bands[0])
-        return results
+        return [_assemble(blocks[g]) for g in range(len(grids))]
 
     @staticmethod
     def _merge(out: torch.Tensor, geo: tuple) -> torch.Tensor:
