@@ -300,10 +300,10 @@ def evaluate(
     loaded = [load_run(r, dev) for r in runs]
     names = run_labels([run.path for run in loaded])  # seeded runs are all named seed<k>: unique labels
     geometry = check_geometry_matches(loaded, data)  # validate before writing
-    test_indices = {names[i]: test_indices_for(run, data, n_test) for i, run in enumerate(loaded)}
-    progress = {names[i]: _epochs_done(run) for i, run in enumerate(loaded)}
-    for i, run in enumerate(loaded):
-        done, total = progress[names[i]]
+    test_indices = {name: test_indices_for(run, data, n_test) for name, run in zip(names, loaded, strict=True)}
+    progress = {name: _epochs_done(run) for name, run in zip(names, loaded, strict=True)}
+    for name, run in zip(names, loaded, strict=True):
+        done, total = progress[name]
         if done < total:
             log.warning(
                 "run %s stopped after epoch %d of %d: its scores are those of an unfinished model "
@@ -331,8 +331,7 @@ def evaluate(
     records: list[dict[str, Any]] = []
     examples: dict[str, dict] = {}
     warned: set[bytes] = set()
-    for i, run in enumerate(loaded):
-        name = names[i]
+    for name, run in zip(names, loaded, strict=True):
         idx = test_indices[name]
         s_train = run.train_resolution
         n_params = count_parameters(run.model)
@@ -404,7 +403,7 @@ def evaluate(
         "compile": bool(compile),
         "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "versions": run_versions(dev),
-        "runs": {names[i]: {"config": r.config.to_dict(), "versions": r.versions} for i, r in enumerate(loaded)},
+        "runs": {n: {"config": r.config.to_dict(), "versions": r.versions} for n, r in zip(names, loaded, strict=True)},
     }
     written = ["results.json", "results.md"]
     atomic_write_text(out / "results.json", json.dumps({"meta": meta, "records": records}, indent=2) + "\n")
@@ -416,7 +415,7 @@ def evaluate(
             res: {"a": arrays(res, idx0)["a"][sample, 0].numpy(), "u": arrays(res, idx0)["u"][sample, 0].numpy()}
             for res in resolutions
         }
-        trained = {names[i]: r.train_resolution for i, r in enumerate(loaded)}
+        trained = {n: r.train_resolution for n, r in zip(names, loaded, strict=True)}
         plot_predictions(fields, examples, out / "predictions.png", trained)
         written += ["error_vs_resolution.png", "predictions.png"]
     marker = {
