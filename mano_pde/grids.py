@@ -31,6 +31,7 @@ from .errors import UserInputError
 
 __all__ = [
     "GEOMETRIES",
+    "MIN_POINTS",
     "GridGeometry",
     "check_geometry",
     "coordinates",
@@ -47,6 +48,9 @@ GEOMETRIES: dict[str, str] = {
     "cell": "x_i = (i+1/2)/s: cell centres, no point on the boundary",
 }
 
+
+#: The smallest grid (points per direction) of any geometry: data files, training, prediction and evaluation.
+MIN_POINTS = 3
 
 #: The geometry names as a type (model constructors annotate ``grid_geometry`` with it).
 GridGeometry = Literal["node", "half-open", "cell"]
@@ -103,14 +107,14 @@ def nesting(geometry: str, fine: int, coarse: int) -> tuple[int, int] | None:
 def reachable(geometry: str, s: int, min_resolution: int | None = None) -> list[int]:
     """Grids nested in an ``s``-point grid of ``geometry`` (see :func:`nesting`), finest first.
 
-    ``min_resolution`` defaults to 3 for node grids (a boundary node and one interior node per side) and to 2
-    otherwise.
+    ``min_resolution`` defaults to 3 on every geometry: the smallest grid that training, prediction and the data
+    files accept (on node grids a boundary node and one interior node per side).
 
     >>> reachable("node", 421)[:6], reachable("half-open", 32), reachable("cell", 27)
-    ([421, 211, 141, 106, 85, 71], [32, 16, 8, 4, 2], [27, 9, 3])
+    ([421, 211, 141, 106, 85, 71], [32, 16, 8, 4], [27, 9, 3])
     """
     check_geometry(geometry)
-    low = (3 if geometry == "node" else 2) if min_resolution is None else int(min_resolution)
+    low = MIN_POINTS if min_resolution is None else int(min_resolution)
     return [c for c in range(int(s), 0, -1) if c >= low and nesting(geometry, s, c) is not None]
 
 

@@ -1229,3 +1229,83 @@ def test_h1_on_a_3_point_grid_is_null_and_the_other_grids_are_kept(tiny_run, goo
     h1 = {r["test_resolution"]: r["rel_h1_mean"] for r in records if r["method"] == "direct"}
     assert h1[3] is None and all(isinstance(h1[s], float) for s in (5, 9)), h1
     assert "not reported on the 3-point grid" in caplog.text
+
+
+# ------------------------------------------------------------------ integration fixes after the merges
+def _renamed_model(record: dict, key: str) -> dict:
+    record["models"] = {key: record["models"]["fno"]}
+    record["arms"]["a"]["models"] = [key]
+    return record
+
+
+def _model_train(**train):
+    def change(record: dict) -> dict:
+        record["models"]["fno"]["train"] = train
+        return record
+
+    return change
+
+
+def _tuned_with_arm_n_val(record: dict) -> dict:
+    record["tuning"] = {"models": ["fno"], "space": {"fno": {"hidden_channels": [4]}}}
+    record["arms"]["a"]["train"] = {"n_val": 1}  # trials never read an arm's table
+    return record
+
+
+@pytest.mark.parametrize(
+    ("change", "phrase"),
+    [
+        (lambda r: _renamed_model(r, "../../escaped"), "models key '../../escaped' cannot name a folder"),
+        (lambda r: _renamed_model(r, "a/b"), "models key 'a/b' cannot name a folder"),
+        (lambda r: _renamed_model(r, ".."), "models key '..' cannot name a folder"),
+        (_model_train(data="nope"), "models.fno.train.data = 'nope' names no entry of data"),
+        (_model_train(test_data="nope"), "models.fno.train.test_data = 'nope' names no entry of data"),
+        (_model_train(lr="fast"), "models.fno.train.lr"),
+        (_tuned_with_arm_n_val, "set data and n_val > 0 in the experiment-wide [train] table"),
+    ],
+)
+def test_fix_spec_keys_model_train_tables_and_tuning_tables_are_checked_at_load(change, phrase):
+    """Model keys name folders (OUT/tuning/runs/<key>); models.<k>.train is typed and its data references checked;
+    tuning needs data and n_val in the tables its trials read (not an arm's)."""
+    from mano_pde.experiments import ExperimentSpec
+
+    with pytest.raises(UserInputError, match=re.escape(phrase)):
+        ExperimentSpec.from_dict(change(_spec()))
+    ok = _spec()
+    ok["train"]["n_val"] = 1
+    ok["models"]["fno"]["train"] = {"data": "d", "lr": 1e-3}
+    ExperimentSpec.from_dict(_tuned_with_arm_n_val(ok))  # the experiment-wide table holds them: accepted
+
+
+def test_fix_evaluate_labels_runs_of_the_same_folder_name_apart(tiny_run, good, tmp_path, capsys):
+    """Seeded runs are all named seed<k>: each is labelled by its shortest unique path suffix, unique names stay
+    plain, and the same run given twice is refused."""
+    import json
+
+    from mano_pde.evaluation import evaluate
+
+    a = _copy_run(tiny_run, tmp_path / "runs" / "mano" / "seed0")
+    b = _copy_run(tiny_run, tmp_path / "runs" / "fno" / "seed0")
+    recs = evaluate([a, b, tiny_run], good, [S], tmp_path / "res", n_test=1, plots=False)
+    assert [r["run"] for r in recs] == ["mano/seed0", "fno/seed0", "fno"]
+    meta = json.loads((tmp_path / "res" / "results.json").read_text())["meta"]
+    assert sorted(meta["runs"]) == ["fno", "fno/seed0", "mano/seed0"]
+    capsys.readouterr()
+    argv = _eval_argv(a, good, tmp_path / "twice")
+    argv.insert(1, str(a))
+    assert main(argv) == 2
+    _one_error_line(capsys, "is given twice", "evaluate")
+    assert not (tmp_path / "twice").exists()
+
+
+@pytest.mark.parametrize(("grid", "phrase"), [("2", "at least 3 points"), ("4", "is not reachable")])
+def test_fix_evaluate_checks_resolutions_before_touching_the_output(grid, phrase, tiny_run, good, tmp_path, capsys):
+    out = tmp_path / "res"
+    assert main(_eval_argv(tiny_run, good, out)) == 0
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    capsys.readouterr()
+    argv = _eval_argv(tiny_run, good, out)
+    argv[argv.index("--resolutions") + 1] = grid
+    assert main(argv) == 2
+    _one_error_line(capsys, phrase, "evaluate")
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before  # results.complete.json kept

@@ -62,7 +62,11 @@ def test_coordinates_and_nesting():
                 np.testing.assert_allclose(got, want, rtol=0, atol=1e-15 if geometry == "node" else 0)
     assert nesting("half-open", 32, 16) == (2, 0) and nesting("node", 32, 16) is None
     assert nesting("cell", 32, 16) is None and nesting("cell", 24, 8) == (3, 1)
-    assert reachable("half-open", 32) == [32, 16, 8, 4, 2] and reachable("cell", 27) == [27, 9, 3]
+    assert reachable("half-open", 32) == [32, 16, 8, 4] and reachable("cell", 27) == [27, 9, 3]
+    # 3 points is the smallest grid on every geometry (training, prediction and files refuse 2)
+    assert reachable("half-open", 16) == [16, 8, 4] and reachable("cell", 6) == [6] and reachable("node", 5) == [5, 3]
+    with pytest.raises(DarcyDataError, match="at least 3 points"):
+        subsample_factor(16, 2, "half-open")
 
 
 def test_node_grids_unchanged():
@@ -323,6 +327,11 @@ def test_training_records_the_geometry_and_evaluation_follows_it(tmp_path):
     got = {(r["test_resolution"], r["method"]): r for r in json.loads((out32 / "results.json").read_text())["records"]}
     assert set(got) == {(16, "direct"), (32, "direct"), (32, "resample"), (32, "ref-grid")}
     assert json.loads((out16 / "results.json").read_text())["meta"]["grid_geometry"] == "half-open"
+    # a 2-point grid (nested in 16 as a half-open grid, but below the 3-point minimum) is refused before the
+    # previous results are touched
+    before = {p.name: p.read_bytes() for p in out16.iterdir()}
+    assert main(["evaluate", str(run), "--data", str(files["test16"]), "--resolutions", "2", "-o", str(out16)]) == 2
+    assert {p.name: p.read_bytes() for p in out16.iterdir()} == before
 
     # the resample reference, recomputed: predict on the injected 16² grid, interpolate through i/s positions
     a32 = torch.from_numpy(load_arrays(files["test32"], 32)["a"]).unsqueeze(1)
@@ -341,3 +350,28 @@ def test_training_records_the_geometry_and_evaluation_follows_it(tmp_path):
 
         evaluate([run], node, [33], tmp_path / "refused", plots=False)
     assert type(err.value).__name__ == "UserInputError" and not (tmp_path / "refused").exists()
+
+
+def test_resume_refuses_the_same_values_under_another_grid_geometry(tmp_path):
+    """The same source re-imported with another --grid: the same values and stream, another geometry; --resume
+    refuses it (the data identity records the geometry). Records written before it was recorded are not compared
+    on it."""
+    from mano_pde.errors import UserInputError
+    from mano_pde.training import TrainConfig, train
+    from mano_pde.training.manifest import identity_differences
+
+    path = tmp_path / "d.nc"
+    _write(path, "half-open", 8, n=6)
+    fno = {"hidden_channels": 4, "n_modes": [2, 2], "n_layers": 1}
+    config = TrainConfig(
+        model="fno", model_kwargs=fno, data=str(path), resolutions=[8], n_train=[4], n_test=2, epochs=1, batch_size=2
+    )
+    run = train(config, tmp_path / "run", progress=False)
+    record = json.loads((run / "run.json").read_text())["data"]
+    assert record["train"]["grid_geometry"] == record["test"]["grid_geometry"] == "half-open"
+    path.unlink()
+    _write(path, "cell", 8, n=6)  # the same values, now said to sit at cell centres
+    with pytest.raises(UserInputError, match="grid_geometry half-open -> cell"):
+        train(config, run, resume=True, progress=False)
+    older = {k: v for k, v in record["train"].items() if k != "grid_geometry"}
+    assert identity_differences(older, {**record["train"], "grid_geometry": "cell"}) == []

@@ -213,7 +213,8 @@ def test_whole_seeded_pipeline_tiny(tmp_path):
 
 def test_tuning_kill_mid_trial_resumes_its_training(tmp_path, monkeypatch):
     """A kill after a trial's first epoch: the rerun queues the same parameters, finds the trial's run folder and
-    trains only the missing epoch (the epoch already trained is reported to Optuna from log.csv)."""
+    trains only the missing epoch (the epoch already trained is reported to Optuna from the verified resume state,
+    so a damaged log.csv does not stop the search)."""
     import mano_pde.training
     from mano_pde.experiments import ensure_data
     from mano_pde.experiments.report import learning_curve
@@ -238,6 +239,9 @@ def test_tuning_kill_mid_trial_resumes_its_training(tmp_path, monkeypatch):
     with pytest.raises(KeyboardInterrupt):
         tune_model(spec, "fno", tmp_path, device="cpu", progress=False)
     monkeypatch.setattr(mano_pde.training, "train", real_train)
+    # the epoch already trained is replayed from the verified resume state, not from log.csv (damaged here)
+    (trial_dir,) = (tmp_path / "tuning" / "runs" / "fno").iterdir()
+    (trial_dir / "log.csv").write_text("epoch,train_loss,val_rel_l2_9\n1,garbage,0.5\n")
     chosen = tune_model(spec, "fno", tmp_path, device="cpu", progress=False)
     study = optuna.load_study(study_name="fno", storage=f"sqlite:///{tmp_path / 'tuning' / STORAGE}")
     done = [t for t in study.trials if t.state.name == "COMPLETE"]
@@ -245,3 +249,143 @@ def test_tuning_kill_mid_trial_resumes_its_training(tmp_path, monkeypatch):
     assert sorted(done[0].intermediate_values) == [1, 2]
     (run_dir,) = (tmp_path / "tuning" / "runs" / "fno").iterdir()  # the same folder, resumed
     assert learning_curve(run_dir)["epoch"] == [1, 2] and epochs_trained == [1]
+
+
+def test_diverging_trial_fails_and_the_search_goes_on(tmp_path, monkeypatch):
+    """A trial whose weights become non-finite (NonFiniteWeightsError, like a non-finite loss) is recorded as failed
+    and the search goes on; the trial left running by an earlier search that died of it is queued once, fails, and
+    is not queued again."""
+    import mano_pde.training
+    from mano_pde.experiments import ensure_data
+    from mano_pde.experiments.tuning import STORAGE, tune_model
+    from mano_pde.training.trainer import NonFiniteTrainingError, NonFiniteWeightsError
+
+    assert issubclass(NonFiniteWeightsError, NonFiniteTrainingError)
+    record = copy.deepcopy(SEEDED_RECORD)
+    record["tuning"].update(trials=2, epochs=1)
+    spec = ExperimentSpec.from_dict(record)
+    ensure_data(spec, tmp_path, runs=plan_runs(spec, tmp_path), workers=1, progress=False)
+    (tmp_path / "tuning").mkdir()
+    url = f"sqlite:///{tmp_path / 'tuning' / STORAGE}"
+    study = optuna.create_study(study_name="mano", storage=url, direction="minimize")
+    left_running = study.ask()  # an earlier search stopped by the divergence: the trial stayed RUNNING
+    bad_lr = left_running.suggest_float("lr", 3e-4, 5e-3, log=True)
+    real_train = mano_pde.training.train
+    calls = []
+
+    def diverging(config, output, **kw):
+        calls.append(config.lr)
+        if config.lr == bad_lr:
+            raise NonFiniteWeightsError("the weights (w) became NaN or infinite in epoch 1; training stopped")
+        return real_train(config, output, **kw)
+
+    monkeypatch.setattr(mano_pde.training, "train", diverging)
+    chosen = tune_model(spec, "mano", tmp_path, device="cpu", progress=False)
+    trials = optuna.load_study(study_name="mano", storage=url).trials
+    assert [t.state.name for t in trials] == ["FAIL", "FAIL", "COMPLETE"]
+    assert trials[1].params["lr"] == bad_lr and trials[1].user_attrs["note"] == "non-finite weights"
+    assert chosen["tuned"]["failed"] == 1 and chosen["tuned"]["interrupted"] == 1 and chosen["tuned"]["complete"] == 1
+    again = tune_model(spec, "mano", tmp_path, device="cpu", progress=False)
+    assert again == chosen and len(optuna.load_study(study_name="mano", storage=url).trials) == 3
+    assert calls.count(bad_lr) == 1
+
+
+def test_seeded_evaluation_is_reused_only_when_intact_and_of_the_same_data(tmp_path):
+    """results.json must match the SHA-256 its marker recorded (a damaged or edited file is evaluated again, without
+    a JSON error) and have been scored on the data file now used."""
+    import shutil
+
+    from mano_pde.experiments import ensure_data
+    from mano_pde.experiments.runner import data_paths, evaluate_run, evaluation_dir
+    from mano_pde.training import train
+
+    record = copy.deepcopy(SEEDED_RECORD)
+    record["train"]["epochs"] = 1
+    spec = ExperimentSpec.from_dict(record)
+    runs = plan_runs(spec, tmp_path, device="cpu")
+    ensure_data(spec, tmp_path, runs=runs, workers=1, progress=False)
+    run = next(r for r in runs if r.label == "single/fno/seed0")
+    train(run.config, run.run_dir, progress=False)
+    evaluation, test = spec.arms["single"].evaluate, data_paths(spec, tmp_path)["test"]
+    first, seconds = evaluate_run(run, test, evaluation, tmp_path, device="cpu")
+    assert seconds > 0 and {r["run"] for r in first} == {"fno"}
+    assert evaluate_run(run, test, evaluation, tmp_path, device="cpu") == (first, 0.0)  # intact: reused
+    results = evaluation_dir(run, evaluation, tmp_path) / "results.json"
+    text = results.read_text()
+    for damaged in (text[: len(text) // 2], text.replace('"n_test": 5', '"n_test": 5 ', 1)):
+        results.write_text(damaged)  # cut short, or edited (still JSON) after the marker was written
+        again, seconds = evaluate_run(run, test, evaluation, tmp_path, device="cpu")
+        assert seconds > 0 and [r["rel_l2_per_sample"] for r in again] == [r["rel_l2_per_sample"] for r in first]
+    copy_of_test = shutil.copy(test, tmp_path / "other-test.nc")
+    _, seconds = evaluate_run(run, copy_of_test, evaluation, tmp_path, device="cpu")
+    assert seconds > 0  # another data file: scored again
+    assert evaluate_run(run, copy_of_test, evaluation, tmp_path, device="cpu")[1] == 0.0
+
+
+# ---------------------------------------------------------------------------------------------- reports
+def _study_summary(nan_in: str | None = None) -> dict:
+    """A seeded study's summary (two models, two seeds, one arm); ``nan_in`` gives one model a non-finite
+    per-sample error (a test field of zero norm)."""
+    config = {"epochs": 1, "resolutions": [9], "n_train": [4], "n_val": 2, "batch_size": 4, "lr": 1e-3}
+    config.update(weight_decay=0.0, scheduler="cosine", loss="l2", seed=0)
+    records, runs, wall = [], {}, {}
+    for model, base in (("mano", 0.1), ("fno", 0.2)):
+        for seed in (0, 1):
+            errors = [base + 0.01 * (seed + i) for i in range(4)]
+            if model == nan_in and seed == 0:
+                errors[2] = float("nan")
+            records.append(
+                {
+                    "arm": "single",
+                    "run": model,
+                    "seed": seed,
+                    "method": "direct",
+                    "test_resolution": 9,
+                    "train_resolutions": [9],
+                    "rel_l2_per_sample": errors,
+                    "rel_l2_mean": float(np.mean(errors)),
+                    "test_indices": [10, 13],
+                }
+            )
+            runs[f"single/{model}/seed{seed}"] = {"config": config}
+            wall[f"single/{model}/seed{seed}"] = 60.0 * (1 + seed)  # 1 and 2 min: 1.5 min per seed
+    return {
+        "config": {
+            "seeds": [0, 1],
+            "data": {"train": {"path": "train.nc"}},
+            "models": {"mano": {"model": "mano", "kwargs": {}}, "fno": {"model": "fno", "kwargs": {}}},
+            "arms": {"single": {"models": ["mano", "fno"], "evaluate": {"data": "train", "resolutions": [9]}}},
+            "compare": {"model": "mano"},
+        },
+        "command": "mano-pde benchmark darcy",
+        "date": "today",
+        "versions": {},
+        "parameters": {"mano": 100, "fno": 200},
+        "output": "study",
+        "data": {"generation_s": 0.0},
+        "runs": runs,
+        "train_wall_s": wall,
+        "validation": {},
+        "eval_wall_s": 0.0,
+        "total_wall_s": 0.0,
+        "records": records,
+    }
+
+
+def test_study_report_skips_a_comparison_over_non_finite_errors():
+    from mano_pde.experiments.report import NOT_FINITE, comparisons, study_markdown
+
+    assert [c["verdict"] for c in comparisons(_study_summary())] == ["better"]
+    summary = _study_summary(nan_in="fno")
+    (entry,) = comparisons(summary)
+    assert entry["not_computed"] == NOT_FINITE == "not computed (non-finite per-sample errors)"
+    md = study_markdown(summary)
+    assert "| single | mano vs fno at 9² | – | – | not computed (non-finite per-sample errors) |" in md
+    assert "| single | mano | 100 | 1.5 min | direct |" in md
+
+
+def test_tuning_report_of_a_seeded_spec_reads_the_seeded_train_times():
+    from mano_pde.experiments.report import tuning_markdown
+
+    md = tuning_markdown(_study_summary(), "single")
+    assert "| 100 | 1.5 min |" in md and "| 200 | 1.5 min |" in md

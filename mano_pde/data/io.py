@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
-from ..grids import GEOMETRIES, coordinates, describe_geometry, nesting, reachable
+from ..grids import GEOMETRIES, MIN_POINTS, coordinates, describe_geometry, nesting, reachable
 from .schema import COMPLETE_ATTR, COORD_TOL, GEOMETRY_ATTR, SCHEMA, DarcyDataError
 
 #: Schema ids this version reads.
@@ -50,14 +50,14 @@ _VARS = ("a", "u")
 def reachable_resolutions(resolution: int, min_resolution: int | None = None, geometry: str = "node") -> list[int]:
     """Grids reachable from a ``resolution``-point grid of ``geometry`` by exact subsampling, finest first.
 
-    ``min_resolution`` defaults to 3 on node grids and 2 on the others (:func:`mano_pde.grids.reachable`).
+    ``min_resolution`` defaults to 3 (:func:`mano_pde.grids.reachable`).
 
     >>> reachable_resolutions(421)[:6], reachable_resolutions(32, geometry="half-open")
-    ([421, 211, 141, 106, 85, 71], [32, 16, 8, 4, 2])
+    ([421, 211, 141, 106, 85, 71], [32, 16, 8, 4])
     """
     if geometry != "node":
         return reachable(geometry, resolution, min_resolution)
-    min_resolution = 3 if min_resolution is None else min_resolution
+    min_resolution = MIN_POINTS if min_resolution is None else min_resolution
     n = int(resolution) - 1
     if n < 1:
         return [int(resolution)]
@@ -85,8 +85,7 @@ def subsample_factor(resolution: int, target: int, geometry: str = "node") -> in
     Raises
     ------
     DarcyDataError
-        If ``target`` is not an integer >= 3 (node) / >= 2 (others) or not reachable; the message lists the
-        reachable grids.
+        If ``target`` is not an integer >= 3 or not reachable; the message lists the reachable grids.
     """
     target = _as_int(target, "resolution")  # integers only; small grids get the list below
     if geometry != "node":
@@ -108,10 +107,15 @@ def subsample_factor(resolution: int, target: int, geometry: str = "node") -> in
 
 def _subsample_other(resolution: int, target: int, geometry: str) -> int:
     """:func:`subsample_factor` of a half-open or cell grid."""
-    nest = nesting(geometry, resolution, target) if target >= 2 else None
+    nest = nesting(geometry, resolution, target) if target >= MIN_POINTS else None
     if nest is not None:
         return nest[0]
     reach = reachable_resolutions(resolution, geometry=geometry)
+    if target < MIN_POINTS:
+        raise DarcyDataError(
+            f"resolution {target} is too small: at least {MIN_POINTS} points per direction are needed; a "
+            f"{resolution}x{resolution} {geometry} grid serves one of {reach}"
+        )
     rule = "s_c = s/r" + (" with r odd (cell centres nest only under odd ratios)" if geometry == "cell" else "")
     raise DarcyDataError(
         f"resolution {target} is not reachable from a {resolution}x{resolution} {geometry} grid "
@@ -170,8 +174,8 @@ def open_darcy(
     path : path-like
         A file written by ``mano-pde generate`` or ``mano-pde import``.
     resolution : int, optional
-        Grid points per direction of the view (default: the file's own). Must be reachable, see
-        :func:`reachable_resolutions`.
+        Grid points per direction of the view (default: the file's own): at least 3 on every grid geometry and
+        reachable, see :func:`reachable_resolutions`.
     chunks : dict, optional
         Passed to :func:`xarray.open_dataset` (dask-backed arrays).
     check_values : bool

@@ -52,7 +52,15 @@ from ..files import atomic_write_text, remove_stale_temps, sha256_file
 from ..grids import GEOMETRIES, nesting
 from .metrics import H1_MIN_POINTS, per_sample_rel_h1, per_sample_rel_l2
 
-__all__ = ["evaluate", "test_indices_for", "run_geometry", "check_geometry_matches", "COMPLETE_MARKER"]
+__all__ = [
+    "evaluate",
+    "test_indices_for",
+    "run_geometry",
+    "run_labels",
+    "check_geometry_matches",
+    "check_resolutions",
+    "COMPLETE_MARKER",
+]
 
 #: Written last by :func:`evaluate`, listing the files of the set with their SHA-256; absent while (or after an
 #: interrupted) evaluation writes.
@@ -104,6 +112,43 @@ def test_indices_for(run, data: str | os.PathLike, n_test: int | None) -> np.nda
         if n > n_file:
             raise UserInputError(f"--n-test {n} but {data} holds only {n_file} samples")
     return np.arange(n_file - n, n_file)
+
+
+def run_labels(paths: list[str | os.PathLike]) -> list[str]:
+    """The label of each run in the records: its folder name, or where names collide (seeded runs are all named
+    ``seed<k>``) the shortest path suffix that tells it apart, e.g. ``mano/seed0`` beside ``fno/seed0``.
+
+    Raises
+    ------
+    mano_pde.errors.UserInputError
+        The same run folder given twice.
+    """
+    parts = [Path(os.path.abspath(p)).parts for p in paths]
+    seen: dict[tuple[str, ...], str] = {}
+    for p, given in zip(parts, paths, strict=True):
+        if p in seen:
+            raise UserInputError(f"the run {given} is given twice (also as {seen[p]}); name each run once")
+        seen[p] = os.fspath(given)
+    labels = []
+    for p in parts:
+        k = next(k for k in range(1, len(p) + 1) if sum(q[-k:] == p[-k:] for q in parts) == 1)
+        labels.append(Path(*p[-k:]).as_posix())
+    return labels
+
+
+def check_resolutions(data: str | os.PathLike, resolutions) -> list[int]:
+    """The test grids, sorted and deduplicated, each an integer of at least 3 points nested in the grid of ``data``
+    (:func:`mano_pde.data.io.subsample_factor`); else :class:`~mano_pde.data.DarcyDataError` listing the reachable
+    grids. :func:`evaluate` checks them before it touches its output folder."""
+    from mano_pde.data import open_darcy
+    from mano_pde.data.io import _as_int, subsample_factor
+
+    grids = sorted({_as_int(r, "resolution (--resolutions)") for r in resolutions})
+    with open_darcy(data, check_values=False) as ds:
+        native, geometry = int(ds.sizes["x"]), str(ds.attrs["grid_geometry"])
+    for r in grids:
+        subsample_factor(native, r, geometry)
+    return grids
 
 
 def run_geometry(run) -> str:
@@ -212,7 +257,7 @@ def evaluate(
     data : path-like
         Test data file; coarser grids are subsampled views of it.
     resolutions : list of int
-        Test grids (reachable from the file).
+        Test grids: integers of at least 3 points, reachable from the file (checked before anything is written).
     output : path-like
         Folder for the results.
     n_test : int, optional
@@ -235,8 +280,9 @@ def evaluate(
     Returns
     -------
     list of dict
-        One record per run × test grid × method (with ``rel_l2_per_sample``: the relative L2 error of each
-        held-out sample, samples ``test_indices[0] .. test_indices[1]`` in order).
+        One record per run × test grid × method, with ``run`` (the run's folder name, or its shortest
+        distinguishing path suffix when folder names collide, see :func:`run_labels`) and ``rel_l2_per_sample``
+        (the relative L2 error of each held-out sample, samples ``test_indices[0] .. test_indices[1]`` in order).
     """
     from mano_pde.data.io import load_arrays
     from mano_pde.device import resolve_device
@@ -249,14 +295,15 @@ def evaluate(
 
     out = Path(output)
     _check_options(out, n_test, batch_size, interpolation, resolutions, sample)
+    resolutions = check_resolutions(data, resolutions)  # before anything is loaded or written
     dev = resolve_device(device)
-    resolutions = sorted({int(r) for r in resolutions})
     loaded = [load_run(r, dev) for r in runs]
+    names = run_labels([run.path for run in loaded])  # seeded runs are all named seed<k>: unique labels
     geometry = check_geometry_matches(loaded, data)  # validate before writing
-    test_indices = {run.name: test_indices_for(run, data, n_test) for run in loaded}
-    progress = {run.name: _epochs_done(run) for run in loaded}
-    for run in loaded:
-        done, total = progress[run.name]
+    test_indices = {name: test_indices_for(run, data, n_test) for name, run in zip(names, loaded, strict=True)}
+    progress = {name: _epochs_done(run) for name, run in zip(names, loaded, strict=True)}
+    for name, run in zip(names, loaded, strict=True):
+        done, total = progress[name]
         if done < total:
             log.warning(
                 "run %s stopped after epoch %d of %d: its scores are those of an unfinished model "
@@ -284,8 +331,8 @@ def evaluate(
     records: list[dict[str, Any]] = []
     examples: dict[str, dict] = {}
     warned: set[bytes] = set()
-    for run in loaded:
-        idx = test_indices[run.name]
+    for name, run in zip(names, loaded, strict=True):
+        idx = test_indices[name]
         s_train = run.train_resolution
         n_params = count_parameters(run.model)
         for res in resolutions:
@@ -321,7 +368,7 @@ def evaluate(
                     {
                         "model": run.config.model,
                         "checkpoint": str(run.path),
-                        "run": run.name,
+                        "run": name,
                         "train_resolution": s_train,
                         "train_resolutions": list(run.config.resolutions),
                         "test_resolution": res,
@@ -339,13 +386,13 @@ def evaluate(
                         "compiled": bool(compile),
                         "n_parameters": n_params,
                         "seed": run.config.seed,
-                        "epochs_done": progress[run.name][0],
-                        "epochs": progress[run.name][1],
+                        "epochs_done": progress[name][0],
+                        "epochs": progress[name][1],
                         "interpolation": interpolation if method == "resample" else None,
                     }
                 )
-                log.info("%s @%d %s: rel L2 %.4f", run.name, res, method, st["mean"])
-            examples.setdefault(run.name, {})[res] = {m: p[sample, 0].numpy() for m, p in methods.items()}
+                log.info("%s @%d %s: rel L2 %.4f", name, res, method, st["mean"])
+            examples.setdefault(name, {})[res] = {m: p[sample, 0].numpy() for m, p in methods.items()}
 
     meta = {
         "data": str(data),
@@ -356,19 +403,20 @@ def evaluate(
         "compile": bool(compile),
         "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "versions": run_versions(dev),
-        "runs": {r.name: {"config": r.config.to_dict(), "versions": r.versions} for r in loaded},
+        "runs": {n: {"config": r.config.to_dict(), "versions": r.versions} for n, r in zip(names, loaded, strict=True)},
     }
     written = ["results.json", "results.md"]
     atomic_write_text(out / "results.json", json.dumps({"meta": meta, "records": records}, indent=2) + "\n")
     atomic_write_text(out / "results.md", results_table(records) + "\n")
     if plots and records:
         plot_error_vs_resolution(records, out / "error_vs_resolution.png")
-        idx0 = test_indices[loaded[0].name]
+        idx0 = test_indices[names[0]]
         fields = {
             res: {"a": arrays(res, idx0)["a"][sample, 0].numpy(), "u": arrays(res, idx0)["u"][sample, 0].numpy()}
             for res in resolutions
         }
-        plot_predictions(fields, examples, out / "predictions.png", {r.name: r.train_resolution for r in loaded})
+        trained = {n: r.train_resolution for n, r in zip(names, loaded, strict=True)}
+        plot_predictions(fields, examples, out / "predictions.png", trained)
         written += ["error_vs_resolution.png", "predictions.png"]
     marker = {
         "complete": True,

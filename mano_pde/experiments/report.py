@@ -37,6 +37,9 @@ METHODS_NOTE = (
     "weights; `MultipoleAttention` reference-grid mode), `resample` = model run on its training grid and its "
     "prediction interpolated (bilinear)."
 )
+#: What the verdict table says of a comparison over per-sample errors that are not all finite (a test field of zero
+#: norm makes its relative error 0/0): the bootstrap refuses them, the report goes on.
+NOT_FINITE = "not computed (non-finite per-sample errors)"
 #: A run whose best validation epoch lies in this last fraction of its epochs was still improving.
 LATE_FRACTION = 0.1
 
@@ -358,10 +361,19 @@ def tuning_markdown(summary: dict[str, Any], arm: str) -> str:
     for key in cfg["arms"][arm]["models"]:
         lines.append(
             f"| {key} | `{json.dumps(cfg['models'][key])}` | {summary['parameters'][key]:,} | "
-            f"{summary['train_wall_s'][f'{arm}/{key}'] / 60:.1f} min |"
+            f"{_train_minutes(summary, arm, key):.1f} min |"
         )
     lines += validation_markdown(summary)
     return "\n".join(lines)
+
+
+def _train_minutes(summary: dict[str, Any], arm: str, model: str) -> float:
+    """Logged training minutes of the run ``arm/model``; of a seeded experiment, the mean over its seeds' runs
+    (``arm/model/seed<k>``); NaN when it has no run."""
+    times = [
+        v for k, v in summary["train_wall_s"].items() if k == f"{arm}/{model}" or k.startswith(f"{arm}/{model}/seed")
+    ]
+    return sum(times) / len(times) / 60 if times else float("nan")
 
 
 # ---------------------------------------------------------------------------------------------- seeded studies
@@ -386,8 +398,11 @@ def comparisons(summary: dict[str, Any], *, n_boot: int = 4000, seed: int = 0) -
     Per arm: ``compare.model`` against every other model of the arm, ``direct`` at the arm's (coarsest) training
     grid — seeds unpaired; and every zero-shot method (``direct``, ``ref-grid``) of every model against the same
     runs' ``resample`` at each ``compare.zero_shot`` grid — seeds paired. Samples are always paired (the same test
-    samples); see :func:`mano_pde.experiments.statistics.paired_bootstrap`.
+    samples); see :func:`mano_pde.experiments.statistics.paired_bootstrap`. A comparison whose per-sample errors
+    are not all finite has no interval: its entry holds ``not_computed`` (:data:`NOT_FINITE`) instead.
     """
+    import numpy as np
+
     from .statistics import paired_bootstrap
 
     cfg = summary["config"]
@@ -404,9 +419,16 @@ def comparisons(summary: dict[str, Any], *, n_boot: int = 4000, seed: int = 0) -
             seeds_a = seeds_b = sorted(set(a) & set(b))
         if {tuple(a[s]["test_indices"]) for s in seeds_a} != {tuple(b[s]["test_indices"]) for s in seeds_b}:
             return  # not the same test samples: no paired comparison
+        errors_a = [a[s]["rel_l2_per_sample"] for s in seeds_a]
+        errors_b = [b[s]["rel_l2_per_sample"] for s in seeds_b]
+        if not all(np.isfinite(np.asarray(e, dtype=float)).all() for e in errors_a + errors_b):  # a zero-norm field
+            out.append(
+                {"label": label, "arm": arm, "left": list(left), "right": list(right), "not_computed": NOT_FINITE}
+            )
+            return
         stats = paired_bootstrap(
-            [a[s]["rel_l2_per_sample"] for s in seeds_a],
-            [b[s]["rel_l2_per_sample"] for s in seeds_b],
+            errors_a,
+            errors_b,
             paired_seeds=paired,
             n_boot=n_boot,
             seed=seed,
@@ -477,6 +499,9 @@ def study_markdown(summary: dict[str, Any], tuning: str | None = None) -> str:
         "|---|---|---|---|---|---|---|",
     ]
     for c in verdicts:
+        if c.get("not_computed"):
+            lines.append(f"| {c['arm']} | {c['label']} | – | – | {c['not_computed']} | – | – |")
+            continue
         lines.append(
             f"| {c['arm']} | {c['label']} | {c['left_mean']:.4f} | {c['right_mean']:.4f} | {c['difference']:+.4f} "
             f"[{c['low']:+.4f}, {c['high']:+.4f}] | {100 * c['relative']:+.1f} % | **{c['verdict']}** |"
@@ -491,7 +516,6 @@ def study_markdown(summary: dict[str, Any], tuning: str | None = None) -> str:
     ]
     for arm in cfg["arms"]:
         for model in summary["parameters"]:
-            times = [v for k, v in summary["train_wall_s"].items() if k.startswith(f"{arm}/{model}/seed")]
             for method in METHODS:
                 row = {g: cells.get((arm, model, method, g)) for g in tests}
                 if not any(row.values()):
@@ -504,11 +528,9 @@ def study_markdown(summary: dict[str, Any], tuning: str | None = None) -> str:
                     else _mean_std([r["rel_l2_mean"] for r in c.values()]) + ("*" if star and g in trained else "")
                     for g, c in row.items()
                 ]
-                minutes = sum(times) / len(times) / 60 if times else float("nan")
                 lines.append(
-                    f"| {arm} | {model} | {summary['parameters'][model]:,} | {minutes:.1f} min | {method} | "
-                    + " | ".join(vals)
-                    + " |"
+                    f"| {arm} | {model} | {summary['parameters'][model]:,} | "
+                    f"{_train_minutes(summary, arm, model):.1f} min | {method} | " + " | ".join(vals) + " |"
                 )
     late = still_improving(summary)
     if late:

@@ -8,8 +8,9 @@ reused when they hold the spec's sample stream (same seed and generator paramete
 Every step is resumable: rerunning the same command after an interruption finishes the work.
 
 A spec with ``seeds`` trains every run once per seed (``<run_dir>/seed<k>``, :attr:`PlannedRun.seed`) and scores
-each run on its own, once (:func:`evaluate_run`: a complete evaluation of the same run, grids and samples is read
-back); a spec without ``seeds`` runs exactly as before (one run per model, the arm's runs scored together).
+each run on its own, once (:func:`evaluate_run`: a complete, intact evaluation of the same run, data file, grids
+and samples is read back); a spec without ``seeds`` runs exactly as before (one run per model, the arm's runs
+scored together).
 
 ``mano-pde demo``, ``examples/03_zero_shot_resolution.py`` and ``mano-pde benchmark darcy`` are specs run
 by :func:`run_experiment`.
@@ -123,9 +124,9 @@ def _run_dir(output: str | Path, template: str, arm: str, key: str, seed: int | 
 def _needed_data(spec: ExperimentSpec, runs: list[PlannedRun]) -> dict[str, int]:
     """Data entries the selected arms use, with the samples each must hold (0: whatever it holds)."""
     need: dict[str, int] = {}
-    for arm_name in {r.arm for r in runs}:
+    for arm_name, key in dict.fromkeys((r.arm, r.key) for r in runs):
         arm = spec.arms[arm_name]
-        kw = {**spec.train, **arm.train}
+        kw = {**spec.train, **spec.models[key].train, **arm.train}  # as plan_runs merges them
         refs = [kw.get("data"), kw.get("test_data"), arm.evaluate.data if arm.evaluate is not None else None]
         for ref in refs:
             if ref is not None:
@@ -248,24 +249,16 @@ def evaluation_dir(run: PlannedRun, evaluation: EvalSpec, output: str | Path) ->
 def evaluate_run(
     run: PlannedRun, data: Path, evaluation: EvalSpec, output: str | Path, *, device: str = "auto"
 ) -> tuple[list[dict[str, Any]], float]:
-    """Score one (seeded) run on the test file — once: a complete earlier evaluation of the same run, grids and
-    test samples is read back instead. Its records (``arm``, ``run`` = model key, ``seed``) and the seconds
+    """Score one (seeded) run on the test file — once: a complete earlier evaluation of the same run, data file,
+    grids and test samples whose ``results.json`` matches the SHA-256 its marker recorded is read back instead (a
+    damaged one is evaluated again). Its records (``arm``, ``run`` = model key, ``seed``) and the seconds
     spent (0 when reused)."""
     from ..evaluation import evaluate
-    from ..evaluation.evaluate import COMPLETE_MARKER
 
     folder = evaluation_dir(run, evaluation, output)
-    records = None
-    if (folder / COMPLETE_MARKER).is_file() and (folder / "results.json").is_file():
-        saved = json.loads((folder / "results.json").read_text())
-        meta, recs = saved.get("meta", {}), saved.get("records", [])
-        runs = [_identity(r.get("config") or {}) for r in meta.get("runs", {}).values()]
-        same_run = runs == [_identity(run.config.to_dict())]
-        same_grids = meta.get("resolutions") == sorted({int(r) for r in evaluation.resolutions})
-        same_samples = evaluation.n_test is None or all(r.get("n_test") == evaluation.n_test for r in recs)
-        if same_run and same_grids and same_samples and recs:
-            log.info("reusing the evaluation of %s in %s", run.label, folder)
-            records = recs
+    records = _earlier_records(run, data, evaluation, folder)
+    if records is not None:
+        log.info("reusing the evaluation of %s in %s", run.label, folder)
     seconds = 0.0
     if records is None:
         t0 = time.perf_counter()
@@ -282,6 +275,37 @@ def evaluate_run(
     for r in records:
         r.update(arm=run.arm, run=run.key, seed=run.seed)
     return records, seconds
+
+
+def _earlier_records(run: PlannedRun, data: Path, evaluation: EvalSpec, folder: Path) -> list[dict[str, Any]] | None:
+    """The records of a complete earlier evaluation in ``folder`` of the same run on the same data file, grids and
+    test samples; ``None`` (evaluate again) when there is none, it differs, or its ``results.json`` does not match
+    the SHA-256 its ``results.complete.json`` recorded (changed or damaged after it was written)."""
+    from ..evaluation.evaluate import COMPLETE_MARKER
+    from ..files import sha256_file
+
+    marker, results = folder / COMPLETE_MARKER, folder / "results.json"
+    if not (marker.is_file() and results.is_file()):
+        return None
+    try:
+        if sha256_file(results) != json.loads(marker.read_text())["files"]["results.json"]:
+            log.warning(
+                "%s changed after its evaluation was written (SHA-256): evaluating %s again", results, run.label
+            )
+            return None
+        saved = json.loads(results.read_text())
+        meta, recs = saved["meta"], saved["records"]
+        runs = [_identity(r.get("config") or {}) for r in meta["runs"].values()]
+        same_data = Path(meta["data"]).resolve() == Path(data).resolve()
+        same_run = runs == [_identity(run.config.to_dict())]
+        same_grids = meta["resolutions"] == sorted({int(r) for r in evaluation.resolutions})
+        same_samples = evaluation.n_test is None or all(r["n_test"] == evaluation.n_test for r in recs)
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:  # JSON errors are ValueErrors
+        log.warning(
+            "the earlier evaluation in %s is damaged (%s: %s): evaluating again", folder, type(exc).__name__, exc
+        )
+        return None
+    return recs if same_data and same_run and same_grids and same_samples and recs else None
 
 
 def _identity(config: dict[str, Any]) -> dict[str, Any]:

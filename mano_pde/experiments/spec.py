@@ -33,7 +33,12 @@ An experiment is a small declarative record (a TOML file, or built in Python):
     An equal-budget hyperparameter search on the validation split (:mod:`mano_pde.experiments.tuning`) for the
     listed models; its chosen configurations replace theirs before the runs train. A model's ``train`` table
     (e.g. the tuned ``lr`` and ``batch_size``) overrides the experiment-wide one and is overridden by an arm's;
-    its ``tuned`` record says how it was chosen.
+    its ``tuned`` record says how it was chosen. Trials train with the experiment-wide ``train`` table and the
+    model's (never an arm's, whose grids and samples differ): these must name the training ``data`` and a
+    validation split ``n_val > 0``.
+
+Model and arm keys name folders (run folders, evaluation folders, ``tuning/runs/<model>``): they may not contain
+``/`` or ``\\`` nor be ``.`` or ``..``.
 
 :func:`load_spec` reads a TOML file or a spec shipped with the package (``mano_pde/experiments/specs/*.toml``,
 e.g. ``darcy-cpu``); :meth:`ExperimentSpec.select` narrows and overrides one before it runs.
@@ -154,11 +159,20 @@ class ExperimentSpec:
     tuning: TuningSpec | None = None
 
     def __post_init__(self) -> None:
+        for group, keys in (("models", self.models), ("arms", self.arms)):
+            for key in keys:  # folder names of run, trial and result folders (e.g. OUT/tuning/runs/<model>)
+                if not isinstance(key, str) or key in ("", ".", "..") or any(c in key for c in "/\\\0"):
+                    raise UserInputError(
+                        f"{self.name}: {group} key {key!r} cannot name a folder: use a name without '/' or '\\' "
+                        "that is not '.' or '..' (e.g. mano-small)"
+                    )
         self._check_seeds()
         self._check_tuning()
-        for key in ("data", "test_data"):
-            if self.train.get(key) is not None and self.train[key] not in self.data:
-                raise UserInputError(f"{self.name}: train.{key} = {self.train[key]!r} names no entry of data")
+        tables = {"train": self.train, **{f"models.{k}.train": m.train for k, m in self.models.items()}}
+        for where, table in tables.items():
+            for key in ("data", "test_data"):
+                if table.get(key) is not None and table[key] not in self.data:
+                    raise UserInputError(f"{self.name}: {where}.{key} = {table[key]!r} names no entry of data")
         for arm_name, arm in self.arms.items():
             unknown = [m for m in arm.models if m not in self.models]
             if unknown:
@@ -271,8 +285,15 @@ class ExperimentSpec:
         for key, value in (("trials", t.trials), ("epochs", t.epochs), ("max_parameters", t.max_parameters)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise UserInputError(f"{self.name}: tuning.{key} must be an int >= 1, got {value!r}")
-        if not self.train.get("n_val") and not any(a.train.get("n_val") for a in self.arms.values()):
-            raise UserInputError(f"{self.name}: tuning compares trials on the validation split: set train.n_val > 0")
+        for key in t.models:  # a trial trains with the experiment-wide train table and the model's, never an arm's
+            kw = {**self.train, **self.models[key].train}
+            n_val = kw.get("n_val")
+            if isinstance(n_val, bool) or not isinstance(n_val, int) or n_val < 1 or kw.get("data") is None:
+                raise UserInputError(
+                    f"{self.name}: tuning compares trials of {key} on the validation split of the training data: "
+                    f"set data and n_val > 0 in the experiment-wide [train] table (got data = {kw.get('data')!r}, "
+                    f"n_val = {n_val!r}); trials do not read the arms' train tables"
+                )
         bad = sorted(set(t.space) - set(t.models))
         if bad:
             raise UserInputError(f"{self.name}: tuning.space names model(s) {bad} that tuning.models does not list")
@@ -368,7 +389,7 @@ def _known(record: Any, cls: type, where: str) -> dict[str, Any]:
     if unknown:
         raise UserInputError(f"unknown key(s) {unknown} in {where}; known: {sorted(names)}")
     check_fields(record, cls, "" if cls is ExperimentSpec else f"{where}.")  # names the key of a wrong type
-    if "train" in record and cls in (ExperimentSpec, ArmSpec):  # TrainConfig keywords, typed by its fields
+    if "train" in record and cls in (ExperimentSpec, ArmSpec, ModelSpec):  # TrainConfig keywords, typed by its fields
         from ..training.config import TrainConfig
 
         check_fields(record["train"], TrainConfig, "train." if cls is ExperimentSpec else f"{where}.train.")

@@ -13,7 +13,11 @@ one the model refuses) is recorded as pruned without training and does not use u
   never scored (``train(..., score_test=False)``);
 * one SQLite file ``OUT/tuning/optuna.sqlite3`` (one Optuna study per model key) and each trial's run folder
   ``OUT/tuning/runs/<model>/trial-<digest>``: a search killed at any moment resumes — a trial that was running is
-  marked failed and queued again with the same parameters, and its training resumes from its last epoch.
+  marked failed and queued again with the same parameters, and its training resumes from its last epoch (the
+  epochs it already trained are reported from its verified resume state);
+* a trial whose training diverges (non-finite loss, held-out error, weights or learning rate:
+  :class:`~mano_pde.training.trainer.NonFiniteTrainingError`) is recorded as failed, with the reason in its
+  ``note``: it uses up a trial, the search goes on, and it is not queued again (a rerun would diverge the same way).
 
 :func:`run_search` tunes every listed model and writes the records (``trials.csv``, ``trials.md``,
 ``chosen.json``); :func:`apply_tuning` puts the chosen configurations into the spec (each model's ``kwargs``,
@@ -32,7 +36,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import UserInputError
-from ..files import atomic_write_text
+from ..files import atomic_write_text, check_inside
 from .runner import count_parameters_of, data_paths, ensure_data, plan_runs
 from .search_spaces import check_space, model_kwargs, space_size
 from .spec import ExperimentSpec, ModelSpec
@@ -102,7 +106,7 @@ def _suggest(trial: Any, space: dict[str, Any]) -> dict[str, Any]:
 
 def _counts(study: Any) -> dict[str, int]:
     """Trials by outcome; ``used`` is the budget spent (trained trials: complete, pruned by the median rule or
-    stopped by a non-finite loss)."""
+    failed: stopped by a non-finite loss, weight or learning rate)."""
     from optuna.trial import TrialState
 
     out = {"complete": 0, "pruned": 0, "not_trained": 0, "failed": 0, "interrupted": 0}
@@ -133,17 +137,27 @@ def _val_error(row: dict[str, Any]) -> float:
     return sum(vals) / len(vals)
 
 
+def _trained_rows(run_dir: Path) -> list[dict[str, Any]]:
+    """The log rows of the epochs a trial's run folder has finished: those of its verified resume state (the rows
+    the trainer resumes from), not ``log.csv``, which may have changed or been cut short since it was written."""
+    from ..training.logs import read_log
+    from ..training.state import has_train_state, load_train_state
+
+    if not has_train_state(run_dir):
+        return []
+    state = load_train_state(run_dir, map_location="cpu", warn=False)
+    epoch = int(state["epoch"])
+    # states of runs older than the log in the state: log.csv, checked to hold every epoch (as the trainer does)
+    return [dict(r) for r in state["log"][:epoch]] if "log" in state else read_log(run_dir / "log.csv", epoch)
+
+
 def _train_trial(trial: Any, config: TrainConfig, run_dir: Path, progress: bool) -> float:
     """Train (or resume) one trial, reporting each epoch's validation error; its last epoch's error."""
     import optuna
 
     from ..training import train
-    from .report import learning_curve
 
-    done_rows: list[dict[str, Any]] = []
-    if (run_dir / "log.csv").is_file():
-        curve = learning_curve(run_dir)
-        done_rows = [dict(zip(curve, vals, strict=True)) for vals in zip(*curve.values(), strict=True)]
+    done_rows = _trained_rows(run_dir)
 
     def on_epoch(row: dict[str, Any]) -> None:
         value = _val_error(row)
@@ -173,7 +187,7 @@ def tune_model(
     from optuna.trial import TrialState
 
     from ..models import model_signature
-    from ..training.trainer import NonFiniteLossError
+    from ..training.trainer import NonFiniteTrainingError, NonFiniteWeightsError
 
     t, m = spec.tuning, spec.models[key]
     space = check_space(m.model, t.space.get(key, {}), f"tuning.space.{key}")
@@ -215,7 +229,8 @@ def tune_model(
             trial.set_user_attr("note", "over the parameter cap")
             study.tell(trial, state=TrialState.PRUNED)
             continue
-        run_dir = folder / "runs" / key / f"trial-{config.digest()[:12]}"
+        trial_dir = Path("tuning", "runs", key, f"trial-{config.digest()[:12]}")
+        run_dir = check_inside(output, trial_dir, f"the run folder of a trial of {key}")  # keys are free TOML keys
         trial.set_user_attr("run_dir", str(run_dir.relative_to(folder)))
         log.info("tuning %s: trial %d %s (%d parameters)", key, trial.number, params, n_params)
         try:
@@ -223,8 +238,9 @@ def tune_model(
         except optuna.TrialPruned:
             study.tell(trial, state=TrialState.PRUNED)
             continue
-        except NonFiniteLossError as exc:
-            trial.set_user_attr("note", "non-finite loss")
+        except NonFiniteTrainingError as exc:  # diverged: failed (it counts), never queued again
+            diverged = "weights" if isinstance(exc, NonFiniteWeightsError) else "loss"
+            trial.set_user_attr("note", f"non-finite {diverged}")
             trial.set_user_attr("error", str(exc))
             study.tell(trial, state=TrialState.FAIL)
             continue

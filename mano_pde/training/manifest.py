@@ -18,7 +18,8 @@ Data identity
 -------------
 A run records the sample stream it trained on and was tested on (:func:`data_identity`): the file, the
 attributes that define its sample sequence (seed and generator parameters, or the imported source;
-:data:`mano_pde.data.io.STREAM_KEYS`), its sample count and the SHA-256 of the values read. ``--resume`` refuses
+:data:`mano_pde.data.io.STREAM_KEYS`), its grid geometry (:mod:`mano_pde.grids`; records written before it have
+none and are not compared on it), its sample count and the SHA-256 of the values read. ``--resume`` refuses
 another file (:func:`identity_differences` names what differs); ``evaluate`` uses the recorded training stream
 for its overlap rule (held-out samples never among the training ones), so a training file replaced after the
 run trained cannot make it score training samples. Evaluating on another test file is legitimate and not refused.
@@ -89,6 +90,8 @@ def data_identity(path: str | os.PathLike, attrs: dict, n_samples: int, tensors:
         "file": os.fspath(path),
         "n_samples": int(n_samples),
         "stream": {k: str(attrs.get(k)) for k in STREAM_KEYS},
+        # where the values sit (mano_pde.grids): the same values re-imported with another --grid are other data
+        "grid_geometry": str(attrs.get("grid_geometry", "node")),
         "sha256": h.hexdigest(),
     }
 
@@ -98,6 +101,8 @@ def identity_differences(saved: dict[str, Any], now: dict[str, Any]) -> list[str
     out = []
     a, b = saved.get("stream", {}), now.get("stream", {})
     out += [f"{k} {a.get(k)} -> {b.get(k)}" for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
+    if "grid_geometry" in saved and saved["grid_geometry"] != now.get("grid_geometry"):  # older records lack it
+        out.append(f"grid_geometry {saved['grid_geometry']} -> {now.get('grid_geometry')}")
     if saved.get("n_samples") != now.get("n_samples"):
         out.append(f"n_samples {saved.get('n_samples')} -> {now.get('n_samples')}")
     if not out and saved.get("sha256") != now.get("sha256"):

@@ -16,8 +16,9 @@ A run directory holds
                              identity of the data (:mod:`mano_pde.training.manifest`)
 ``log.csv``                  per-epoch train loss, held-out relative L2 per training grid (``test_rel_l2_{r}``,
                              or ``val_rel_l2_{r}`` with a validation split), learning rate, time
-``final_metrics.json``       with a validation split only (``n_val > 0``): the test error of the last epoch's
-                             weights (scored once), ``best_val_epoch`` and ``best_val_rel_l2``
+``final_metrics.json``       with a validation split only (``n_val > 0``), and not for runs trained with
+                             ``score_test=False`` (tuning trials): the test error of the last epoch's weights
+                             (scored once), ``best_val_epoch`` and ``best_val_rel_l2``
 ===========================  ==========================================================================
 
 Every file is written atomically (:mod:`mano_pde.files`: temporary name, fsync, rename); the resume state is

@@ -65,6 +65,7 @@ __all__ = [
     "best_validation",
     "LOG_FIELDS",
     "FINAL_METRICS",
+    "NonFiniteTrainingError",
     "NonFiniteLossError",
     "NonFiniteWeightsError",
 ]
@@ -153,8 +154,10 @@ def train(
     mano_pde.errors.UserInputError
         Invalid configuration or data, a resume with another configuration or an unreadable resume state, or
         (data-parallel) a global batch size that the number of processes does not divide.
-    NonFiniteLossError
-        The training loss became NaN or infinite (a ``UserInputError``; names the epoch and batch).
+    NonFiniteTrainingError
+        Training diverged (a ``UserInputError``): :class:`NonFiniteLossError` when the training loss or the
+        held-out error became NaN or infinite (names the epoch and batch), :class:`NonFiniteWeightsError` when an
+        epoch left non-finite weights or learning rate.
     FileExistsError, FileNotFoundError
         ``output`` already holds a run (without ``resume``), is a file or a non-empty folder that is not a
         run (nothing is written) / holds no run (with ``resume``).
@@ -522,12 +525,21 @@ def _check_finite_epoch(model, row: dict, fields: list[str], epoch: int, out: Pa
         )
 
 
-class NonFiniteWeightsError(UserInputError):
+class NonFiniteTrainingError(UserInputError):
+    """Training diverged: a loss, held-out error, weight or learning rate became NaN or infinite.
+
+    The common base of :class:`NonFiniteLossError` and :class:`NonFiniteWeightsError`; catch it to handle any
+    divergence (the hyperparameter search records such a trial as failed and goes on). Reported like a user
+    error (one line, exit 2): the learning rate or the data are to blame.
+    """
+
+
+class NonFiniteWeightsError(NonFiniteTrainingError):
     """An epoch left NaN or infinite weights (or learning rate); ``train`` stops before saving it, naming the
-    tensors. Reported like a user error (one line, exit 2): the learning rate or the data are to blame."""
+    tensors."""
 
 
-class NonFiniteLossError(UserInputError):
+class NonFiniteLossError(NonFiniteTrainingError):
     """The training loss became NaN or infinite; ``train`` stops at the first such batch.
 
     Raised with the epoch and batch; the run directory keeps the last completed epoch. Usually the learning
