@@ -768,7 +768,16 @@ def test_i21_an_interrupt_stops_the_pool_at_once_and_keeps_the_finished_chunks(h
         *(sys.executable, "-m", "mano_pde.cli", "generate", "--n-samples", "200", "--resolution", "129"),
         *("--chunk-size", "20", "--workers", "2", "--no-progress", "-o", str(out)),
     ]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    proc = subprocess.Popen(
+        cmd,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+        # a command typed at a terminal: Ctrl-C is not ignored (pytest started in the background, e.g. by
+        # `nohup ... &`, passes SIGINT on ignored, and the child would then finish as if never interrupted)
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
     parts = tmp_path / "pool.nc.parts"
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and not list(parts.glob("chunk_*.npz")) and proc.poll() is None:
