@@ -56,3 +56,11 @@ def test_each_variant_sets_its_own_settings_in_a_fresh_process(tmp_path, monkeyp
     assert by_variant["shipped"]["omp_wait_policy"] is None
     assert by_variant["shipped"]["allocator"]["profile"] == "tuned" and by_variant["shipped"]["allocator"]["mallopt"]
     assert (tmp_path / "settings.json").is_file() and "Verdicts" in (tmp_path / "settings.md").read_text()
+
+
+@pytest.mark.parametrize("option", [{"time_budget": float("nan")}, {"timeout": 0}, {"rounds": 0}])
+def test_bad_settings_are_refused_before_any_process_starts(option):
+    from mano_pde.errors import UserInputError
+
+    with pytest.raises(UserInputError, match="must be"):
+        run_settings(["fno"], [9], ["inference"], [1], **option)

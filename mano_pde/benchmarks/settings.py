@@ -82,7 +82,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--output-dir", default="results/settings", help="where settings.{json,md} go")
 
 
-def _check(models, resolutions, threads, variants, batch_size, rounds, repeats) -> None:
+def _check(models, resolutions, threads, variants, batch_size, rounds, repeats, time_budget, timeout) -> None:
     from mano_pde.models.registry import list_models
 
     unknown = [m for m in models if m not in list_models()]
@@ -96,6 +96,9 @@ def _check(models, resolutions, threads, variants, batch_size, rounds, repeats) 
     wrong = [v for v in variants if v not in VARIANTS]
     if wrong:
         raise UserInputError(f"unknown variant(s) {wrong}; choose from {', '.join(VARIANTS)}")
+    for name, value in (("--time-budget", time_budget), ("--timeout", timeout)):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+            raise UserInputError(f"{name} must be a positive number of seconds, got {value!r}")
     for name, value in (("--rounds", rounds), ("--repeats", repeats), ("--batch-size", batch_size)):
         if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
             raise UserInputError(f"{name} must be an int >= 1, got {value!r}")
@@ -131,7 +134,7 @@ def run_settings(
     from .scaling.driver import _merge_rounds, _run_child, machine_info
 
     variants = ["plain", *[v for v in dict.fromkeys(variants) if v != "plain"]]
-    _check(models, resolutions, threads, variants, batch_size, rounds, repeats)
+    _check(models, resolutions, threads, variants, batch_size, rounds, repeats, time_budget, timeout)
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     if not load < 1.0:
         log.warning("load average %.2f at the start: the rule asks for an idle machine (below 1)", load)
@@ -305,8 +308,6 @@ def run(args: argparse.Namespace) -> int:
     )
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
-    if args.time_budget <= 0 or not math.isfinite(args.time_budget):
-        raise UserInputError(f"--time-budget must be a positive number of seconds, got {args.time_budget}")
     result = run_settings(
         args.models,
         args.resolutions,
