@@ -3,6 +3,7 @@ whole `benchmark darcy` pipeline on tiny grids."""
 
 import copy
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -195,6 +196,12 @@ def test_whole_seeded_pipeline_tiny(tmp_path):
     r0 = recs[0]
     assert np.mean(r0["rel_l2_per_sample"]) == pytest.approx(r0["rel_l2_mean"])
     assert (out / "results" / "single" / "fno" / "seed0" / "results.complete.json").is_file()
+    # the test file is scored once per final run: by its evaluation, not also by the trainer after the last epoch
+    run_dirs = [Path(v["dir"]) for v in summary["runs"].values()]
+    assert run_dirs and all(not (d / "final_metrics.json").exists() for d in run_dirs)
+    val = summary["validation"]["single/fno/seed1"]  # the validation summary comes from the run's log instead
+    assert val["epoch"] == 2 and val["best_val_epoch"] in (1, 2) and "val_rel_l2_9" in val
+    assert not any(k.startswith("test_") for k in val)
     # the report: verdict table with intervals, mean ± std over seeds, the long-enough check, tuning records
     md = (out / "study.md").read_text()
     assert "| single | mano vs fno at 9² |" in md and "| single | mano ref-grid vs its resample at 17² |" in md

@@ -67,9 +67,16 @@ def learning_curve(run_dir: str | Path) -> dict[str, list[float]]:
 
 
 def validation_summary(run_dir: str | Path) -> dict[str, Any]:
-    """Learning curve and final metrics of a run trained with a validation split (``final_metrics.json``)."""
-    metrics = json.loads((Path(run_dir) / FINAL_METRICS).read_text())
-    return {"learning_curve": learning_curve(run_dir), **metrics}
+    """Learning curve and final metrics of a run trained with a validation split (``final_metrics.json``; for a run
+    whose test file the experiment's evaluation scores, the validation summary of its ``log.csv``)."""
+    from ..training.logs import read_log, validation_metrics
+
+    curve = learning_curve(run_dir)
+    path = Path(run_dir) / FINAL_METRICS
+    if path.is_file():
+        return {"learning_curve": curve, **json.loads(path.read_text())}
+    fields = [k for k in curve if k.startswith("val_rel_l2_")]
+    return {"learning_curve": curve, **validation_metrics(read_log(Path(run_dir) / "log.csv"), fields)}
 
 
 def plot_learning_curves(runs: dict[str, dict], path: Path) -> Path:
@@ -297,7 +304,7 @@ def validation_markdown(summary: dict[str, Any]) -> list[str]:
         "",
         f"Validation: {n_val} samples of the training file right after each arm's training "
         f"block, scored every epoch (learning curves: `val_rel_l2_<grid>` in each run's `log.csv`; also in the "
-        "summary JSON); the test file is scored once, after the last epoch. The evaluated weights are the last "
+        "summary JSON); the test file is scored once per run, after the last epoch. The evaluated weights are the last "
         "epoch's; the best epoch shows whether a run had plateaued (error: mean over the training grids).",
         "",
         "| arm | model | best val epoch | best val rel. L2 | last-epoch val rel. L2 | epochs |",

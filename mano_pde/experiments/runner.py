@@ -3,14 +3,15 @@
 One rule decides what happens to a run (:func:`run_status`): its folder's ``config.json`` must describe the
 same run as the spec (:meth:`~mano_pde.training.TrainConfig.digest`, device excepted) — a folder holding another
 run is refused, naming the differences — and the run is *finished* when its verified resume state has all its
-epochs (and, with a validation split, its test score ``final_metrics.json``); else it is resumed. Data files are
+epochs (and, with a validation split, its test score ``final_metrics.json`` unless the arm's evaluation scores the
+test file instead); else it is resumed. Data files are
 reused when they hold the spec's sample stream (same seed and generator parameters) with enough samples.
 Every step is resumable: rerunning the same command after an interruption finishes the work.
 
 A spec with ``seeds`` trains every run once per seed (``<run_dir>/seed<k>``, :attr:`PlannedRun.seed`) and scores
-each run on its own, once (:func:`evaluate_run`: a complete, intact evaluation of the same run, data file, grids
-and samples is read back); a spec without ``seeds`` runs exactly as before (one run per model, the arm's runs
-scored together).
+each run on its own, once (the trainer leaves the test file alone, :attr:`PlannedRun.score_test`;
+:func:`evaluate_run`: a complete, intact evaluation of the same run, data file, grids and samples is read back); a
+spec without ``seeds`` runs exactly as before (one run per model, the arm's runs scored together).
 
 ``mano-pde demo``, ``examples/03_zero_shot_resolution.py`` and ``mano-pde benchmark darcy`` are specs run
 by :func:`run_experiment`.
@@ -60,6 +61,10 @@ class PlannedRun:
     config: TrainConfig
     #: the model seed of a seeded experiment (``spec.seeds``); ``None``: the one run of ``train.seed``
     seed: int | None = None
+    #: whether the trainer scores the test file after the last epoch (``final_metrics.json``); ``False`` for the
+    #: runs of a seeded experiment whose arm evaluation scores it (:func:`evaluate_run`): the test file is scored
+    #: once per run
+    score_test: bool = True
 
     @property
     def label(self) -> str:
@@ -108,7 +113,8 @@ def plan_runs(spec: ExperimentSpec, output: str | Path, *, device: str = "auto")
                 except TypeError as exc:
                     raise UserInputError(f"{spec.name}: training keywords of {arm_name}/{key}: {exc}") from None
                 run_dir = check_inside(output, _run_dir(Path(), arm.run_dir, arm_name, key, seed), where)
-                runs.append(PlannedRun(arm_name, key, run_dir, config, seed))
+                score_test = seed is None or arm.evaluate is None
+                runs.append(PlannedRun(arm_name, key, run_dir, config, seed, score_test))
     return runs
 
 
@@ -221,7 +227,7 @@ def run_status(run: PlannedRun) -> str:
         return "resume"  # the trainer falls back to the previous state or says why it cannot
     # damaged weights or run files: resumed, which restores them from the verified state
     finished = int(state["epoch"]) >= run.config.epochs and is_run_dir(run.run_dir) and run_is_intact(run.run_dir)
-    if run.config.n_val and not (run.run_dir / FINAL_METRICS).is_file():
+    if run.config.n_val and run.score_test and not (run.run_dir / FINAL_METRICS).is_file():
         finished = False
     return "finished" if finished else "resume"
 
@@ -395,7 +401,7 @@ def run_experiment(
             if status == "finished":
                 log.info("reusing finished run %s", run.run_dir)
             else:
-                train(run.config, run.run_dir, resume=status == "resume", progress=progress)
+                train(run.config, run.run_dir, resume=status == "resume", progress=progress, score_test=run.score_test)
             summary["runs"][run.label] = {
                 **({} if run.seed is None else {"arm": run.arm, "model": run.key, "seed": run.seed}),
                 "dir": str(run.run_dir),

@@ -19,6 +19,7 @@ __all__ = [
     "final_metrics",
     "format_log",
     "read_log",
+    "validation_metrics",
 ]
 
 LOG_FIELDS = ("epoch", "train_loss", "lr", "epoch_time_s")
@@ -77,15 +78,11 @@ def final_metrics(
     test_path : str
         The test file.
     """
-    best_epoch, best_value = best_validation(rows, val_fields)
-    last = rows[-1]
+    summary = validation_metrics(rows, val_fields)
     return {
-        "epoch": int(last["epoch"]),
+        "epoch": summary.pop("epoch"),
         **test,
-        **{f: float(last[f]) for f in val_fields},
-        "best_val_epoch": best_epoch,
-        "best_val_rel_l2": best_value,
-        "best_val_criterion": "mean of " + ", ".join(val_fields) + " (lowest; earliest epoch on ties)",
+        **summary,
         "weights": "last epoch",
         "n_val": len(val_idx),
         "val_samples": [int(val_idx[0]), int(val_idx[-1]) + 1],
@@ -93,6 +90,21 @@ def final_metrics(
         "n_test": len(test_idx),
         "test_samples": [int(test_idx[0]), int(test_idx[-1]) + 1],
         "test_data": test_path,
+    }
+
+
+def validation_metrics(rows: list[dict], val_fields: list[str]) -> dict:
+    """The validation summary of a run's log: its last epoch, the last epoch's validation errors and the best
+    epoch (:func:`best_validation`) — :func:`final_metrics` without the test score, also for runs whose test file
+    is scored elsewhere (the seeded experiments' evaluation)."""
+    best_epoch, best_value = best_validation(rows, val_fields)
+    last = rows[-1]
+    return {
+        "epoch": int(last["epoch"]),
+        **{f: float(last[f]) for f in val_fields},
+        "best_val_epoch": best_epoch,
+        "best_val_rel_l2": best_value,
+        "best_val_criterion": "mean of " + ", ".join(val_fields) + " (lowest; earliest epoch on ties)",
     }
 
 
