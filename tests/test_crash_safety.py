@@ -633,16 +633,17 @@ def test_f11_an_unfinished_run_is_scored_with_a_warning(train_file, tmp_path, ca
 
 # ------------------------------------------------------------------------------------------ the sweep
 def test_crash_sweep_finds_nothing_wrong_with_generate(tmp_path):
-    """Two trials of `mano-pde benchmark crash-sweep` (real subprocesses, real signals)."""
-    from mano_pde.benchmarks.crash_sweep import crash_sweep
+    """Two trials each of `generate` and `generate --overwrite` (over another valid file) by `mano-pde benchmark
+    crash-sweep` (real subprocesses, real signals, damaged shards)."""
+    from mano_pde.benchmarks.crash_sweep import BAD, crash_sweep
 
-    result = crash_sweep(2, 1, ("generate",), 1.0, str(tmp_path / "sweep"))
+    result = crash_sweep(4, 1, ("generate", "generate-overwrite"), 1.0, str(tmp_path / "sweep"))
     totals = result["totals"]
-    assert totals["trials"] == 2
-    assert (totals["refused"], totals["mismatch"], totals["leftover"], totals["orphan"]) == (0, 0, 0, 0), result[
-        "markdown"
-    ]
-    assert "| generate | 2 |" in result["markdown"]
+    assert totals["trials"] == 4
+    assert {k: totals[k] for k in BAD} == dict.fromkeys(BAD, 0), result["markdown"]
+    assert "| generate | 2 |" in result["markdown"] and "| generate-overwrite | 2 |" in result["markdown"]
+    for r in result["trials"]:  # the stop time is measured for every interrupted trial
+        assert (r["stop_s"] is not None) == r["killed"]
 
 
 # --- issue 21: files and data ---------------------------------------------------------------------------------------
