@@ -826,6 +826,7 @@ def test_resume_restores_changed_normalizers_from_the_verified_state(train_file,
         ("normalizers.json", '{"x": 1}', "expected the normalisers 'x' and 'y' of a run"),
         ("log.csv", "drop-row", "log.csv does not match the digest recorded in run.json"),
         ("config.json", "digit", "config.json does not match the digest recorded in run.json"),
+        ("config.json", "{not json", "config.json is not valid JSON"),  # restored: run.json proves it is this run
         ("run.json", "[1, 2]", "run.json: holds a JSON list, not a table"),
     ],
 )
@@ -851,6 +852,24 @@ def test_evaluate_refuses_changed_run_files_and_resume_restores_them(
     assert _evaluate(run, train_file, tmp_path / "res") == 0
     _assert_same_weights(run, three_epochs)
     assert (run / "log.csv").read_text().splitlines()[1:] == (three_epochs / "log.csv").read_text().splitlines()[1:]
+
+
+def test_a_damaged_config_is_restored_only_for_the_same_run(train_file, three_epochs, tmp_path, capsys):
+    """run.json's digest proves the resumed command's configuration is the run's: then config.json is written
+    again; a resume with another configuration (here 4 epochs) is refused with the damage named."""
+    run = Path(shutil.copytree(three_epochs, tmp_path / "run"))
+    good = (run / "config.json").read_text()
+    (run / "config.json").unlink()
+    assert _train(train_file, run, 4, "--resume") == 2  # another run: nothing is guessed
+    err = capsys.readouterr().err.strip()
+    assert "config.json is missing, and the configuration given is not the run's" in err and len(err.splitlines()) == 1
+    assert not (run / "config.json").exists()
+    (run / "config.json").write_text("{not json")
+    assert _train(train_file, run, 4, "--resume") == 2
+    assert "config.json is damaged (" in capsys.readouterr().err
+    assert _train(train_file, run, 3, "--resume") == 0
+    assert (run / "config.json").read_text() == good
+    _assert_same_weights(run, three_epochs)
 
 
 def test_resume_restores_a_damaged_log_from_the_verified_state(train_file, three_epochs, tmp_path, monkeypatch):

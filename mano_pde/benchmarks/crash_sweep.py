@@ -3,7 +3,8 @@
 Each trial starts one command in a subprocess of its own session (``generate`` with one or two workers,
 ``generate --overwrite`` over another valid file, ``train``, ``evaluate``, and ``experiment``: a tiny seeded
 study spec run by ``benchmark darcy --spec``), sends ``SIGKILL``, ``SIGTERM`` or ``SIGINT`` to its main process
-after a random delay (uniform up to 95 % of the fastest uninterrupted wall time seen so far for that command),
+after a random delay (uniform up to 95 % of the fastest uninterrupted wall time seen so far for that command;
+50-120 % of it in a trial that damages a file, so that there are files to damage and some runs finish first),
 and optionally damages one of the files it left (a shard; any file of a run folder — resume states, weights,
 ``model_config.json``, ``normalizers.json``, ``config.json``, ``log.csv``, ``run.json``; a result file:
 truncated, emptied, random bytes or one flipped bit). Then the same command is rerun (``train`` with
@@ -361,13 +362,15 @@ def crash_sweep(
         records = []
         for k in range(trials):
             name = commands[k % len(commands)]
-            plan = {
-                "command": name,
-                "signal": rng.choice(list(SIGNALS)),
-                "delay_s": round(rng.uniform(0.1, 0.95 * fastest[name]), 3),
-                "damage": rng.choice(DAMAGES[1:]) if rng.random() < damage_rate else "none",
-                "damage_seed": rng.randrange(2**31),
-            }
+            sig = rng.choice(list(SIGNALS))
+            damage = rng.choice(DAMAGES[1:]) if rng.random() < damage_rate else "none"
+            damage_seed = rng.randrange(2**31)
+            # a trial that damages a file waits longer, so that there are files to damage (and some runs finish
+            # first: a damaged finished output must be repaired or refused too)
+            lo, hi = (0.5, 1.2) if damage != "none" else (0.0, 0.95)
+            delay = rng.uniform(max(0.1, lo * fastest[name]), hi * fastest[name])
+            plan = {"command": name, "signal": sig, "delay_s": round(delay, 3), "damage": damage}
+            plan["damage_seed"] = damage_seed
             records.append(_trial(work, k, plan, refs))
             if not records[-1]["killed"] and records[-1]["first_rc"] == 0:
                 fastest[name] = min(fastest[name], records[-1]["first_wall_s"])

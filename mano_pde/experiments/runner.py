@@ -207,10 +207,12 @@ def run_status(run: PlannedRun) -> str:
         The folder holds a run with another configuration (the message lists the differences).
     """
     from ..training import TrainConfig
+    from ..training.manifest import restore_config_file
     from ..training.runs import is_run_dir, run_is_intact
     from ..training.state import load_train_state
     from ..training.trainer import FINAL_METRICS
 
+    restore_config_file(run.run_dir, run.config)  # a damaged config.json that run.json proves to be this run's
     if not (run.run_dir / "config.json").is_file():
         return "new"
     saved = TrainConfig.load(run.run_dir / "config.json")

@@ -32,11 +32,14 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import UserInputError
 from ..files import atomic_write_text, sha256_file
 from ..record_types import check_fields
+
+if TYPE_CHECKING:
+    from .config import TrainConfig
 
 __all__ = [
     "MANIFEST",
@@ -49,6 +52,7 @@ __all__ = [
     "read_manifest",
     "run_file_problems",
     "check_run_files",
+    "restore_config_file",
 ]
 
 MANIFEST = "run.json"
@@ -170,3 +174,48 @@ def check_run_files(out: str | os.PathLike, manifest: RunManifest) -> None:
             "written (corrupted or replaced) or the run was interrupted while saving an epoch. Resume the training "
             f"run (mano-pde train ... --resume -o {Path(out)}) to write it again"
         )
+
+
+def restore_config_file(out: str | os.PathLike, config: TrainConfig) -> bool:
+    """Write a run's ``config.json`` again when it is missing or damaged (not the digest ``run.json`` recorded)
+    and ``config`` — the configuration of the command resuming it — serialises to exactly that digest: the same
+    run, so nothing is guessed. Returns whether it was written (``False``: nothing to restore, no ``run.json`` to
+    prove it by, or a readable file of another configuration — the caller's checks then name the damage or the
+    differences).
+
+    Raises
+    ------
+    mano_pde.errors.UserInputError
+        ``config.json`` is missing or unreadable and ``config`` is not the run's configuration.
+    """
+    import logging
+
+    out = Path(out)
+    try:
+        manifest = read_manifest(out)
+    except UserInputError:
+        return False
+    want = None if manifest is None else manifest.files.get("config.json")
+    path = out / "config.json"
+    if want is None or (path.is_file() and sha256_file(path) == want):
+        return False
+    text = config.to_json()
+    if hashlib.sha256(text.encode()).hexdigest() != want:
+        state = "missing"
+        if path.is_file():
+            try:
+                type(config).load(path)
+                return False  # readable: the caller names how it differs from ``config``
+            except UserInputError:
+                state = "damaged (it differs from run.json's digest and is not a readable configuration)"
+        raise UserInputError(
+            f"{path} is {state}, and the configuration given is not the run's (its SHA-256 differs from the one "
+            f"{MANIFEST} recorded): rerun with the run's original options to write it again, or use another -o"
+        )
+    atomic_write_text(path, text)
+    logging.getLogger(__name__).warning(
+        "%s was missing or damaged; written again from the resumed run's configuration (its SHA-256 matches %s)",
+        path,
+        MANIFEST,
+    )
+    return True

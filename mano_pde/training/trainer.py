@@ -52,7 +52,7 @@ from ..provenance import run_versions
 from .config import TrainConfig
 from .distributed import DistContext, setup_distributed
 from .logs import FINAL_METRICS, LOG_FIELDS, best_validation, final_metrics, format_log, read_log
-from .manifest import data_identity, identity_differences, write_manifest
+from .manifest import data_identity, identity_differences, restore_config_file, write_manifest
 from .runs import check_new_run_folder, check_run_output_writable, is_run_dir, load_run_normalizers, non_finite_tensors
 from .splits import epoch_batches, split_indices, split_train_val_test
 from .state import STATE_FILE, has_train_state, load_train_state, save_train_state
@@ -173,7 +173,10 @@ def train(
 
 
 def _check_run_folder(out: Path, resume: bool, config: TrainConfig) -> bool:
-    """Whether the run in ``out`` is resumed; refuses a folder that cannot take this run (nothing is written)."""
+    """Whether the run in ``out`` is resumed; refuses a folder that cannot take this run (nothing is written but
+    a missing or damaged ``config.json`` that ``run.json`` proves equal to ``config``)."""
+    if resume:
+        restore_config_file(out, config)
     if resume and not (out / "config.json").is_file():
         # killed before its configuration was written: nothing was trained, so the run starts (the folder is
         # still checked below: it must hold nothing but what such a run leaves)
