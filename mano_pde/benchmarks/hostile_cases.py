@@ -607,6 +607,19 @@ def _mat(name: str, arrays: Callable[[Any], dict]) -> Setup:
     return setup
 
 
+def _changed_mat(name: str, var: str, index: tuple[int, ...], value: float) -> Setup:
+    """The fixture ``src.mat`` with one value of ``var`` changed (the rest a valid FNO-paper file)."""
+
+    def setup(d: Path) -> None:
+        import scipy.io
+
+        arrays = {k: v for k, v in scipy.io.loadmat(d / "src.mat").items() if k in ("coeff", "sol")}
+        arrays[var][index] = value
+        scipy.io.savemat(d / name, arrays)
+
+    return setup
+
+
 def _two_channels(norms: dict) -> None:
     norms["x"]["mean"], norms["x"]["std"] = [1.0, 2.0], [1.0, 1.0]
 
@@ -681,7 +694,7 @@ def _numeric_cases() -> list[Case]:
         ("generate", gen, "--low", float, (), {}),
         ("generate", gen, "--sigma", float, ("--map", "lognormal"), {"-1": "succeed", "0": "either"}),
         ("generate", gen, "--forcing", float, (), {"-1": "succeed", "0": "either"}),
-        ("generate", gen, "--workers", int, (), {}),
+        ("generate", gen, "--workers", int, (), {"huge": "either"}),
         ("generate", gen, "--dask-workers", int, (), {}),
         ("generate", gen, "--chunk-size", int, (), {"huge": "either"}),
         ("train", train, "--epochs", int, (), {}),
@@ -707,7 +720,7 @@ def _numeric_cases() -> list[Case]:
         ("import", imp, "--low", float, (), {}),
         ("info", info, "--resolution", int, (), {}),
         ("spec", spec, "--epochs", int, (), {}),
-        ("spec", spec, "--workers", int, (), {}),
+        ("spec", spec, "--workers", int, (), {"huge": "either"}),
     ]
     notes = {
         ("--alpha", "huge"): "debatable: the field's spectrum underflows to 0 (every sample the same constant a)",
@@ -716,6 +729,9 @@ def _numeric_cases() -> list[Case]:
         ("--sigma", "0"): "sigma = 0 gives a = 1 everywhere: valid but degenerate",
         ("--seed", "huge"): "numpy seeds take any non-negative int; then the file must record the seed exactly",
         ("--gamma", "huge"): "a decay factor > 1 that one epoch never applies",
+        ("--workers", "huge"): "more workers than chunks: capped (a correct file) or refused",
+        ("--n-samples", "huge"): "debatable: a count no disk holds; refused up front, or it runs until the timeout",
+        ("--epochs", "huge"): "debatable: a count no run finishes; refused up front, or it runs until the timeout",
     }
     cases = []
     for command, spec_, flag, kind, extra, expect in grid:
@@ -840,9 +856,11 @@ def _path_cases() -> list[Case]:
         Case("import/src-wrong-variables", ("import", "w.mat", "--no-progress", "-o", "out.nc"), outputs=out_nc,
              setup=_mat("w.mat", lambda np: {"foo": np.ones((3, 9, 9)), "bar": np.ones((3, 9, 9))})),
         Case("import/src-nan", ("import", "n.mat", "--no-progress", "-o", "out.nc"), outputs=out_nc,
-             setup=_mat("n.mat", lambda np: {"coeff": np.full((3, 9, 9), np.nan), "sol": np.zeros((3, 9, 9))})),
+             needs=("src.mat",), setup=_changed_mat("n.mat", "coeff", (2, 4, 4), float("nan"))),
         Case("import/src-negative-permeability", ("import", "n.mat", "--no-progress", "-o", "out.nc"), outputs=out_nc,
-             setup=_mat("n.mat", lambda np: {"coeff": -np.ones((3, 9, 9)), "sol": np.zeros((3, 9, 9))})),
+             needs=("src.mat",), setup=_changed_mat("n.mat", "coeff", (2, 4, 4), -3.0)),
+        Case("import/src-nan-pressure", ("import", "n.mat", "--no-progress", "-o", "out.nc"), outputs=out_nc,
+             needs=("src.mat",), setup=_changed_mat("n.mat", "sol", (1, 4, 4), float("inf"))),
         Case("import/src-shape-mismatch", ("import", "m.mat", "--no-progress", "-o", "out.nc"), outputs=out_nc,
              setup=_mat("m.mat", lambda np: {"coeff": np.ones((3, 9, 9)), "sol": np.ones((2, 9, 9))})),
         Case("import/src-our-netcdf", ("import", "data.nc", "--no-progress", "-o", "out.nc"), outputs=out_nc,
@@ -1022,13 +1040,14 @@ def _path_cases() -> list[Case]:
 
 
 def _pickled_pt(name: str) -> Setup:
+    """A ``.pt`` file holding a pickled object besides its tensors (``torch.load(weights_only=True)`` refuses it)."""
+
     def setup(d: Path) -> None:
+        import fractions
+
         import torch
 
-        class Payload:  # torch.load(weights_only=True) refuses to build it
-            pass
-
-        torch.save({"x": torch.ones(3, 9, 9), "y": torch.ones(3, 9, 9), "obj": Payload()}, d / name)
+        torch.save({"x": torch.ones(3, 9, 9), "y": torch.ones(3, 9, 9), "obj": fractions.Fraction(1, 3)}, d / name)
 
     return setup
 
@@ -1259,8 +1278,9 @@ def _spec_cases() -> list[Case]:
         Case("spec/output-is-a-file", (*SPEC, "-o", "notes.txt"), outputs=("notes.txt",),
              setup=_chain(_spec_setup(None), _write("notes.txt", "the user's notes\n"))),
         Case("spec/update-benchmarks-is-folder", (*SPEC, "--update-benchmarks", "bdir", "-o", "study"),
-             outputs=("study", "bdir"), setup=_chain(_spec_setup(None), _folder("bdir", "keep.txt")),
-             timeout=300, note="an unusable --update-benchmarks target: refused, best before the study runs"),
+             outputs=("study", "bdir", "docs"), setup=_chain(_spec_setup(None), _folder("bdir", "keep.txt")),
+             timeout=300, note="an unusable --update-benchmarks target (its plots go to docs/darcy-study beside "
+             "it): refused, best before the study runs"),
     ]  # fmt: skip
 
 

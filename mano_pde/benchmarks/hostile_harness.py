@@ -39,6 +39,7 @@ __all__ = [
     "VICTIM",
     "VICTIM_TEXT",
     "FIXTURE_TRAIN",
+    "HARNESS_ERROR",
     "build_fixtures",
     "classify",
     "refusal_message",
@@ -63,7 +64,9 @@ PROBLEMS = (
     "unclear message",
     "leftover",
 )
-VERDICTS = (*PROBLEMS, "correct result", "clear refusal", "skipped")
+#: A case whose setup or run failed inside the harness (a bug of the sweep, not of the command): counted apart.
+HARNESS_ERROR = "harness error"
+VERDICTS = (*PROBLEMS, "correct result", "clear refusal", "skipped", HARNESS_ERROR)
 
 #: The training command of the fixture run (``fixtures/run``), relative to a case folder: ``data.nc`` there is a
 #: copy of the fixture data, so ``FIXTURE_TRAIN + --resume -o run`` resumes the copied run with its own config.
@@ -289,7 +292,7 @@ def classify(case: Case, outcome: Outcome) -> tuple[str, list[str], dict[str, An
         mention the case's words;
     leftover
         the command failed and new entries remain in or beside its outputs, or it succeeded and locks,
-        ``.parts`` or temporaries remain.
+        ``.parts`` or temporaries remain (not judged after a timeout: the kill may leave resumable state).
     """
     before, after, rc = outcome.before, outcome.after, outcome.rc
     created = sorted(set(after) - set(before))
@@ -332,7 +335,7 @@ def classify(case: Case, outcome: Outcome) -> tuple[str, list[str], dict[str, An
             flags.append("unclear message")
             details["unclear"] = unclear
     new = [p for p in created if _zone(p, case.outputs) != "outside"]
-    left = [p for p in new if _is_temporary(p)] if ok else new
+    left = [p for p in new if _is_temporary(p)] if ok else [] if outcome.timed_out else new  # a kill may leave state
     if left:
         flags.append("leftover")
         details["left"] = left[:20]
@@ -473,7 +476,13 @@ def run_case(case: Case, case_dir: Path, fixtures: Path, timeout: float = 120.0)
     """Prepare the case folder, run the case, classify it; returns the case's record (JSON-able)."""
     record: dict[str, Any] = {"id": case.id, "group": case.group, "expect": case.expect, "note": case.note}
     record["argv"] = ["mano-pde", *case.argv] if case.code is None else ["python", "-c", case.code]
-    skip = _prepare(case, case_dir, fixtures)
+    try:
+        skip = _prepare(case, case_dir, fixtures)
+    except Exception as exc:  # noqa: BLE001 - one broken setup must not end the sweep
+        log.exception("%s: the setup failed", case.id)
+        error = f"the setup failed: {type(exc).__name__}: {exc}"
+        record.update(verdict=HARNESS_ERROR, flags=[], details={"error": error}, rc=None, wall_s=0.0, last_stderr="")
+        return record
     if skip:
         record.update(verdict="skipped", flags=[], details={"skipped": skip}, rc=None, wall_s=0.0, last_stderr="")
         return record
@@ -500,6 +509,7 @@ def run_case(case: Case, case_dir: Path, fixtures: Path, timeout: float = 120.0)
         rc=rc,
         wall_s=round(wall, 2),
         last_stderr=lines[-1] if lines else "",
+        stderr_tail=lines[-12:],
     )
     return record
 

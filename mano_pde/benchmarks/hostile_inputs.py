@@ -16,10 +16,11 @@ case is judged strictly and automatically (:func:`mano_pde.benchmarks.hostile_ha
 ``leftover``        a failed command left new files, or a successful one left locks, ``.parts`` or temporaries;
 
 else ``correct result`` or ``clear refusal``. A case that cannot run here (a read-only folder when running as
-root) is ``skipped`` with its reason. The report is a markdown table per command group and a list of every case
-that is neither a correct result nor a clear refusal (id, command, last line of stderr). A healthy package shows
-zeros in every problem column. Most cases are refused before any work: the whole sweep takes about as long as
-starting Python (and torch) once per case.
+root) is ``skipped`` with its reason; a case whose setup failed is a ``harness error`` (a bug of the sweep). The
+report is a markdown table per command group and a list of every case that is neither a correct result nor a clear
+refusal (id, command, last line of stderr). A healthy package shows zeros in every problem column. Most cases are
+refused before any work: a case costs about one start of Python (and torch, 2-5 s); the cases that accept a huge
+count (``--epochs``, ``--n-samples``) run until their 60 s timeout.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ from typing import Any
 from mano_pde.errors import UserInputError
 
 from .hostile_cases import catalogue
-from .hostile_harness import PROBLEMS, VERDICTS, Case, build_fixtures, remove_tree, run_case, to_json
+from .hostile_harness import HARNESS_ERROR, PROBLEMS, VERDICTS, Case, build_fixtures, remove_tree, run_case, to_json
 
 __all__ = ["add_arguments", "run", "hostile_sweep", "select_cases"]
 
@@ -68,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
         from mano_pde.files import atomic_write_text
 
         atomic_write_text(Path(args.json), to_json(result["cases"]))
-    return 1 if any(result["totals"][p] for p in PROBLEMS) else 0
+    return 1 if any(result["totals"][p] for p in (*PROBLEMS, HARNESS_ERROR)) else 0
 
 
 def select_cases(only: str | None = None) -> list[Case]:
@@ -122,7 +123,7 @@ def hostile_sweep(cases: list[Case], workdir: str | Path | None = None, timeout:
     return {"cases": records, "totals": totals, "markdown": markdown(records, totals)}
 
 
-_COLUMNS = ("correct result", "clear refusal", *PROBLEMS, "skipped")
+_COLUMNS = ("correct result", "clear refusal", *PROBLEMS, "skipped", HARNESS_ERROR)
 
 
 def markdown(records: list[dict[str, Any]], totals: dict[str, Any]) -> str:
@@ -141,7 +142,7 @@ def markdown(records: list[dict[str, Any]], totals: dict[str, Any]) -> str:
             f"| {group} | {len(rs)} | " + " | ".join(str(sum(r["verdict"] == c for r in rs)) for c in _COLUMNS) + " |"
         )
     lines.append(f"| **all** | {totals['cases']} | " + " | ".join(str(totals[c]) for c in _COLUMNS) + " |")
-    bad = [r for r in records if r["verdict"] in PROBLEMS]
+    bad = [r for r in records if r["verdict"] in (*PROBLEMS, HARNESS_ERROR)]
     if bad:
         lines += ["", "Cases that are neither a correct result nor a clear refusal:", ""]
     for r in bad:
