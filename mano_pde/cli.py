@@ -115,12 +115,19 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 # --------------------------------------------------------------------------------------------- benchmark
 def _add_benchmark(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("benchmark", help="speed and memory benchmarks (results for BENCHMARKS.md)")
-    bsub = p.add_subparsers(dest="benchmark", required=True, metavar="{generate,scaling,darcy,crash-sweep,settings}")
+    bsub = p.add_subparsers(
+        dest="benchmark", required=True, metavar="{generate,scaling,darcy,crash-sweep,hostile-inputs,settings}"
+    )
     for name, module, help_ in (
         ("generate", "mano_pde.benchmarks.generate", "Darcy data pipeline vs bare scipy solves"),
         ("scaling", "mano_pde.benchmarks.scaling", "time and peak memory of MANO, attention and FNO vs grid"),
         ("darcy", "mano_pde.benchmarks.darcy", "the Darcy accuracy study: all models, zero-shot vs resample"),
         ("crash-sweep", "mano_pde.benchmarks.crash_sweep", "kill commands at random instants, rerun, verify"),
+        (
+            "hostile-inputs",
+            "mano_pde.benchmarks.hostile_inputs",
+            "run every hostile input of the catalogue, judge each outcome strictly",
+        ),
         ("settings", "mano_pde.benchmarks.settings", "process start-up settings vs a plain process, every model"),
     ):
         bp = bsub.add_parser(name, help=help_, description=help_)
