@@ -9,7 +9,8 @@ killed. The temporary file is removed on any exception, ``KeyboardInterrupt`` in
 
 Every file and folder the package creates is created without following symbolic links: temporaries are
 opened with ``O_CREAT | O_EXCL | O_NOFOLLOW`` (:func:`create_exclusive`), lock files with ``O_NOFOLLOW``
-(:func:`open_lock_file`), so a link planted at such a name is refused instead of truncating its target.
+(:func:`open_lock_file`), so a link planted at such a name is refused instead of truncating its target; a folder
+the package keeps between runs (a generation run's ``OUT.nc.parts``) must be a real folder (:func:`check_own_folder`).
 Output paths the user names are checked once: a name ending in ``/`` is refused where a file is expected
 (:func:`check_file_name`), and paths built from templates (an experiment spec's ``run_dir``) must stay inside
 the folder the user named (:func:`check_inside`).
@@ -50,6 +51,7 @@ __all__ = [
     "fsync_folder",
     "create_exclusive",
     "open_lock_file",
+    "check_own_folder",
     "check_file_name",
     "check_inside",
     "UnsafePathError",
@@ -119,6 +121,30 @@ def open_lock_file(path: str | os.PathLike) -> int:
         what = "not a regular file" if not stat.S_ISREG(st.st_mode) else "a hard link to another file"
         raise UnsafePathError(f"the lock file {path} is {what}; {fix}")
     return fd
+
+
+def check_own_folder(path: str | os.PathLike, what: str) -> None:
+    """Refuse ``path`` unless it is absent or a real folder: never a symbolic link (not followed), never a file.
+
+    For folders the package creates, reuses and deletes itself (a generation run's ``OUT.nc.parts``): a link
+    planted there would make it read, write or delete another folder's files, and a file cannot hold shards.
+    Checked before anything is written, with the same advice as :func:`open_lock_file`.
+
+    Raises
+    ------
+    UnsafePathError
+        ``path`` is a symbolic link (to anything, or dangling) or exists and is not a folder.
+    """
+    path = Path(path)
+    try:
+        mode = os.lstat(path).st_mode
+    except FileNotFoundError:
+        return
+    fix = f"remove {path} (it is not a {what} of mano_pde) and rerun"
+    if stat.S_ISLNK(mode):
+        raise UnsafePathError(f"the {what} {path} is a symbolic link; {fix}")
+    if not stat.S_ISDIR(mode):
+        raise UnsafePathError(f"the {what} {path} is not a folder; {fix}")
 
 
 def check_file_name(path: str | os.PathLike, what: str = "output", example: str = "darcy.nc") -> Path:

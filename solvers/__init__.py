@@ -2,7 +2,8 @@
 
 Public API
 ----------
-- :func:`sample_grf`, :func:`grf_spectrum`: Gaussian random fields ``N(0, (-Δ + τ² I)^(-α))``.
+- :func:`sample_grf`, :func:`grf_spectrum`: Gaussian random fields ``N(0, (-Δ + τ² I)^(-α))``;
+  :func:`check_grf_parameters`: the ``α``/``τ`` whose field float64 can compute.
 - :func:`piecewise_constant_map`, :func:`lognormal_map`: permeability maps.
 - :func:`solve_darcy`, :func:`assemble_darcy`: finite-difference Darcy solver.
 """
@@ -15,7 +16,9 @@ from .darcy import (
     solve_darcy,
 )
 from .random_fields import (
+    GRF_SCALE_RANGE,
     PERMEABILITY_MAPS,
+    check_grf_parameters,
     grf_spectrum,
     lognormal_map,
     piecewise_constant_map,
@@ -25,8 +28,10 @@ from .random_fields import (
 __all__ = [
     "DEFAULT_PERMC_SPEC",
     "FACE_AVERAGES",
+    "GRF_SCALE_RANGE",
     "PERMEABILITY_MAPS",
     "assemble_darcy",
+    "check_grf_parameters",
     "check_permeability",
     "grf_spectrum",
     "lognormal_map",

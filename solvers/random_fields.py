@@ -13,6 +13,8 @@ import numpy as np
 import scipy.fft
 
 __all__ = [
+    "GRF_SCALE_RANGE",
+    "check_grf_parameters",
     "grf_spectrum",
     "sample_grf",
     "piecewise_constant_map",
@@ -38,11 +40,71 @@ def grf_spectrum(s: int, alpha: float = 2.0, tau: float = 3.0) -> np.ndarray:
         with the constant mode set to zero (the benchmark's fields have no mean mode).
     """
     _check_grf_args(s, alpha, tau)
+    alpha, tau = float(alpha), float(tau)
     k = np.arange(s, dtype=np.float64)
     k2 = k[:, None] ** 2 + k[None, :] ** 2
-    coef = tau ** (alpha - 1.0) * (np.pi**2 * k2 + tau**2) ** (-alpha / 2.0)
-    coef[0, 0] = 0.0
+    try:  # the reference formula (bit-identical to earlier files); the constant mode may overflow: it is dropped
+        with np.errstate(over="ignore", under="ignore", divide="ignore"):
+            coef = tau ** (alpha - 1.0) * (np.pi**2 * k2 + tau**2) ** (-alpha / 2.0)
+        coef[0, 0] = 0.0
+        direct = bool(np.isfinite(coef).all())
+    except OverflowError:  # tau ** (alpha - 1) or tau ** 2 beyond float64, although the product is not
+        direct = False
+    if not direct:
+        with np.errstate(under="ignore"):
+            coef = np.exp(_log_spectrum(k2, alpha, tau))
+        coef[0, 0] = 0.0
     return coef
+
+
+def _log_spectrum(k2: np.ndarray | float, alpha: float, tau: float) -> np.ndarray:
+    """``log`` of ``τ^(α-1) (π² k² + τ²)^(-α/2) = τ^(-1) (1 + π² k² / τ²)^(-α/2)``, free of overflow."""
+    with np.errstate(divide="ignore"):  # k2 = 0: log 0 = -inf, and logaddexp(0, -inf) = 0
+        ratio = np.log(np.pi**2 * np.asarray(k2, dtype=np.float64)) - 2.0 * np.log(tau)
+    return -np.log(tau) - 0.5 * alpha * np.logaddexp(0.0, ratio)
+
+
+#: The range of the field's scale (the standard deviation of its largest mode, the first coefficient of
+#: :func:`grf_spectrum`) that float64 computes reliably: below it the field underflows towards 0 (every sample
+#: would get the same constant permeability), above it its variance overflows.
+GRF_SCALE_RANGE = (1e-150, 1e150)
+
+
+def check_grf_parameters(alpha: float, tau: float) -> None:
+    """Refuse ``alpha``/``tau`` whose random field float64 cannot compute.
+
+    The field's scale is the largest coefficient of :func:`grf_spectrum`, ``τ^(α-1) (π² + τ²)^(-α/2)`` (the
+    modes ``(0, 1)`` and ``(1, 0)``), computed here without overflow. It must lie in :data:`GRF_SCALE_RANGE`:
+    ``alpha = 1e300`` gives a scale of about ``10^-1.6e299`` (the field is 0 everywhere, the piecewise map gives
+    a constant permeability), ``tau = 1e300`` one of ``1e-300``.
+
+    Raises
+    ------
+    ValueError
+        ``alpha`` or ``tau`` not positive and finite, or a scale outside :data:`GRF_SCALE_RANGE`.
+    """
+    try:
+        alpha, tau = float(alpha), float(tau)
+    except (TypeError, ValueError, OverflowError):
+        raise ValueError("alpha and tau must be positive numbers that float64 holds") from None
+    for name, v in (("alpha", alpha), ("tau", tau)):
+        if not (np.isfinite(v) and v > 0):
+            raise ValueError(f"{name} must be a positive finite number, got {v}")
+    log10_scale = float(_log_spectrum(1.0, alpha, tau)) / np.log(10.0)
+    low, high = (float(np.log10(v)) for v in GRF_SCALE_RANGE)
+    if not low <= log10_scale <= high:
+        effect = (
+            "float64 loses so small a field (it underflows towards 0: every sample would get the same constant "
+            "permeability)"
+            if log10_scale < low
+            else "float64 cannot hold its variance"
+        )
+        raise ValueError(
+            f"alpha={alpha:g} with tau={tau:g} gives a random field of scale about 10^{log10_scale:.4g} (the "
+            f"standard deviation of its largest mode, tau^(alpha-1) (pi^2 + tau^2)^(-alpha/2)); {effect}. Choose "
+            f"alpha and tau giving a scale between 10^{low:.0f} and 10^{high:.0f} (the FNO benchmark's alpha=2, "
+            "tau=3 give 0.16)"
+        )
 
 
 def sample_grf(
@@ -135,10 +197,7 @@ PERMEABILITY_MAPS = ("piecewise", "lognormal")
 def _check_grf_args(s: int, alpha: float, tau: float) -> None:
     if int(s) != s or s < 2:
         raise ValueError(f"grid size s must be an integer >= 2, got {s}")
-    if not (np.isfinite(alpha) and alpha > 0):
-        raise ValueError(f"alpha must be a positive finite number, got {alpha}")
-    if not (np.isfinite(tau) and tau > 0):
-        raise ValueError(f"tau must be a positive finite number, got {tau}")
+    check_grf_parameters(alpha, tau)
 
 
 def _finite_field(field: np.ndarray) -> np.ndarray:

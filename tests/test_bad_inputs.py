@@ -1309,3 +1309,164 @@ def test_fix_evaluate_checks_resolutions_before_touching_the_output(grid, phrase
     assert main(argv) == 2
     _one_error_line(capsys, phrase, "evaluate")
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before  # results.complete.json kept
+
+
+# --- hostile-input sweep, data side
+# Cases of `mano-pde benchmark hostile-inputs` (generate, import, DarcyConfig) that were not a clear refusal.
+def test_hs_seeds_beyond_int64_are_refused_and_the_largest_is_recorded_exactly(tmp_path, capsys):
+    """generate/seed=huge: a seed the file's int64 attribute cannot hold was a raw TypeError after solving."""
+    assert main([*GEN, "--seed", str(2**70), "-o", str(tmp_path / "x.nc")]) == 2
+    _one_error_line(capsys, "seed must be a non-negative integer of at most 2**63 - 1", "generate")
+    assert os.listdir(tmp_path) == []  # no .parts, no .x.nc.PID.tmp
+    out = generate_darcy(DarcyConfig(n_samples=1, resolution=5, seed=2**63 - 1), tmp_path / "max.nc", progress=False)
+    with open_darcy(out) as ds:
+        assert int(ds.attrs["seed"]) == 2**63 - 1
+
+
+def test_hs_a_writer_failing_after_its_temporary_exists_leaves_nothing(tmp_path):
+    from mano_pde.data.schema import DarcyWriter
+
+    with pytest.raises(TypeError, match="illegal data type for attribute"):
+        DarcyWriter(tmp_path / "x.nc", 1, 3, {"too_big": 2**70})  # netCDF attributes hold at most int64
+    assert os.listdir(tmp_path) == []
+
+
+def test_hs_darcy_config_type_errors_show_the_value_and_its_type():
+    with pytest.raises(UserInputError, match=re.escape("n_samples must be an int, got '3' (str)")):
+        DarcyConfig(n_samples="3")
+    with pytest.raises(UserInputError, match=re.escape("seed must be an int, got 1.0 (float)")):
+        DarcyConfig(seed=1.0)
+    with pytest.raises(UserInputError, match=re.escape("n_samples must be a positive integer of at most 2**63 - 1")):
+        DarcyConfig(n_samples=2**70)  # the file records it as int64 (generate ran until killed)
+
+
+@pytest.mark.parametrize(("option", "value"), [("--alpha", "1e300"), ("--tau", "1e300"), ("--tau", "1e-300")])
+def test_hs_grf_parameters_whose_field_float64_cannot_compute_are_refused(option, value, tmp_path, capsys):
+    """generate/alpha=huge, tau=huge: a raw OverflowError (or a field of zeros: every sample the same a)."""
+    assert main([*GEN, option, value, "-o", str(tmp_path / "x.nc")]) == 2
+    _one_error_line(capsys, "gives a random field of scale about 10^", "generate")
+    assert os.listdir(tmp_path) == []
+
+
+def test_hs_grf_spectrum_is_computed_without_overflow_inside_the_valid_range():
+    import warnings
+
+    from solvers import check_grf_parameters, grf_spectrum
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        coef = grf_spectrum(9, 5.0, 1e100)  # tau ** (alpha - 1) overflows, the coefficients (about 1e-100) do not
+    assert np.isfinite(coef).all() and coef[0, 0] == 0
+    np.testing.assert_allclose(coef[0, 1:3], [1e-100, 1e-100], rtol=1e-12)
+    k = np.arange(9.0)
+    k2 = k[:, None] ** 2 + k[None, :] ** 2
+    reference = 3.0 * (np.pi**2 * k2 + 9.0) ** -1.0  # the FNO benchmark's alpha=2, tau=3: the reference formula
+    reference[0, 0] = 0.0
+    assert np.array_equal(grf_spectrum(9), reference)  # bit-identical: files of earlier versions stay reproducible
+    with pytest.raises(ValueError, match="float64 loses so small a field"):
+        check_grf_parameters(1e300, 3.0)
+
+
+@pytest.mark.parametrize("planted", ["symlink-to-folder", "dangling-symlink", "file"])
+def test_hs_a_planted_shard_folder_is_refused_and_never_followed(planted, tmp_path, capsys):
+    """generate/parts-symlink-to-folder, parts-is-a-file: rmtree/NotADirectoryError tracebacks and a leftover."""
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    (victim / "keep.txt").write_text("mine")
+    work = tmp_path / "work"
+    work.mkdir()
+    parts = work / "out.nc.parts"
+    if planted == "symlink-to-folder":
+        parts.symlink_to(victim)
+    elif planted == "dangling-symlink":
+        parts.symlink_to(tmp_path / "nowhere")
+    else:
+        parts.write_text("not a folder")
+    assert main([*GEN, "-o", str(work / "out.nc")]) == 2
+    what = "is not a folder" if planted == "file" else "is a symbolic link"
+    _one_error_line(capsys, f"the shard folder {parts} {what}; remove {parts}", "generate")
+    assert os.listdir(work) == ["out.nc.parts"]  # nothing written: no .tmp, no lock, no file
+    assert os.listdir(victim) == ["keep.txt"] and not (tmp_path / "nowhere").exists()
+
+
+def _mat_source(good: Path, path: Path, change=None) -> Path:
+    """The 3 samples of ``good`` as an FNO-paper .mat file (``coeff``, ``sol``), ``change(a, u)`` applied."""
+    import scipy.io
+
+    arrays = load_arrays(good, dtype="float64")
+    a, u = arrays["a"], arrays["u"]
+    if change is not None:
+        change(a, u)
+    scipy.io.savemat(path, {"coeff": a, "sol": u})
+    return path
+
+
+@pytest.mark.parametrize(
+    ("extra", "phrase"),
+    [
+        (["--high", "1e300"], "--high 1e+300 cannot be stored in float32 (above its range"),
+        (["--low", "1e-300"], "--low 1e-300 cannot be stored in float32 (below its range"),
+    ],
+)
+def test_hs_import_options_the_storage_dtype_cannot_hold_are_refused_first(extra, phrase, good, tmp_path, capsys):
+    """import/high=huge: refused only after writing, with numpy's overflow warning, blaming the source."""
+    import warnings
+
+    src = _mat_source(good, tmp_path / "src.mat")
+    argv = ["import", str(src), "--no-progress", *extra, "-o", str(tmp_path / "out.nc")]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # numpy's "overflow encountered in cast" reached stderr
+        assert main(argv) == 2
+    _one_error_line(capsys, phrase, "import")
+    assert sorted(os.listdir(tmp_path)) == ["src.mat"]
+    assert main([*argv, "--dtype", "float64"]) == 0  # float64 holds them
+
+
+def test_hs_non_finite_values_are_refused_before_the_grid_heuristics(good, tmp_path, capsys, caplog):
+    """import/src-nan-pressure: a false "u = 0 everywhere" warning came first, then the refusal."""
+    import logging
+
+    from mano_pde.data.importers import detect_grid
+
+    def inf_pressure(a, u):
+        u[1, 4, 4] = np.inf
+
+    src = _mat_source(good, tmp_path / "n.mat", inf_pressure)
+    with caplog.at_level(logging.WARNING):
+        assert main(["import", str(src), "--no-progress", "-o", str(tmp_path / "out.nc")]) == 2
+    _one_error_line(capsys, "n.mat: sol of sample 1 holds NaN or infinite values", "import")
+    assert "everywhere" not in caplog.text and "grid geometry" not in caplog.text, caplog.text
+    assert sorted(os.listdir(tmp_path)) == ["n.mat"]
+    u = np.ones((2, 6, 6))
+    u[0, 2, 2] = np.nan
+    assert "(u holds NaN or infinite values in the samples read)" in detect_grid(u).evidence
+
+
+def test_hs_counts_the_machine_cannot_honour_are_refused_up_front(tmp_path, capsys, monkeypatch):
+    """generate --n-samples 2**70 ran until killed; --dask-workers 2**70 stalled >= 60 s (here: memory and disk
+    made small, so the refusals are those of a machine too small for the request)."""
+    import collections
+
+    from mano_pde.data import generate as generate_module
+
+    usage = collections.namedtuple("usage", "total used free")
+    monkeypatch.setattr(generate_module.shutil, "disk_usage", lambda folder: usage(10**6, 10**6 - 1000, 1000))
+    assert main([*GEN, "-o", str(tmp_path / "x.nc")]) == 2  # 3 samples at 9x9 in float32: 1944 bytes of shards
+    _one_error_line(capsys, f"3 samples at {S}x{S} need at least 1.9 KiB of disk", "generate")
+    monkeypatch.undo()
+    monkeypatch.setattr(generate_module, "_physical_memory", lambda: 2**30)
+    assert main([*GEN, "--workers", "32", "-o", str(tmp_path / "x.nc")]) == 2
+    _one_error_line(capsys, "--workers 32 asks for more worker processes than this machine can hold", "generate")
+    assert os.listdir(tmp_path) == []
+
+
+def test_hs_a_local_dask_cluster_larger_than_memory_is_refused_at_once(tmp_path):
+    pytest.importorskip("distributed")
+    argv = [*GEN, "--dask-workers", str(2**70), "-o", str(tmp_path / "x.nc")]
+    proc = subprocess.run([sys.executable, "-m", "mano_pde.cli", *argv], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2, proc.stderr
+    err = proc.stderr.strip()
+    assert err.startswith(f"mano-pde generate: error: --dask-workers {2**70} asks for more worker processes") and (
+        len(err.splitlines()) == 1
+    ), err
+    assert os.listdir(tmp_path) == []

@@ -26,7 +26,7 @@ try:  # POSIX only; elsewhere runs are not protected against each other
 except ImportError:  # pragma: no cover - Windows
     fcntl = None  # type: ignore[assignment]
 
-__all__ = ["check_output_file", "output_lock", "lock_path"]
+__all__ = ["check_output_file", "output_lock", "lock_path", "nearest_existing"]
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +36,8 @@ def lock_path(path: Path) -> Path:
     return path.with_name(path.name + ".lock")
 
 
-def _nearest_existing(folder: Path) -> Path:
+def nearest_existing(folder: Path) -> Path:
+    """``folder`` (absolute), or its nearest ancestor that exists: where missing folders would be created."""
     folder = folder.absolute()
     while not folder.exists() and folder != folder.parent:
         folder = folder.parent
@@ -61,7 +62,7 @@ def check_output_file(path: Path, overwrite: bool) -> None:
         )
     if path.exists() and not overwrite:
         raise FileExistsError(f"{path} already exists; pass --overwrite (overwrite=True) or choose another output")
-    folder = _nearest_existing(path.parent)
+    folder = nearest_existing(path.parent)
     if not folder.is_dir():
         raise UserInputError(f"cannot write {path}: {folder} is a file, not a folder; choose another output")
     if not os.access(folder, os.W_OK | os.X_OK):

@@ -31,7 +31,9 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import math
 import os
+import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -42,13 +44,13 @@ from solvers import DEFAULT_PERMC_SPEC
 
 from ..errors import UserInputError
 from ..files import check_file_name, stale_temps
-from ._output import check_output_file, lock_path, output_lock
+from ._output import check_output_file, lock_path, nearest_existing, output_lock
 from .io import check_new_file
 from .pool import WorkerDiedError, compute_shard, run_process_pool, single_threaded_children
 from .presets import DarcyConfig
 from .samples import chunk_arrays, default_chunk_size, generate_chunk, generate_sample, sample_rng
-from .schema import COMPLETE_ATTR, SCHEMA, DarcyWriter
-from .shards import ShardFolder, save_shard
+from .schema import COMPLETE_ATTR, SCHEMA, STORAGE_DTYPES, DarcyWriter, check_storable_parameters
+from .shards import ShardFolder, check_shard_folder, save_shard, shard_folder_path
 
 __all__ = [
     "sample_rng",
@@ -141,7 +143,7 @@ def generate_darcy(
     path = check_file_name(path)
     if not isinstance(config, DarcyConfig):
         raise TypeError(f"config must be a DarcyConfig, got {type(config).__name__}")
-    if dtype not in ("float32", "float64"):
+    if dtype not in STORAGE_DTYPES:
         raise UserInputError(f"dtype must be 'float32' or 'float64', got {dtype!r}")
     _check_representable(config, dtype)
     workers = _positive_int(workers, "workers")
@@ -151,7 +153,7 @@ def generate_darcy(
             "give either --scheduler (an existing dask cluster) or --dask-workers (a local one), not both"
         )
     if dask_workers is not None:
-        _positive_int(dask_workers, "dask_workers")
+        dask_workers = _positive_int(dask_workers, "dask_workers")
     if use_dask and workers != 1:
         raise UserInputError(
             "--workers sets the local process pool; with --scheduler/--dask-workers the dask workers compute, "
@@ -160,10 +162,12 @@ def generate_darcy(
     if chunk_size is not None:
         chunk_size = _positive_int(chunk_size, "chunk_size (--chunk-size)")
     if scheduler is None:  # on an existing cluster the samples are solved on other machines
-        _check_memory(config, min(dask_workers or workers, int(config.n_samples)))
+        _check_memory(config, workers, dask_workers, chunk_size or default_chunk_size(config.resolution))
+    check_shard_folder(shard_folder_path(path))  # a link or a file at OUT.nc.parts: refused, never followed
     if _finished_earlier(config, path, dtype, overwrite):
         return path
     check_output_file(path, overwrite)
+    _check_disk(config, path, dtype)
     with output_lock(path, "generate"):
         if path.exists() and not overwrite:  # finished by another run while we checked
             raise FileExistsError(f"{path} already exists; pass --overwrite (overwrite=True) or choose another output")
@@ -175,6 +179,10 @@ def generate_darcy(
 #: Lower bound of the peak memory per grid point of one sample (field, assembly, SuperLU factors): measured
 #: 1.08 / 1.22 / 1.32 KB per point at 257 / 513 / 1025 points per direction (growing like the fill-in).
 SAMPLE_BYTES_PER_POINT = 1000
+#: Lower bounds of the memory of one worker process before it solves anything: a pool worker (Python, numpy,
+#: scipy; 65 MB measured) and a local dask worker (the same and dask: 90 MB measured).
+WORKER_PROCESS_BYTES = 60 * 2**20
+DASK_WORKER_BYTES = 85 * 2**20
 
 
 def _physical_memory() -> int | None:
@@ -184,21 +192,69 @@ def _physical_memory() -> int | None:
         return None
 
 
-def _check_memory(config: DarcyConfig, parallel: int) -> None:
-    """Refuse a run whose samples cannot fit in this machine's memory, before anything is written.
+def _check_memory(config: DarcyConfig, workers: int, dask_workers: int | None, chunk_size: int) -> None:
+    """Refuse a run whose worker processes or samples cannot fit in this machine's memory, before anything is
+    written.
 
-    The estimate is a lower bound (:data:`SAMPLE_BYTES_PER_POINT` per grid point and sample being solved at
-    once), so only runs that certainly cannot finish are refused.
+    The estimates are lower bounds (:data:`WORKER_PROCESS_BYTES` or :data:`DASK_WORKER_BYTES` per worker process
+    started, :data:`SAMPLE_BYTES_PER_POINT` per grid point and sample being solved at once), so only runs that
+    certainly cannot finish are refused: ``--dask-workers 2**70`` (a local cluster starts every worker it is
+    asked for) as well as ``--workers 2**70`` (a mistake, although the pool starts at most one worker per chunk).
     """
     total = _physical_memory()
-    need = SAMPLE_BYTES_PER_POINT * int(config.resolution) ** 2 * max(parallel, 1)
-    if total and need > total:
+    if not total:
+        return
+    dask = dask_workers is not None
+    processes, per_process = (dask_workers, DASK_WORKER_BYTES) if dask else (workers, WORKER_PROCESS_BYTES)
+    flag = "--dask-workers" if dask else "--workers"
+    if processes > 1 and processes * per_process > total:
+        raise UserInputError(
+            f"{flag} {processes} asks for more worker processes than this machine can hold: each is a Python "
+            f"process of at least {per_process / 2**20:.0f} MiB (numpy, scipy{', dask' if dask else ''}) before it "
+            f"solves anything, so {total / 2**30:.1f} GiB of memory hold at most {total // per_process}; give at "
+            f"most that, best one worker per core ({os.cpu_count() or 1} here)"
+        )
+    parallel = max(1, min(processes, math.ceil(config.n_samples / chunk_size)))  # one chunk per worker at a time
+    need = SAMPLE_BYTES_PER_POINT * config.resolution**2 * parallel
+    if need > total:
         per = f" ({parallel} samples at once)" if parallel > 1 else ""
         raise UserInputError(
             f"solving {config.resolution}x{config.resolution} samples needs at least {need / 2**30:.1f} GiB of "
             f"memory{per}, more than this machine's {total / 2**30:.1f} GiB; lower --resolution"
-            + (" or --workers" if parallel > 1 else "")
+            + (f" or {flag}" if parallel > 1 else "")
         )
+
+
+def _check_disk(config: DarcyConfig, path: Path, dtype: str) -> None:
+    """Refuse a run whose shards cannot fit on the output's disk, before anything is written.
+
+    Every sample's ``a`` and ``u`` are kept uncompressed in ``OUT.nc.parts`` until the file is written (besides
+    it, compressed): ``2 s² · itemsize`` bytes per sample is a lower bound of the disk the run needs. Shards
+    already saved by an interrupted run of the same output count as available.
+    """
+    per_sample = 2 * config.resolution**2 * np.dtype(dtype).itemsize
+    need = config.n_samples * per_sample
+    parts = shard_folder_path(path)
+    saved = sum(p.stat().st_size for p in parts.glob("chunk_*.npz")) if parts.is_dir() else 0
+    folder = nearest_existing(path.parent)
+    try:
+        free = shutil.disk_usage(folder).free
+    except OSError:  # pragma: no cover - a filesystem without statvfs: nothing to check against
+        return
+    if need - saved > free:
+        raise UserInputError(
+            f"{config.n_samples} samples at {config.resolution}x{config.resolution} need at least "
+            f"{_size(need - saved)} of disk ({dtype} a and u of every sample, kept uncompressed in {parts.name} "
+            f"until the file is written), more than the {_size(free)} free in {folder}; lower --n-samples, free "
+            "space, or choose an output on a larger disk"
+        )
+
+
+def _size(n: int) -> str:
+    for unit, scale in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if n >= scale:
+            return f"{n / scale:.3g} {unit}"
+    return f"{n} bytes"
 
 
 def _check_representable(config: DarcyConfig, dtype: str) -> None:
@@ -208,19 +264,10 @@ def _check_representable(config: DarcyConfig, dtype: str) -> None:
     stored as 0). Values computed from valid parameters are checked chunk by chunk
     (:func:`mano_pde.data.samples.check_storable`).
     """
-    info = np.finfo(dtype)
-    low, high = float(info.tiny), float(info.max)
     values = {"forcing": config.forcing}
     if config.permeability_map == "piecewise":
         values.update(high=config.high, low=config.low)
-    for name, v in values.items():
-        mag = abs(float(v))
-        if mag > high or 0 < mag < low:
-            raise UserInputError(
-                f"--{name} {v:g} cannot be stored in {dtype} ({'above' if mag > high else 'below'} its range "
-                f"{low:.3g} to {high:.3g}): the file would hold {'inf' if mag > high else '0'}; "
-                f"choose a value in that range{' or use --dtype float64' if dtype == 'float32' else ''}"
-            )
+    check_storable_parameters(values, dtype)
 
 
 def finish_interrupted(config: DarcyConfig, path: str | os.PathLike, dtype: str = "float32") -> bool:
@@ -229,7 +276,9 @@ def finish_interrupted(config: DarcyConfig, path: str | os.PathLike, dtype: str 
     Returns whether ``path`` is that run's complete file (then ``.parts``, renamed shard folders and the lock
     file it left are removed, as the rerun of the same command does). Anything else is left untouched.
     """
-    return _finished_earlier(config, Path(path), dtype, False)
+    path = Path(path)
+    check_shard_folder(shard_folder_path(path))
+    return _finished_earlier(config, path, dtype, False)
 
 
 def _finished_earlier(config: DarcyConfig, path: Path, dtype: str, overwrite: bool) -> bool:
@@ -244,7 +293,7 @@ def _finished_earlier(config: DarcyConfig, path: Path, dtype: str, overwrite: bo
     ``generate``, an unfinished run of other parameters in ``.parts``) nothing is touched and the caller
     refuses "already exists".
     """
-    parts = path.with_name(path.name + ".parts")
+    parts = shard_folder_path(path)
     if overwrite or not path.is_file():
         return False
     wanted = _manifest(config, dtype, 0)
@@ -340,7 +389,7 @@ def _generate_locked(
         # connect (or start the local cluster) before touching the output folder: a bad address leaves nothing
         cluster = dask_client(scheduler, dask_workers, env=single_threaded_children)
     with cluster as client:
-        parts = path.with_name(path.name + ".parts")
+        parts = shard_folder_path(path)
         shards = ShardFolder(parts, _manifest(config, dtype, int(chunk_size or default_chunk_size(config.resolution))))
         chunk, fresh = shards.open(overwrite)
         n = config.n_samples

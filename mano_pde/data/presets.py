@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import numbers
 from dataclasses import dataclass, field
 from typing import Any
 
-from solvers import FACE_AVERAGES, PERMEABILITY_MAPS
+from solvers import FACE_AVERAGES, PERMEABILITY_MAPS, check_grf_parameters
 
 from ..errors import UserInputError
+from ..record_types import check_fields
 
-__all__ = ["DarcyConfig", "PRESETS", "get_preset", "DEFAULT_PRESET"]
+__all__ = ["DarcyConfig", "PRESETS", "get_preset", "DEFAULT_PRESET", "MAX_INT64"]
+
+#: The largest sample count and seed: a data file records both as 64-bit signed integers (netCDF attributes).
+MAX_INT64 = 2**63 - 1
 
 
 @dataclass(frozen=True)
@@ -25,13 +28,14 @@ class DarcyConfig:
     Attributes
     ----------
     n_samples : int
-        Number of samples.
+        Number of samples (at most ``2**63 - 1``: the file records it as int64).
     resolution : int
         Grid points per direction, boundary included (``s``; ``h = 1/(s-1)``).
     seed : int
-        Root seed.
+        Root seed, ``0 … 2**63 - 1`` (the file records it as an int64 attribute).
     alpha, tau : float
-        Gaussian random field covariance ``(-Δ + τ² I)^(-α)`` (FNO benchmark: 2, 3).
+        Gaussian random field covariance ``(-Δ + τ² I)^(-α)`` (FNO benchmark: 2, 3). Together they must give a
+        field that float64 can compute (:func:`solvers.check_grf_parameters`).
     permeability_map : {"piecewise", "lognormal"}
         ``piecewise``: ``high`` where the field ≥ 0, ``low`` elsewhere; ``lognormal``: ``exp(sigma · field)``.
     high, low : float
@@ -65,12 +69,19 @@ class DarcyConfig:
 
     def __post_init__(self) -> None:
         """Refuse invalid parameters with :class:`~mano_pde.errors.UserInputError` (before any work is done)."""
-        if int(self.n_samples) != self.n_samples or self.n_samples < 1:
-            raise UserInputError(f"n_samples must be a positive integer, got {self.n_samples}")
-        if int(self.resolution) != self.resolution or self.resolution < 3:
+        check_fields(self, DarcyConfig)  # a wrong type names the value and its type: "got '3' (str)"
+        if not 1 <= self.n_samples <= MAX_INT64:
+            raise UserInputError(
+                f"n_samples must be a positive integer of at most 2**63 - 1 (the file records it as int64), "
+                f"got {self.n_samples}"
+            )
+        if self.resolution < 3:
             raise UserInputError(f"resolution must be an integer >= 3, got {self.resolution}")
-        if int(self.seed) != self.seed or self.seed < 0:
-            raise UserInputError(f"seed must be a non-negative integer, got {self.seed}")
+        if not 0 <= self.seed <= MAX_INT64:
+            raise UserInputError(
+                f"seed must be a non-negative integer of at most 2**63 - 1 (the file records it as an int64 "
+                f"attribute), got {self.seed}"
+            )
         if self.permeability_map not in PERMEABILITY_MAPS:
             raise UserInputError(
                 f"unknown permeability map {self.permeability_map!r}; choose one of {PERMEABILITY_MAPS}"
@@ -83,8 +94,12 @@ class DarcyConfig:
                 raise UserInputError(f"{name} must be positive and finite, got {v}")
         for name in ("sigma", "forcing"):
             v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, numbers.Real) or not math.isfinite(v):
+            if not math.isfinite(v):
                 raise UserInputError(f"{name} must be a finite number, got {v!r}")
+        try:  # a spectrum that over- or underflows float64 (--alpha 1e300: every sample the same constant a)
+            check_grf_parameters(self.alpha, self.tau)
+        except ValueError as exc:
+            raise UserInputError(str(exc)) from None
 
     def replace(self, **changes: Any) -> DarcyConfig:
         """A copy with some fields changed (``None`` values are ignored)."""

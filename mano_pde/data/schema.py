@@ -39,6 +39,8 @@ __all__ = [
     "GEOMETRY_ATTR",
     "DarcyDataError",
     "DarcyWriter",
+    "STORAGE_DTYPES",
+    "check_storable_parameters",
     "package_versions",
     "utc_now",
 ]
@@ -70,6 +72,42 @@ class DarcyDataError(UserInputError):
 
     A :class:`~mano_pde.errors.UserInputError` (so also a ``ValueError``): the CLI reports it in one line.
     """
+
+
+#: The storage precisions of ``a`` and ``u``.
+STORAGE_DTYPES = ("float32", "float64")
+
+
+def check_storable_parameters(values: Mapping[str, float], dtype: str) -> None:
+    """Refuse option values that the storage ``dtype`` cannot hold, before anything is written.
+
+    ``--high 1e45`` overflows float32 (the file would hold inf), ``--forcing 1e-300`` underflows it (u would be
+    stored as 0). Used by ``generate`` (forcing, and high/low of the piecewise map) and ``import`` (high/low of
+    boolean masks), so both refuse such values with the same message, naming the option.
+
+    Parameters
+    ----------
+    values : mapping
+        Option name (without ``--``) → value.
+    dtype : {"float32", "float64"}
+        The storage precision.
+
+    Raises
+    ------
+    UserInputError
+        ``"--high 1e+300 cannot be stored in float32 (above its range …); choose a value in that range or use
+        --dtype float64"``.
+    """
+    info = np.finfo(dtype)
+    low, high = float(info.tiny), float(info.max)
+    for name, v in values.items():
+        mag = abs(float(v))
+        if mag > high or 0 < mag < low:
+            raise UserInputError(
+                f"--{name} {v:g} cannot be stored in {dtype} ({'above' if mag > high else 'below'} its range "
+                f"{low:.3g} to {high:.3g}): the file would hold {'inf' if mag > high else '0'}; "
+                f"choose a value in that range{' or use --dtype float64' if dtype == 'float32' else ''}"
+            )
 
 
 def _attr_value(v: Any) -> Any:
@@ -134,8 +172,6 @@ class DarcyWriter:
         geometry: str = "node",
         verify: Callable[[Path, Path], None] | None = None,
     ) -> None:
-        import netCDF4
-
         geometry = check_geometry(geometry)
 
         if dtype not in ("float32", "float64"):
@@ -164,7 +200,26 @@ class DarcyWriter:
         self._written = np.zeros(self.n_samples, dtype=bool)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._tmp = temp_path(self.path)
+        self._ds = None
         create_exclusive(self._tmp).close()  # a new regular file of ours, never through a planted link
+        try:
+            self._create(grids, geometry, coords, overrides, attrs, complevel)
+        except BaseException:  # e.g. an attribute netCDF cannot hold: no temporary file is left behind
+            self.abort()
+            raise
+
+    def _create(
+        self,
+        grids: dict[str, np.ndarray],
+        geometry: str,
+        coords: Mapping[str, Any] | None,
+        overrides: dict[str, dict[str, Any]],
+        attrs: Mapping[str, Any],
+        complevel: int,
+    ) -> None:
+        """Create the temporary file's dimensions, variables and global attributes."""
+        import netCDF4
+
         ds = netCDF4.Dataset(self._tmp, "w", format="NETCDF4")
         self._ds = ds
         s = self.resolution

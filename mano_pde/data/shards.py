@@ -36,6 +36,7 @@ import numpy as np
 from ..files import (
     atomic_write_bytes,
     atomic_write_text,
+    check_own_folder,
     fsync_folder,
     remove_stale_temps,
     sha256_bytes,
@@ -44,12 +45,26 @@ from ..files import (
 )
 from .schema import DarcyDataError
 
-__all__ = ["ShardFolder"]
+__all__ = ["ShardFolder", "shard_folder_path", "check_shard_folder"]
 
 log = logging.getLogger(__name__)
 
 MANIFEST = "manifest.json"
 _COMPARED = ("schema", "config", "dtype")
+
+
+def shard_folder_path(path: Path) -> Path:
+    """The shard folder of the output ``path``: ``OUT.nc.parts`` beside it."""
+    return path.with_name(path.name + ".parts")
+
+
+def check_shard_folder(parts: Path) -> None:
+    """Refuse a ``.parts`` that is a symbolic link or not a folder (:func:`mano_pde.files.check_own_folder`).
+
+    Called before anything is written (:func:`mano_pde.data.generate_darcy`) and again by
+    :meth:`ShardFolder.open`: a link is never followed, so no shard is read, written or deleted through it.
+    """
+    check_own_folder(parts, "shard folder")
 
 
 def _shard_name(start: int) -> str:
@@ -99,7 +114,10 @@ class ShardFolder:
         DarcyDataError
             An unfinished run with other parameters exists (and ``overwrite`` is false), or the folder holds
             shards whose manifest is unreadable (they cannot be checked against the parameters).
+        mano_pde.files.UnsafePathError
+            The folder's name holds a symbolic link or a file (:func:`check_shard_folder`).
         """
+        check_shard_folder(self.path)
         if self.path.exists() and overwrite and not self._same_parameters():
             self.remove()
         if self.path.exists():

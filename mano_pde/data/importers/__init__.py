@@ -58,7 +58,7 @@ from ...files import check_file_name, sha256_file
 from ...grids import GEOMETRIES, check_geometry, coordinates, describe_geometry
 from .._output import check_output_file, output_lock
 from ..io import check_new_file
-from ..schema import COORD_TOL, DarcyDataError, DarcyWriter
+from ..schema import COORD_TOL, STORAGE_DTYPES, DarcyDataError, DarcyWriter, check_storable_parameters
 from .common import FORMATS, _check_values, _Opener, _Source, log
 from .detect import detect_format
 from .grid_detection import DETECT_SAMPLES, GridDecision, detect_grid
@@ -140,7 +140,8 @@ def import_darcy(
         If the source is of an unknown format, truncated, lacks its variables, has mismatched or non-square
         shapes, non-finite values or non-positive permeability, or if ``out`` is the source itself.
     UserInputError
-        For an invalid ``dtype``, ``high``/``low`` or ``chunk_size``, an output that is a folder or lies in a
+        For an invalid ``dtype``, ``high``/``low`` (not positive, or beyond what ``dtype`` holds) or ``chunk_size``,
+        an output that is a folder or lies in a
         folder that is not writable, or another process writing the same output.
 
     Notes
@@ -149,11 +150,12 @@ def import_darcy(
     are read ``chunk_size`` samples at a time. See the module docstring for the axis, grid and mask conventions.
     """
     src, out = Path(src), check_file_name(out)  # `-o newdir/` names a folder: refused
-    if dtype not in ("float32", "float64"):
+    if dtype not in STORAGE_DTYPES:
         raise UserInputError(f"dtype must be 'float32' or 'float64', got {dtype!r}")
     high, low = float(high), float(low)
     if not (np.isfinite(high) and np.isfinite(low) and high > 0 and low > 0):
         raise UserInputError(f"high and low must be positive permeability values, got high={high}, low={low}")
+    check_storable_parameters({"high": high, "low": low}, dtype)  # as generate: --high 1e300 is no float32
     if chunk_size is not None and int(chunk_size) < 1:
         raise UserInputError(f"chunk_size must be >= 1, got {chunk_size}")
     if grid != "auto":
@@ -265,9 +267,10 @@ def _decide_grid(src: Path, source: _Source, grid: str, names: tuple[str, str]) 
         log.info("%s: %s grid, from its coordinates", src, found[0])
         return decision
     try:
-        _, u = source.read(0, min(source.n, DETECT_SAMPLES))
+        a, u = source.read(0, min(source.n, DETECT_SAMPLES))
     except Exception as exc:  # h5py / numpy errors on a damaged file
         raise DarcyDataError(f"cannot read {names[1]} of {src} ({exc}): the file is truncated or corrupted") from exc
+    _check_values(src, a, u, 0, names)  # NaN/inf or a <= 0 are refused before any heuristic reads the values
     found = detect_grid(u)
     if grid != "auto":
         note = f"given with --grid {grid}; the data: {found.geometry} ({found.confidence}): {found.evidence}"

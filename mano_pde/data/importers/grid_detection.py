@@ -76,7 +76,12 @@ def detect_grid(u: np.ndarray) -> GridDecision:
     m = np.abs(np.asarray(u, dtype="f8")).mean(axis=0)
     s = m.shape[-1]
     if s < 4 or not np.isfinite(m).all() or float(m.mean()) == 0.0:
-        why = f"a {s}-point grid is too small to tell" if s < 4 else "u = 0 everywhere in the samples read"
+        if s < 4:
+            why = f"a {s}-point grid is too small to tell"
+        elif not np.isfinite(m).all():
+            why = "u holds NaN or infinite values in the samples read"
+        else:
+            why = "u = 0 everywhere in the samples read"
         return _assumed(why)
     lines = {  # edge: (its mean |u|, the next line's)
         "first row": (m[0].mean(), m[1].mean()),
