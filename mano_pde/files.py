@@ -52,6 +52,7 @@ __all__ = [
     "create_exclusive",
     "open_lock_file",
     "check_own_folder",
+    "special_file_kind",
     "check_file_name",
     "check_inside",
     "UnsafePathError",
@@ -138,13 +139,35 @@ def check_own_folder(path: str | os.PathLike, what: str) -> None:
     path = Path(path)
     try:
         mode = os.lstat(path).st_mode
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):  # nothing there (or its folder is a file: the caller says so)
         return
     fix = f"remove {path} (it is not a {what} of mano_pde) and rerun"
     if stat.S_ISLNK(mode):
         raise UnsafePathError(f"the {what} {path} is a symbolic link; {fix}")
     if not stat.S_ISDIR(mode):
         raise UnsafePathError(f"the {what} {path} is not a folder; {fix}")
+
+
+def special_file_kind(path: str | os.PathLike) -> str | None:
+    """What ``path`` is when it exists but is not a regular file (links followed): ``"a folder"``,
+    ``"a FIFO (named pipe)"``, ``"a device"``, ``"a socket"``; ``None`` for a regular file or nothing at all.
+
+    Readers check their input with it before opening: a FIFO would block ``open`` (and the netCDF/HDF5 library)
+    until something writes to it, i.e. for ever.
+    """
+    try:
+        mode = os.stat(path).st_mode
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    if stat.S_ISREG(mode):
+        return None
+    if stat.S_ISDIR(mode):
+        return "a folder"
+    if stat.S_ISFIFO(mode):
+        return "a FIFO (named pipe)"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "a device"
+    return "a socket" if stat.S_ISSOCK(mode) else "not a regular file"
 
 
 def check_file_name(path: str | os.PathLike, what: str = "output", example: str = "darcy.nc") -> Path:

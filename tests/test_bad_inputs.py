@@ -1470,3 +1470,26 @@ def test_hs_a_local_dask_cluster_larger_than_memory_is_refused_at_once(tmp_path)
         len(err.splitlines()) == 1
     ), err
     assert os.listdir(tmp_path) == []
+
+
+def test_hs_an_output_inside_a_file_is_refused_in_one_line(tmp_path, capsys):
+    """generate/output-folder-is-a-file: the shard-folder check must leave this case to the output check."""
+    (tmp_path / "victim.txt").write_text("mine")
+    assert main([*GEN, "-o", str(tmp_path / "victim.txt" / "out.nc")]) == 2
+    _one_error_line(capsys, f"{tmp_path / 'victim.txt'} is a file, not a folder", "generate")
+    assert os.listdir(tmp_path) == ["victim.txt"] and (tmp_path / "victim.txt").read_text() == "mine"
+
+
+@pytest.mark.parametrize("command", ["info", "import"])
+def test_hs_a_fifo_given_as_input_is_refused_instead_of_blocking(command, tmp_path):
+    """info/fifo: `mano-pde info f.nc` on a named pipe blocked until killed (import read it the same way)."""
+    os.mkfifo(tmp_path / "f.nc")
+    argv = [command, "f.nc"] + (["--no-progress", "-o", "out.nc"] if command == "import" else [])
+    proc = subprocess.run(
+        [sys.executable, "-m", "mano_pde.cli", *argv], cwd=tmp_path, capture_output=True, text=True, timeout=30
+    )
+    assert proc.returncode == 2, proc.stderr
+    err = proc.stderr.strip()
+    assert err.startswith(f"mano-pde {command}: error: f.nc is a FIFO (named pipe), not a"), err
+    assert len(err.splitlines()) == 1, err
+    assert sorted(os.listdir(tmp_path)) == ["f.nc"]

@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
+from ..files import special_file_kind
 from ..grids import GEOMETRIES, MIN_POINTS, coordinates, describe_geometry, nesting, reachable
 from .schema import COMPLETE_ATTR, COORD_TOL, GEOMETRY_ATTR, SCHEMA, DarcyDataError
 
@@ -209,6 +210,11 @@ def open_darcy(
         if partial.exists():
             hint = f" (an unfinished generation run exists at {partial}: rerun the same generate command to finish it)"
         raise FileNotFoundError(f"no Darcy data file at {path}{hint}")
+    kind = special_file_kind(path)  # a FIFO would block the netCDF library for ever
+    if kind is not None:
+        raise DarcyDataError(
+            f"{path} is {kind}, not a Darcy data file; give a file written by `mano-pde generate` or `mano-pde import`"
+        )
     try:
         ds = xr.open_dataset(path, engine="netcdf4", chunks=chunks)
     except Exception as exc:  # netCDF4/HDF5 raise OSError, ValueError, RuntimeError variants

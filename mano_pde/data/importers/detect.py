@@ -6,6 +6,7 @@ import os
 import zipfile
 from pathlib import Path
 
+from ...files import special_file_kind
 from ..schema import DarcyDataError
 from .common import FORMATS
 
@@ -41,8 +42,9 @@ def detect_format(src: str | os.PathLike) -> str:
     path = Path(src)
     if not path.exists():
         raise FileNotFoundError(f"no source file at {path}")
-    if path.is_dir():
-        raise DarcyDataError(f"{path} is a directory; pass one data file ({_supported()})")
+    kind = special_file_kind(path)  # a FIFO would block the read below for ever
+    if kind is not None:
+        raise DarcyDataError(f"{path} is {kind}, not a data file; pass one data file ({_supported()})")
     with open(path, "rb") as fh:
         head = fh.read(1024)
     if not head:
