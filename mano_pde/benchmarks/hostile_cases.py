@@ -1381,7 +1381,8 @@ def _api_cases() -> list[Case]:
             mentions=("folder",)),
         api("darcy-config-resolution-bool", "from mano_pde.data import DarcyConfig\nDarcyConfig(resolution=True)"),
         api("darcy-config-n-samples-2.5", "from mano_pde.data import DarcyConfig\nDarcyConfig(n_samples=2.5)"),
-        api("darcy-config-n-samples-str", "from mano_pde.data import DarcyConfig\nDarcyConfig(n_samples='3')"),
+        api("darcy-config-n-samples-str", "from mano_pde.data import DarcyConfig\nDarcyConfig(n_samples='3')",
+            mentions=("'3' (str)",), note="the message must show that the 3 was a string"),
         api("darcy-config-map-unknown", "from mano_pde.data import DarcyConfig\nDarcyConfig(permeability_map='x')"),
         api("train-config-resolutions-str", "from mano_pde.training import TrainConfig\n"
             "TrainConfig(model='fno', data='data.nc', resolutions='17', n_train=[4])", mentions=("resolutions",)),

@@ -131,7 +131,9 @@ def generate_darcy(
         Invalid arguments (checked before anything is written), parameters whose values the storage ``dtype``
         cannot hold (``--high 1e45`` or ``--forcing 1e-300`` in float32), an output that is a folder, names a
         folder (``newdir/``) or lies in a folder that is not writable, a symbolic link at ``path + ".lock"``,
-        or another process generating the same output (the lock ``path + ".lock"`` is held for the whole run).
+        a symbolic link or a file at ``path + ".parts"``, more worker processes than memory can hold, samples
+        whose shards exceed the output disk's free space, or another process generating the same output (the
+        lock ``path + ".lock"`` is held for the whole run).
     FileExistsError
         ``path`` exists and ``overwrite`` is false.
     ImportError
