@@ -1316,7 +1316,7 @@ def test_fix_evaluate_checks_resolutions_before_touching_the_output(grid, phrase
 def test_hs_seeds_beyond_int64_are_refused_and_the_largest_is_recorded_exactly(tmp_path, capsys):
     """generate/seed=huge: a seed the file's int64 attribute cannot hold was a raw TypeError after solving."""
     assert main([*GEN, "--seed", str(2**70), "-o", str(tmp_path / "x.nc")]) == 2
-    _one_error_line(capsys, "seed must be a non-negative integer of at most 2**63 - 1", "generate")
+    _one_error_line(capsys, "seed (--seed) must be an int in [0, 2**63 - 1] (the file records it as int64)", "generate")
     assert os.listdir(tmp_path) == []  # no .parts, no .x.nc.PID.tmp
     out = generate_darcy(DarcyConfig(n_samples=1, resolution=5, seed=2**63 - 1), tmp_path / "max.nc", progress=False)
     with open_darcy(out) as ds:
@@ -1336,7 +1336,7 @@ def test_hs_darcy_config_type_errors_show_the_value_and_its_type():
         DarcyConfig(n_samples="3")
     with pytest.raises(UserInputError, match=re.escape("seed must be an int, got 1.0 (float)")):
         DarcyConfig(seed=1.0)
-    with pytest.raises(UserInputError, match=re.escape("n_samples must be a positive integer of at most 2**63 - 1")):
+    with pytest.raises(UserInputError, match=re.escape("n_samples (--n-samples) must be an int in [1, 2**63 - 1]")):
         DarcyConfig(n_samples=2**70)  # the file records it as int64 (generate ran until killed)
 
 

@@ -70,18 +70,14 @@ class DarcyConfig:
     def __post_init__(self) -> None:
         """Refuse invalid parameters with :class:`~mano_pde.errors.UserInputError` (before any work is done)."""
         check_fields(self, DarcyConfig)  # a wrong type names the value and its type: "got '3' (str)"
-        if not 1 <= self.n_samples <= MAX_INT64:
-            raise UserInputError(
-                f"n_samples must be a positive integer of at most 2**63 - 1 (the file records it as int64), "
-                f"got {self.n_samples}"
-            )
+        for name, low in (("n_samples", 1), ("seed", 0)):  # as TrainConfig's seed: "an int in [low, high]"
+            if not low <= getattr(self, name) <= MAX_INT64:
+                raise UserInputError(
+                    f"{name} (--{name.replace('_', '-')}) must be an int in [{low}, 2**63 - 1] (the file records it "
+                    f"as int64), got {getattr(self, name)}"
+                )
         if self.resolution < 3:
             raise UserInputError(f"resolution must be an integer >= 3, got {self.resolution}")
-        if not 0 <= self.seed <= MAX_INT64:
-            raise UserInputError(
-                f"seed must be a non-negative integer of at most 2**63 - 1 (the file records it as an int64 "
-                f"attribute), got {self.seed}"
-            )
         if self.permeability_map not in PERMEABILITY_MAPS:
             raise UserInputError(
                 f"unknown permeability map {self.permeability_map!r}; choose one of {PERMEABILITY_MAPS}"
