@@ -1517,3 +1517,11 @@ def test_hs_spec_folder_and_output_file_are_one_clear_line(tmp_path, capsys, mon
     _one_error_line(capsys, "the experiment folder -o notes.txt is an existing file, not a folder", "benchmark")
     assert (tmp_path / "notes.txt").read_text() == "the user's notes\n"
     assert sorted(os.listdir(tmp_path)) == ["dir.toml", "notes.txt", "spec.toml"]
+
+
+def test_hs_train_on_constant_pressure_leaves_no_run_folder(good, tmp_path, capsys):
+    """train/constant-pressure: refused, but only after the (then empty) run folder had been made."""
+    data = _variant(good, tmp_path / "u0.nc", _set("u", slice(None), 0.0))
+    assert main([*TRAIN, *FNO_TINY, "--data", str(data), "-o", str(tmp_path / "r")]) == 2
+    _one_error_line(capsys, "has mean 0 and standard deviation 0", "train")
+    assert os.listdir(tmp_path) == ["u0.nc"]
