@@ -19,8 +19,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .errors import UserInputError
-
 if TYPE_CHECKING:
     from .experiments import ExperimentSpec
 
@@ -126,11 +124,11 @@ def run_demo(
     """
     from .evaluation.report import results_table
     from .experiments import run_experiment
+    from .training.config import check_epochs
 
     cfg = config or DemoConfig()
     if epochs is not None:
-        if isinstance(epochs, bool) or not isinstance(epochs, numbers.Integral) or epochs < 1:
-            raise UserInputError(f"epochs (--epochs) must be an int >= 1, got {epochs!r}")
+        check_epochs(int(epochs) if isinstance(epochs, numbers.Integral) and not isinstance(epochs, bool) else epochs)
         cfg = dataclasses.replace(cfg, epochs=int(epochs))
     summary = run_experiment(demo_spec(cfg), output, workers=workers, device=device, progress=progress)
     table = results_table(summary["records"])

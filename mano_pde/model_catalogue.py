@@ -7,7 +7,9 @@ to register any other set of names than this one.
 
 from __future__ import annotations
 
-__all__ = ["MODELS", "MODEL_NAMES"]
+from .errors import UserInputError
+
+__all__ = ["MODELS", "MODEL_NAMES", "canonical_model_name"]
 
 #: Registry name -> one-line description, in the order the command line lists them.
 MODELS: dict[str, str] = {
@@ -20,3 +22,17 @@ MODELS: dict[str, str] = {
 
 #: The registry names (``mano_pde.models.list_models()`` gives them sorted).
 MODEL_NAMES: tuple[str, ...] = tuple(MODELS)
+
+
+def canonical_model_name(name: str) -> str:
+    """The registry name of ``name`` (case-insensitive, ``_`` and ``-`` interchangeable).
+
+    Raises
+    ------
+    mano_pde.errors.UserInputError
+        ``name`` names no model of the registry (the message lists them).
+    """
+    key = str(name).strip().lower().replace("_", "-")
+    if key not in MODELS:
+        raise UserInputError(f"unknown model {name!r}; available models: {sorted(MODELS)}")
+    return key

@@ -1493,3 +1493,219 @@ def test_hs_a_fifo_given_as_input_is_refused_instead_of_blocking(command, tmp_pa
     assert err.startswith(f"mano-pde {command}: error: f.nc is a FIFO (named pipe), not a"), err
     assert len(err.splitlines()) == 1, err
     assert sorted(os.listdir(tmp_path)) == ["f.nc"]
+
+
+# --- hostile-input sweep, training side
+# Each case was found by `mano-pde benchmark hostile-inputs` (its case id in the comment) and failed before its fix:
+# a raw traceback, a run until killed, a study that ran for nothing, a leftover folder or a silent acceptance.
+def _tiny_spec(tmp_path: Path, change=None) -> Path:
+    """The sweep's tiny spec (4 samples at 9², one FNO epoch) as ``spec.toml``, changed by ``change(record)``."""
+    from mano_pde.benchmarks.hostile_cases import _spec_record as tiny_record
+    from mano_pde.benchmarks.hostile_cases import to_toml
+
+    record = tiny_record()
+    if change is not None:
+        change(record)
+    path = tmp_path / "spec.toml"
+    path.write_text(to_toml(record))
+    return path
+
+
+@pytest.mark.parametrize(
+    ("extra", "phrase"),
+    [
+        (["--lr", "1e300"], "lr (--lr) = 1e+300 cannot be held by float32"),  # train/lr=huge
+        (["--lr", "1e-300"], "lr (--lr) = 1e-300 cannot be held by float32"),  # flushes to 0: never trains
+        (["--weight-decay", "1e300"], "weight_decay (--weight-decay) = 1e+300 cannot be held by float32"),
+        (["--scheduler", "step", "--gamma", "1e300"], "gamma (--gamma) = 1e+300 cannot be held by float32"),
+        (["--scheduler", "step", "--step-size", "1", "--gamma", "1e30", "--epochs", "3"],
+         "grows the learning rate 2 times over 3 epochs"),  # lr 1e-3 -> 1e57: beyond float32 at epoch 3
+        (["--epochs", str(2**70)], "epochs (--epochs) must be at most 1,000,000"),  # train/epochs=huge
+        (["--hidden-channels", str(2**70)], "hidden_channels=1180591620717411303424 is beyond the largest size"),
+    ],
+)  # fmt: skip
+def test_hs_train_refuses_values_torch_cannot_hold_before_writing(extra, phrase, good, tmp_path, capsys):
+    argv = [*TRAIN, *FNO_TINY, "--data", str(good)]
+    for flag in {a for a in extra if a.startswith("--")} & set(argv):  # the case's value replaces the tiny run's
+        del argv[argv.index(flag) : argv.index(flag) + 2]
+    assert main([*argv, *extra, "-o", str(tmp_path / "r")]) == 2
+    _one_error_line(capsys, phrase, "train")
+    assert os.listdir(tmp_path) == []
+
+
+def test_hs_train_config_bounds_hold_for_the_python_api_too():
+    from mano_pde.training import TrainConfig
+
+    base = {"model": "fno", "data": "d.nc", "resolutions": [9], "n_train": [2]}
+    TrainConfig(**base, epochs=10**6, lr=3e38, weight_decay=0.0)  # the largest accepted values
+    TrainConfig(**{**base, "model": "FNO"})  # the registry's spelling rules: case and _/- do not matter
+    for bad, phrase in (
+        ({"epochs": 10**6 + 1}, "must be at most 1,000,000"),
+        ({"lr": 1e39}, "cannot be held by float32"),
+        ({"model": "nope"}, "unknown model 'nope'; available models: ['fno', 'global-attention', 'mano'"),
+    ):  # api/train-config-model-unknown: accepted before, the CLI alone checked the name
+        with pytest.raises(UserInputError, match=re.escape(phrase)):
+            TrainConfig(**{**base, **bad})
+
+
+def test_hs_train_config_checks_the_model_name_without_torch():
+    code = (
+        "import sys\nfrom mano_pde.training.config import TrainConfig\n"
+        "try:\n    TrainConfig(model='nope', data='d.nc', resolutions=[9], n_train=[2])\n"
+        "except ValueError as e:\n    print('refused' if 'unknown model' in str(e) else e)\n"
+        "print('torch' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    assert out == ["refused", "False"]
+
+
+def _size_keywords() -> list[tuple[str, str]]:
+    from mano_pde.models.hyperparameters import _is_size
+    from mano_pde.models.registry import list_models, model_parameters
+
+    return [(m, k) for m in list_models() for k, spec in model_parameters(m).items() if _is_size(spec)]
+
+
+def test_hs_every_integer_size_keyword_of_every_model_is_bounded():
+    """api/create-model-huge-width: 2**70 in any size keyword was torch's overflow TypeError with C++ frames."""
+    from mano_pde.models import create_model
+
+    pairs = _size_keywords()
+    names = {k for _, k in pairs}
+    assert {"hidden_channels", "n_layers", "n_heads", "head_dim", "n_modes", "window_size", "factor"} <= names
+    for model, key in pairs:
+        value = [2**70, 2**70] if key in ("n_modes", "max_n_modes") else 2**70
+        with pytest.raises(UserInputError, match=rf"create_model\('{model}'\): {key}=.* is beyond the largest size"):
+            create_model(model, **{key: value})
+
+
+@pytest.mark.parametrize(
+    ("model", "kwargs", "phrase"),
+    [
+        ("fno", {"hidden_channels": 60_000}, "more than this machine's memory"),
+        ("fno", {"n_layers": 60_000}, "n_layers=60000 has 35,452,804,481 parameters"),  # 1 + 2 layers, extrapolated
+        ("mano", {"hidden_channels": 65_536}, "more than this machine's memory"),
+        ("mano", {"mlp_ratio": 1e300}, "mlp_ratio=1e+300 gives a hidden width of 6.4e+301"),
+        ("tfno", {"rank": 1e300}, "torch cannot form the tensor shapes"),
+    ],
+)
+def test_hs_models_no_machine_holds_are_refused_before_allocating(model, kwargs, phrase, monkeypatch):
+    from mano_pde.models import create_model, registry
+
+    monkeypatch.setattr(registry, "_physical_memory", lambda: 64 * 2**30)  # the same verdict on every machine
+    with pytest.raises(UserInputError, match=re.escape(phrase)):
+        create_model(model, **kwargs)
+
+
+def test_hs_the_memory_estimate_keeps_the_random_state_and_the_weights():
+    import torch
+
+    from mano_pde.models import create_model, model_builder
+
+    for name in ("fno", "tfno", "mano"):
+        torch.manual_seed(0)
+        built = create_model(name, n_layers=3, hidden_channels=8).state_dict()
+        after = torch.rand(1)
+        torch.manual_seed(0)
+        plain = model_builder(name)(in_channels=1, out_channels=1, n_layers=3, hidden_channels=8).state_dict()
+        assert torch.equal(after, torch.rand(1))
+        assert all(torch.equal(built[k], plain[k]) for k in plain if isinstance(plain[k], torch.Tensor))
+
+
+def test_hs_benchmark_epochs_beyond_the_bound_is_refused_before_the_study(tmp_path, capsys, monkeypatch):
+    """spec/epochs=huge: `benchmark darcy --epochs 2**70` generated the data and trained until killed."""
+    monkeypatch.chdir(tmp_path)
+    _tiny_spec(tmp_path)
+    assert main(["benchmark", "darcy", "--spec", "spec.toml", "--epochs", str(2**70), "-o", "study"]) == 2
+    _one_error_line(capsys, "epochs (--epochs) must be at most 1,000,000", "benchmark")
+    assert sorted(os.listdir(tmp_path)) == ["spec.toml"]
+    spec = _spec_record()
+    spec["tuning"] = {"models": [next(iter(spec["models"]))], "epochs": 2**70}
+    with pytest.raises(UserInputError, match=r"tuning.epochs must be at most 1,000,000"):
+        from mano_pde.experiments.spec import ExperimentSpec
+
+        ExperimentSpec.from_dict(spec)
+
+
+@pytest.mark.parametrize("kind", ["folder", "missing-folder", "trailing-slash", "docs-is-a-file", "docs-link"])
+def test_hs_update_benchmarks_target_is_checked_before_the_study(kind, tmp_path, capsys, monkeypatch):
+    """spec/update-benchmarks-is-folder: the whole study ran, the plots were copied to ./docs/darcy-study, then a
+    raw IsADirectoryError."""
+    monkeypatch.chdir(tmp_path)
+    _tiny_spec(tmp_path)
+    target, phrase = {
+        "folder": ("bdir", "--update-benchmarks bdir is a folder, not a file"),
+        "missing-folder": ("nope/B.md", "the folder"),
+        "trailing-slash": ("bdir/", "names a folder"),
+        "docs-is-a-file": ("B.md", "docs is a file, not a folder"),
+        "docs-link": ("B.md", "docs is a link, not a folder"),
+    }[kind]
+    if kind == "folder":
+        (tmp_path / "bdir").mkdir()
+    if kind == "docs-is-a-file":
+        (tmp_path / "docs").write_text("the user's notes\n")
+    if kind == "docs-link":
+        (tmp_path / "elsewhere").mkdir()
+        (tmp_path / "docs").symlink_to("elsewhere")
+    before = sorted(os.listdir(tmp_path))
+    assert main(["benchmark", "darcy", "--spec", "spec.toml", "--update-benchmarks", target, "-o", "study"]) == 2
+    _one_error_line(capsys, phrase, "benchmark")
+    assert sorted(os.listdir(tmp_path)) == before  # no study folder, no docs/
+
+
+def test_hs_plots_are_copied_beside_the_benchmarks_file_never_through_a_link(tmp_path):
+    from mano_pde.benchmarks.darcy import copy_plots
+
+    out = tmp_path / "study"
+    (out / "results" / "a").mkdir(parents=True)
+    (out / "results" / "a" / "predictions.png").write_bytes(b"png")
+    docs = tmp_path / "site" / "docs" / "darcy-study"
+    docs.mkdir(parents=True)
+    victim = tmp_path / "victim.png"
+    victim.write_bytes(b"the user's")
+    (docs / "a-predictions.png").symlink_to(victim)
+    assert copy_plots(out, tmp_path / "site" / "BENCHMARKS.md", ["a"]) == ["docs/darcy-study/a-predictions.png"]
+    assert victim.read_bytes() == b"the user's"
+    assert (docs / "a-predictions.png").read_bytes() == b"png" and not (docs / "a-predictions.png").is_symlink()
+
+
+@pytest.mark.parametrize(
+    ("change", "phrase"),
+    [
+        (lambda r: r["data"]["d"]["generate"].update(n_samples=0), "data.d.generate.n_samples must be a positive"),
+        (lambda r: r["data"]["d"]["generate"].update(bogus=1), "data.d.generate.bogus is not a generator parameter"),
+        (lambda r: r["data"]["d"]["generate"].update(alpha="2"), "data.d.generate.alpha must be a number, got '2'"),
+        (lambda r: r["data"]["d"]["generate"].update(permeability_map="x"),
+         "data.d.generate: unknown permeability map 'x'"),
+    ],
+)  # fmt: skip
+def test_hs_spec_generate_tables_are_checked_at_load(change, phrase, tmp_path, capsys, monkeypatch):
+    """spec/generate-n-samples-0, spec/generate-unknown-key: checked after `study/` was made (left empty), and the
+    message was `DarcyConfig.__init__() got an unexpected keyword argument 'bogus'`."""
+    monkeypatch.chdir(tmp_path)
+    _tiny_spec(tmp_path, change)
+    assert main(["benchmark", "darcy", "--spec", "spec.toml", "-o", "study"]) == 2
+    _one_error_line(capsys, phrase, "benchmark")
+    assert sorted(os.listdir(tmp_path)) == ["spec.toml"]
+
+
+def test_hs_spec_folder_and_output_file_are_one_clear_line(tmp_path, capsys, monkeypatch):
+    """spec/is-a-folder said "does not exist"; spec/output-is-a-file printed a bare `[Errno 17] File exists`."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "dir.toml").mkdir()
+    assert main(["benchmark", "darcy", "--spec", "dir.toml", "-o", "study"]) == 2
+    _one_error_line(capsys, "experiment spec dir.toml is a folder, not a TOML file", "benchmark")
+    _tiny_spec(tmp_path)
+    (tmp_path / "notes.txt").write_text("the user's notes\n")
+    assert main(["benchmark", "darcy", "--spec", "spec.toml", "-o", "notes.txt"]) == 2
+    _one_error_line(capsys, "the experiment folder -o notes.txt is an existing file, not a folder", "benchmark")
+    assert (tmp_path / "notes.txt").read_text() == "the user's notes\n"
+    assert sorted(os.listdir(tmp_path)) == ["dir.toml", "notes.txt", "spec.toml"]
+
+
+def test_hs_train_on_constant_pressure_leaves_no_run_folder(good, tmp_path, capsys):
+    """train/constant-pressure: refused, but only after the (then empty) run folder had been made."""
+    data = _variant(good, tmp_path / "u0.nc", _set("u", slice(None), 0.0))
+    assert main([*TRAIN, *FNO_TINY, "--data", str(data), "-o", str(tmp_path / "r")]) == 2
+    _one_error_line(capsys, "has mean 0 and standard deviation 0", "train")
+    assert os.listdir(tmp_path) == ["u0.nc"]

@@ -160,7 +160,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--arms", nargs="+", help="subset of arms (default: the spec's non-optional arms)")
     parser.add_argument("--workers", type=int, default=2, help="data-generation processes")
     parser.add_argument("--device", default="auto")
-    parser.add_argument("--update-benchmarks", metavar="FILE", help="write the results into this BENCHMARKS.md")
+    parser.add_argument(
+        "--update-benchmarks",
+        metavar="FILE",
+        help="write the results into this BENCHMARKS.md (an existing file, or a new one in an existing folder: its "
+        "study section is replaced) and copy the plots to docs/darcy-study/ in FILE's folder; both are checked before "
+        "the study runs",
+    )
     parser.add_argument(
         "--tune",
         action="store_true",
@@ -177,9 +183,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..experiments import load_spec
+    from ..experiments.runner import check_experiment_folder
 
     spec = load_spec(args.spec or ("darcy-full" if args.full else "darcy-seeded"))
     out = Path(args.output or f"runs/darcy-study-{spec.name.removeprefix('darcy-')}")
+    check_experiment_folder(out)
+    # every file the command writes besides -o, checked before the study runs (hours later is too late)
+    if args.write_spec:
+        check_writable_file(args.write_spec, "--write-spec", "study-spec.toml")
+    if args.update_benchmarks:
+        arms = args.arms or spec.default_arms()
+        check_writable_file(args.update_benchmarks, "--update-benchmarks", "BENCHMARKS.md")
+        check_plots_folder(Path(args.update_benchmarks), arms)
     common = {"workers": args.workers, "device": args.device, "progress": not args.no_progress}
     if args.tune and spec.tuning is not None:
         from ..experiments.tuning import run_search
@@ -195,7 +210,7 @@ def run(args: argparse.Namespace) -> int:
     summary = run_benchmark(selected, out, write_spec=args.write_spec, **common)
     plots = None
     if args.update_benchmarks:
-        plots = copy_plots(out, Path(args.update_benchmarks).parent, list(summary["config"]["arms"]))
+        plots = copy_plots(out, Path(args.update_benchmarks), list(summary["config"]["arms"]))
     section = study_report(summary, out, plots)
     print(section)
     if args.update_benchmarks:
@@ -203,21 +218,80 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def copy_plots(out: Path, dest_root: Path, arms: list[str]) -> list[str]:
-    """Copy the evaluation plots of every arm next to BENCHMARKS.md (``docs/darcy-study/``); relative paths."""
-    import shutil
+#: Where ``--update-benchmarks FILE`` copies the plots, relative to FILE's folder (the section links them so).
+PLOTS_FOLDER = ("docs", "darcy-study")
 
-    dest = dest_root / "docs" / "darcy-study"
-    dest.mkdir(parents=True, exist_ok=True)
-    copied = []
-    curves = out / "results" / "learning_curves.png"
-    if curves.exists():
-        shutil.copyfile(curves, dest / "learning_curves.png")
-        copied.append("docs/darcy-study/learning_curves.png")
+
+def _plots(out: Path, arms: list[str]) -> list[tuple[Path, str]]:
+    """(source, name in the plots folder) of every plot the study may have written."""
+    plots = [(out / "results" / "learning_curves.png", "learning_curves.png")]
     for arm in arms:
-        for name in ("error_vs_resolution.png", "predictions.png"):
-            src = out / "results" / arm / name
-            if src.exists():
-                shutil.copyfile(src, dest / f"{arm}-{name}")
-                copied.append(f"docs/darcy-study/{arm}-{name}")
+        plots += [
+            (out / "results" / arm / name, f"{arm}-{name}") for name in ("error_vs_resolution.png", "predictions.png")
+        ]
+    return plots
+
+
+def check_writable_file(text: str | Path, option: str, example: str) -> Path:
+    """A file the command will (re)write: an existing regular file, or a new one in an existing, writable folder.
+
+    Raises
+    ------
+    mano_pde.errors.UserInputError
+        Naming the option, the path and what to give instead.
+    """
+    import os
+
+    from ..errors import UserInputError
+    from ..files import check_file_name
+
+    path = check_file_name(text, option, example)
+    folder = Path(os.path.abspath(path)).parent
+    if path.is_dir():
+        raise UserInputError(f"{option} {path} is a folder, not a file; give a file such as {path / example}")
+    if path.exists() and not path.is_file():
+        raise UserInputError(f"{option} {path} is not a regular file (a device or pipe); give a file such as {example}")
+    if path.is_file() and not os.access(path, os.R_OK):
+        raise UserInputError(f"{option} {path} cannot be read (permission denied); give a file you can read")
+    if not folder.is_dir():
+        raise UserInputError(f"{option} {path}: the folder {folder} does not exist; create it or give another file")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise UserInputError(f"{option} {path}: the folder {folder} is not writable (permission denied)")
+    return path
+
+
+def check_plots_folder(benchmarks: Path, arms: list[str]) -> Path:
+    """The folder ``docs/darcy-study`` beside the BENCHMARKS file, checked: it (and ``docs``) is a real folder or
+    can be created there, never a link or file that would lead the copies elsewhere, and no plot name is a folder."""
+    import os
+
+    from ..errors import UserInputError
+
+    root = Path(os.path.abspath(benchmarks)).parent
+    dest = root.joinpath(*PLOTS_FOLDER)
+    fix = f"--update-benchmarks {benchmarks} copies the plots to {dest}"
+    for folder in (root / PLOTS_FOLDER[0], dest):
+        if folder.is_symlink() or (folder.exists() and not folder.is_dir()):
+            raise UserInputError(f"{fix}, but {folder} is {'a link' if folder.is_symlink() else 'a file'}, not a "
+                                 "folder; remove it or give a BENCHMARKS file in another folder")  # fmt: skip
+        if folder.is_dir() and not os.access(folder, os.W_OK | os.X_OK):
+            raise UserInputError(f"{fix}, but {folder} is not writable (permission denied)")
+    for _, name in _plots(Path(), arms):
+        if (dest / name).is_dir():
+            raise UserInputError(f"{fix}, but {dest / name} is a folder; remove it")
+    return dest
+
+
+def copy_plots(out: Path, benchmarks: Path, arms: list[str]) -> list[str]:
+    """Copy the evaluation plots of every arm to ``docs/darcy-study/`` in the folder of the BENCHMARKS file
+    ``benchmarks`` (checked by :func:`check_plots_folder`); their paths relative to that folder."""
+    from ..files import atomic_write_bytes
+
+    dest = check_plots_folder(benchmarks, arms)
+    copied = []
+    for src, name in _plots(out, arms):
+        if src.exists():
+            dest.mkdir(parents=True, exist_ok=True)
+            atomic_write_bytes(dest / name, src.read_bytes())  # replaces a link planted at the name, not its target
+            copied.append("/".join((*PLOTS_FOLDER, name)))
     return copied

@@ -731,7 +731,7 @@ def _numeric_cases() -> list[Case]:
         ("--gamma", "huge"): "a decay factor > 1 that one epoch never applies",
         ("--workers", "huge"): "more workers than chunks: capped (a correct file) or refused",
         ("--n-samples", "huge"): "debatable: a count no disk holds; refused up front, or it runs until the timeout",
-        ("--epochs", "huge"): "debatable: a count no run finishes; refused up front, or it runs until the timeout",
+        ("--epochs", "huge"): "a count no run finishes: refused up front (epochs <= 10**6, TrainConfig's bound)",
     }
     cases = []
     for command, spec_, flag, kind, extra, expect in grid:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 import time
 from dataclasses import dataclass
@@ -43,6 +44,7 @@ __all__ = [
     "evaluate_run",
     "evaluation_dir",
     "run_experiment",
+    "check_experiment_folder",
 ]
 
 log = logging.getLogger(__name__)
@@ -76,13 +78,29 @@ def data_paths(spec: ExperimentSpec, output: str | Path) -> dict[str, Path]:
     return {k: Path(output) / d.path for k, d in spec.data.items()}
 
 
-def _darcy_config(entry: DataSpec, key: str) -> Any:
+def _darcy_config(entry: DataSpec) -> Any:
     from ..data import DarcyConfig
 
-    try:
-        return DarcyConfig(**entry.generate)
-    except TypeError as exc:
-        raise UserInputError(f"data.{key}.generate: {exc}") from None
+    return DarcyConfig(**entry.generate)  # checked when the spec was built (ExperimentSpec._check_generate)
+
+
+def check_experiment_folder(output: str | Path) -> Path:
+    """The experiment folder ``-o``: a new or existing folder, never an existing file (checked before any work).
+
+    Raises
+    ------
+    mano_pde.errors.UserInputError
+        ``output`` is an existing file (or its nearest existing ancestor is).
+    """
+    out = Path(output)
+    if out.exists() and not out.is_dir():
+        raise UserInputError(f"the experiment folder -o {out} is an existing file, not a folder; choose another -o")
+    parent = Path(os.path.abspath(out)).parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        raise UserInputError(f"cannot create the experiment folder -o {out}: {parent} is a file; choose another -o")
+    return out
 
 
 def plan_runs(spec: ExperimentSpec, output: str | Path, *, device: str = "auto") -> list[PlannedRun]:
@@ -170,7 +188,7 @@ def ensure_data(
             if not path.is_file():
                 raise UserInputError(f"data file {path} (data.{key}) does not exist and the spec does not generate it")
         elif path.exists():
-            dc = _darcy_config(entry, key)
+            dc = _darcy_config(entry)
             # a run killed while removing this file's .parts (or releasing its lock): finish its clean-up, as the
             # rerun of `generate` does (nothing is touched unless the file is that run's complete result)
             finish_interrupted(dc, path)
@@ -190,7 +208,7 @@ def ensure_data(
         else:
             log.info("generating %s", path)
             t0 = time.perf_counter()
-            generate_darcy(_darcy_config(entry, key), path, workers=workers, progress=progress)
+            generate_darcy(_darcy_config(entry), path, workers=workers, progress=progress)
             times[path.name] = time.perf_counter() - t0
             atomic_write_text(times_path, json.dumps(times, indent=2) + "\n")
         used[key] = path
@@ -371,7 +389,7 @@ def run_experiment(
         raise UserInputError(f"workers (--workers) must be an int >= 1, got {workers!r}")
     resolve_device(device)  # an unknown or unavailable device fails now, not after the data are generated
     t_start = time.perf_counter()
-    out = Path(output)
+    out = check_experiment_folder(output)
     spec = spec.select()  # the arms that run (the summary records what ran)
     runs = plan_runs(spec, out, device=device)  # every configuration validated before any work
     keys = list(dict.fromkeys(r.key for r in runs))

@@ -56,6 +56,7 @@ from typing import Any
 
 from ..errors import UserInputError
 from ..record_types import check_fields, check_value
+from ..training.config import check_epochs
 
 __all__ = [
     "ArmSpec",
@@ -196,6 +197,7 @@ class ExperimentSpec:
         for key, entry in self.data.items():
             if entry.generate is not None:  # a file the runner writes (a file it only reads may live anywhere)
                 self._check_output(f"data.{key}.path", entry.path)
+                self._check_generate(key, entry.generate)
         for t in self.targets:
             if t.arm not in self.arms:
                 raise UserInputError(f"{self.name}: target {t.label!r} names unknown arm {t.arm!r}")
@@ -228,6 +230,26 @@ class ExperimentSpec:
                     f"{self.name}: target {t.label!r}: left.model = {t.left['model']!r} is trained by no run of arm "
                     f"{t.arm!r} (its registry models: {registry})"
                 )
+
+    def _check_generate(self, key: str, table: dict[str, Any]) -> None:
+        """A ``data.<key>.generate`` table is a valid :class:`~mano_pde.data.DarcyConfig` (checked at load, before
+        the runner creates the experiment folder); the message names ``data.<key>.generate.<field>``."""
+        from ..data.presets import DarcyConfig
+
+        where = f"{self.name}: data.{key}.generate"
+        names = [f.name for f in dataclasses.fields(DarcyConfig)]
+        unknown = sorted(set(table) - set(names))
+        if unknown:
+            raise UserInputError(
+                f"{where}.{unknown[0]} is not a generator parameter (unknown key(s) {unknown}); known: {names}"
+            )
+        check_fields(table, DarcyConfig, f"{where}.")  # types, named by key
+        try:
+            DarcyConfig(**table)
+        except UserInputError as exc:  # DarcyConfig's messages start with the field they are about
+            message = str(exc)
+            field_name = next((n for n in names if message.startswith(n + " ")), None)
+            raise UserInputError(f"{where}.{message}" if field_name else f"{where}: {message}") from None
 
     def _check_output(self, where: str, template: str, **names: str) -> str:
         """``template`` filled in with ``names``: a relative path that stays inside the experiment folder.
@@ -285,6 +307,7 @@ class ExperimentSpec:
         for key, value in (("trials", t.trials), ("epochs", t.epochs), ("max_parameters", t.max_parameters)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise UserInputError(f"{self.name}: tuning.{key} must be an int >= 1, got {value!r}")
+        check_epochs(t.epochs, f"{self.name}: tuning.epochs")
         for key in t.models:  # a trial trains with the experiment-wide train table and the model's, never an arm's
             kw = {**self.train, **self.models[key].train}
             n_val = kw.get("n_val")
@@ -375,8 +398,7 @@ class ExperimentSpec:
                 new.tuning, models=kept, space={k: v for k, v in new.tuning.space.items() if k in kept}
             )
         if epochs is not None:
-            if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
-                raise UserInputError(f"epochs (--epochs) must be an int >= 1, got {epochs!r}")
+            check_epochs(epochs)  # TrainConfig's bound, before any work (the runs are planned later)
             new.train["epochs"] = epochs
         return new
 
@@ -431,8 +453,12 @@ def load_spec(source: str | Path) -> ExperimentSpec:
         path = _specs_folder() / f"{source}.toml"
         if not path.is_file():
             raise UserInputError(f"no experiment spec {str(source)!r}; shipped specs: {builtin_specs()}")
+    if path.is_dir():
+        raise UserInputError(
+            f"experiment spec {path} is a folder, not a TOML file; give the path of the spec's .toml file"
+        )
     if not path.is_file():
-        raise UserInputError(f"experiment spec {path} does not exist")
+        raise UserInputError(f"experiment spec {path} does not exist" + (" (or is not a regular file)" * path.exists()))
     try:
         record = tomllib.loads(path.read_text(encoding="utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:

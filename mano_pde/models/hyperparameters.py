@@ -14,7 +14,13 @@ from collections.abc import Sequence
 
 from ..errors import UserInputError
 
-__all__ = ["check_fno_hyperparameters", "check_transformer_hyperparameters", "is_int"]
+__all__ = ["MAX_SIZE", "check_fno_hyperparameters", "check_sizes", "check_transformer_hyperparameters", "is_int"]
+
+#: The largest value of an integer size keyword (widths, layers, heads, modes, window sizes, grids, factor): 65,536
+#: is beyond any operator of this package (the FNO paper's width is 32, its grids 421 points), and torch cannot
+#: even form the shapes of much larger values (``2**63`` overflows them). Combinations below it that no machine
+#: holds are refused by the registry's memory estimate (:func:`mano_pde.models.registry.create_model`).
+MAX_SIZE = 2**16
 
 
 def is_int(value) -> bool:
@@ -26,6 +32,55 @@ def _positive_ints(values: dict) -> None:
     for key, value in values.items():
         if not is_int(value) or value < 1:
             raise UserInputError(f"{key} must be a positive int, got {value!r}")
+
+
+def _is_size(spec) -> bool:
+    """An integer size keyword: it accepts ints (or lists of ints), not fractions (e.g. ``domain_padding``)."""
+    item = spec.item if spec.item is not None else spec
+    return "int" in item.kinds and "float" not in item.kinds and ("int" in spec.kinds or "seq" in spec.kinds)
+
+
+def check_sizes(name: str, kwargs: dict, params: dict, width: int) -> None:
+    """Refuse integer size keywords above :data:`MAX_SIZE`, and width ratios whose width would exceed it.
+
+    Every keyword of a registry model whose annotation takes ints (and no fractions) is a size (``hidden_channels``,
+    ``n_layers``, ``n_heads``, ``head_dim``, ``n_modes``, ``window_size``, ``window_stride``, ``factor``,
+    ``image_size``, ...): checked here at once, for every model, so that ``hidden_channels=2**70`` is one line instead
+    of torch's overflow. A ``*_ratio`` keyword (or TFNO's explicit ``rank``) times ``hidden_channels`` is a width too.
+
+    Parameters
+    ----------
+    name : str
+        Registry name (for messages).
+    kwargs : dict
+        The constructor keywords (types already checked).
+    params : dict
+        The model's keyword specs (:func:`mano_pde.models.registry.model_parameters`).
+    width : int
+        ``hidden_channels`` (given or the model's default), for the ratios.
+
+    Raises
+    ------
+    mano_pde.errors.UserInputError
+        Naming the keyword, its value and the bound.
+    """
+    for key, value in kwargs.items():
+        spec = params.get(key)
+        sized = key == "rank" or (spec is not None and _is_size(spec))  # TFNO's rank: a fraction or explicit ranks
+        values = list(value) if isinstance(value, (list, tuple)) else [value]
+        if sized and any(is_int(v) and v > MAX_SIZE for v in values):
+            raise UserInputError(
+                f"create_model({name!r}): {key}={value!r} is beyond the largest size a model of this package takes "
+                f"({MAX_SIZE:,} = 2**16; the FNO paper's width is 32); give a smaller {key}"
+            )
+    for key, ratio in kwargs.items():
+        if key.endswith("_ratio") and is_int(width) and isinstance(ratio, numbers.Real) and not isinstance(ratio, bool):
+            if math.isfinite(ratio) and ratio * width > MAX_SIZE:
+                raise UserInputError(
+                    f"create_model({name!r}): {key}={ratio!r} gives a hidden width of {ratio * width:.3g} "
+                    f"(x hidden_channels {width}), beyond the largest size a model of this package takes "
+                    f"({MAX_SIZE:,} = 2**16); give a smaller {key}"
+                )
 
 
 def _finite(values: dict, minimum: float | None = None) -> None:

@@ -31,11 +31,12 @@ from neuralop.models import FNO
 from torch import nn
 
 from ..errors import UserInputError
-from ..model_catalogue import MODELS
+from ..model_catalogue import MODELS, canonical_model_name
 from .arguments import check_model_kwargs, parameters_of
 from .arguments import parse_model_args as _parse_model_args
 from .attention_operators import GlobalAttentionOperator, WindowAttentionOperator
 from .fourier import fno_darcy, tfno_darcy
+from .hyperparameters import check_sizes
 from .mano import MANO
 
 logger = logging.getLogger(__name__)
@@ -77,10 +78,7 @@ _REGISTRY: dict[str, _Entry] = {name: _Entry(builder, MODELS[name], to) for name
 
 
 def _canonical(name: str) -> str:
-    key = str(name).strip().lower().replace("_", "-")
-    if key not in _REGISTRY:
-        raise UserInputError(f"unknown model {name!r}; available models: {list_models()}")
-    return key
+    return canonical_model_name(name)  # the catalogue's names are the registry's (checked at import)
 
 
 def list_models() -> list[str]:
@@ -150,8 +148,11 @@ def create_model(name: str, **kwargs) -> nn.Module:
     kwargs.setdefault("in_channels", 1)
     kwargs.setdefault("out_channels", 1)
     # unknown keywords and wrong types: ModelArgumentError (a TypeError)
-    check_model_kwargs(key, kwargs, model_parameters(key))
+    params = model_parameters(key)
+    check_model_kwargs(key, kwargs, params)
+    check_sizes(key, kwargs, params, kwargs.get("hidden_channels", _defaults(builder).get("hidden_channels")))
     try:
+        _check_memory(key, builder, kwargs)
         model = builder(**kwargs)
     except UserInputError:
         raise
@@ -160,6 +161,61 @@ def create_model(name: str, **kwargs) -> nn.Module:
     model.mano_pde_config = {"model": key, "kwargs": _plain(kwargs)}
     logger.debug("created %s with %d parameters", key, count_parameters(model))
     return model
+
+
+def _defaults(fn: Callable) -> dict[str, object]:
+    return {p.name: p.default for p in inspect.signature(fn).parameters.values() if p.default is not p.empty}
+
+
+def _check_memory(key: str, builder: Callable[..., nn.Module], kwargs: dict) -> None:
+    """Refuse a model whose float32 weights alone exceed this machine's memory, before allocating any.
+
+    The model is built on torch's ``meta`` device (shapes only, no memory, the random state kept) with at most two
+    layers, and its parameter count extrapolated linearly in ``n_layers`` (every layer of these models is alike), so
+    the estimate is exact and costs milliseconds whatever the sizes.
+    """
+    memory = _physical_memory()
+    n_layers = kwargs.get("n_layers", _defaults(builder).get("n_layers"))
+    if memory is None or not isinstance(n_layers, int):
+        return
+    sizes = {k: v for k, v in kwargs.items() if k in _SIZE_KEYWORDS and not (k.endswith("_channels") and v == 1)}
+    shown = ", ".join(f"{k}={v!r}" for k, v in sizes.items()) or "its default sizes"
+    counts = []
+    with torch.random.fork_rng(devices=[]), torch.device("meta"):
+        for n in sorted({min(n_layers, 1), min(n_layers, 2)}):
+            try:
+                counts.append(count_parameters(builder(**{**kwargs, "n_layers": n})))
+            except UserInputError:
+                raise
+            except (RuntimeError, TypeError, OverflowError, MemoryError) as exc:  # shapes torch cannot even form
+                raise UserInputError(
+                    f"create_model({key!r}) with {shown}: torch cannot form the tensor shapes ({type(exc).__name__}: "
+                    f"{str(exc).splitlines()[0] if str(exc) else ''}); use smaller sizes"
+                ) from exc
+    n_params = counts[-1] + max(n_layers - 2, 0) * (counts[-1] - counts[0])
+    if 4 * n_params > memory:
+        raise UserInputError(
+            f"create_model({key!r}) with {shown} has {n_params:,} parameters ({4 * n_params / 2**30:,.1f} GiB as "
+            f"float32), more than this machine's memory ({memory / 2**30:,.1f} GiB); use smaller sizes (e.g. "
+            "hidden_channels, n_modes, n_layers)"
+        )
+
+
+#: Keywords named by the memory refusal (the sizes a user would shrink).
+_SIZE_KEYWORDS = (
+    "hidden_channels", "n_layers", "n_modes", "n_heads", "head_dim", "window_size", "mlp_ratio", "rank",
+    "lifting_channel_ratio", "projection_channel_ratio", "in_channels", "out_channels",
+)  # fmt: skip
+
+
+def _physical_memory() -> int | None:
+    """Bytes of RAM of this machine (``None`` where the platform does not say)."""
+    import os
+
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, ValueError, OSError):  # pragma: no cover - e.g. Windows
+        return None
 
 
 def count_parameters(model: nn.Module, trainable_only: bool = True) -> int:

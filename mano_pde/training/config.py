@@ -11,15 +11,34 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from ..errors import UserInputError
-from ..model_catalogue import MODEL_NAMES
+from ..model_catalogue import MODEL_NAMES, canonical_model_name
 from ..record_types import check_fields
 
-__all__ = ["TrainConfig", "LOSSES", "SCHEDULERS", "MAX_SEED"]
+__all__ = ["TrainConfig", "LOSSES", "SCHEDULERS", "MAX_SEED", "MAX_EPOCHS", "check_epochs"]
 
 LOSSES = ("l2", "h1")
 SCHEDULERS = ("cosine", "step", "none")
 #: The largest training seed: the per-epoch seeds derived from it (``seed * 1_000_003 + epoch``) stay in torch's range.
 MAX_SEED = 2**32 - 1
+#: The most epochs a run may ask for: the FNO paper trains 500; 10**6 epochs of even a one-second epoch take 11.6 days,
+#: so a larger count is a typo (or ``2**70``) that would run until it is killed.
+MAX_EPOCHS = 10**6
+#: The range of float32, torch's parameter type: the learning rate, weight decay and decay factor enter the
+#: optimizer's float32 arithmetic, where a larger number overflows and a smaller non-zero one flushes to 0.
+FLOAT32_MAX = 3.4028234663852886e38
+FLOAT32_TINY = 1.1754943508222875e-38
+
+
+def check_epochs(value: object, where: str = "epochs (--epochs)") -> None:
+    """Refuse an epoch count that is not an int in ``[1, MAX_EPOCHS]`` (every place that takes one: a run's
+    ``epochs``, ``benchmark darcy --epochs``, a spec's ``tuning.epochs``)."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise UserInputError(f"{where} must be an int >= 1, got {value!r}")
+    if value > MAX_EPOCHS:
+        raise UserInputError(
+            f"{where} must be at most {MAX_EPOCHS:,} (10**6 epochs of even a one-second epoch take 11.6 days), got "
+            f"{value:,}; give the number of epochs you mean"
+        )
 
 
 @dataclass
@@ -136,8 +155,10 @@ class TrainConfig:
             raise UserInputError(f"n_test must be >= 1 (the held-out error is logged every epoch), got {self.n_test}")
         if self.n_val < 0:
             raise UserInputError(f"n_val must be >= 0 (0: no validation split), got {self.n_val}")
-        if self.epochs < 1 or self.batch_size < 1:
-            raise UserInputError(f"epochs and batch_size must be >= 1, got {self.epochs} and {self.batch_size}")
+        check_epochs(self.epochs)
+        if self.batch_size < 1:
+            raise UserInputError(f"batch_size (--batch-size) must be >= 1, got {self.batch_size}")
+        canonical_model_name(self.model)  # the registry's names, without importing torch
         if self.loss not in LOSSES:
             raise UserInputError(f"unknown loss {self.loss!r}; choose one of {LOSSES}")
         if self.scheduler not in SCHEDULERS:
@@ -154,17 +175,22 @@ class TrainConfig:
 
     def _check_ranges(self) -> None:
         """Numbers that would train silently wrong (NaN/inf weights) or fail deep inside torch: refused here."""
-        for key, low, low_ok in (("lr", 0.0, False), ("weight_decay", 0.0, True), ("gamma", 0.0, False)):
+        for key, zero_ok in (("lr", False), ("weight_decay", True), ("gamma", False)):
             value = getattr(self, key)
-            if not math.isfinite(value) or value < low or (value == low and not low_ok):
-                bound = ">= 0" if low_ok else "> 0"
+            option = f"{key} (--{key.replace('_', '-')})"
+            if not math.isfinite(value) or value < 0 or (value == 0 and not zero_ok):
+                raise UserInputError(f"{option} must be a finite number {'>= 0' if zero_ok else '> 0'}, got {value!r}")
+            if value > FLOAT32_MAX or 0 < value < FLOAT32_TINY:
                 raise UserInputError(
-                    f"{key} (--{key.replace('_', '-')}) must be a finite number {bound}, got {value!r}"
+                    f"{option} = {value!r} cannot be held by float32, the weights' type (it would overflow to inf or "
+                    f"flush to 0): give a value between {FLOAT32_TINY:.2g} and {FLOAT32_MAX:.2g}"
+                    + (" (or 0)" if zero_ok else "")
                 )
         if self.step_size < 1:
             raise UserInputError(
                 f"step_size (--step-size) must be an int >= 1 (epochs per decay), got {self.step_size}"
             )
+        self._check_step_decay()
         if not 0 <= self.seed <= MAX_SEED:
             raise UserInputError(f"seed (--seed) must be an int in [0, 2**32 - 1], got {self.seed}")
         if min(self.resolutions) < 3:
@@ -173,6 +199,18 @@ class TrainConfig:
             raise UserInputError(
                 f"--loss h1 needs grids of at least {_h1_min_points()} points per direction (neuraloperator's "
                 f"one-sided finite differences at the boundary), got {min(self.resolutions)}; use --loss l2 there"
+            )
+
+    def _check_step_decay(self) -> None:
+        """The step schedule's largest learning rate, ``lr * gamma**decays`` (``gamma > 1`` grows it), fits float32."""
+        if self.scheduler != "step" or self.gamma <= 1:
+            return
+        decays = (self.epochs - 1) // self.step_size  # StepLR decays after every step_size epochs
+        if decays and math.log(self.lr) + decays * math.log(self.gamma) > math.log(FLOAT32_MAX):
+            raise UserInputError(
+                f"gamma (--gamma) = {self.gamma!r} > 1 grows the learning rate {decays} times over {self.epochs} "
+                f"epochs (step size {self.step_size}), from lr = {self.lr!r} beyond float32's range "
+                f"({FLOAT32_MAX:.2g}); use a decay factor gamma <= 1"
             )
 
     #: Fields that say where (or how fast) a run executes, not what it computes: a run resumed or reused with

@@ -311,12 +311,12 @@ def _train(
     # Normalisers: rank 0 reads or fits them and shares them, so every process uses the very same values.
     norms = None
     if ctx.is_main:
-        out.mkdir(parents=True, exist_ok=True)
         if resuming:
             norms = _resumed_normalizers(out, state)
-        else:
+        else:  # fitted first: data that give no normaliser (constant u) are refused before the run folder exists
             fitted = fit_normalizers(train_sets)
             norms = {"x": normalizer_to_dict(fitted[0]), "y": normalizer_to_dict(fitted[1])}
+            out.mkdir(parents=True, exist_ok=True)
             atomic_write_text(out / "normalizers.json", json.dumps(norms, indent=2))
     norms = ctx.broadcast(norms)
     in_norm = normalizer_from_dict(norms["x"], out / "normalizers.json")
