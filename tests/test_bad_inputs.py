@@ -1627,6 +1627,20 @@ def test_hs_benchmark_epochs_beyond_the_bound_is_refused_before_the_study(tmp_pa
         ExperimentSpec.from_dict(spec)
 
 
+def test_hs_benchmark_workers_beyond_memory_are_refused_before_the_study_folder(tmp_path, capsys, monkeypatch):
+    """spec/workers=huge: `benchmark darcy --workers 2**70` was refused by generate, after `study/` was created."""
+    from mano_pde.experiments import load_spec, run_experiment
+
+    monkeypatch.chdir(tmp_path)
+    _tiny_spec(tmp_path)
+    assert main(["benchmark", "darcy", "--spec", "spec.toml", "--workers", str(2**70), "-o", "study"]) == 2
+    _one_error_line(capsys, f"--workers {2**70} asks for more worker processes than this machine can hold", "benchmark")
+    assert sorted(os.listdir(tmp_path)) == ["spec.toml"]
+    with pytest.raises(UserInputError, match="asks for more worker processes"):  # the Python API checks it too
+        run_experiment(load_spec(tmp_path / "spec.toml"), tmp_path / "study2", workers=2**70, progress=False)
+    assert sorted(os.listdir(tmp_path)) == ["spec.toml"]
+
+
 @pytest.mark.parametrize("kind", ["folder", "missing-folder", "trailing-slash", "docs-is-a-file", "docs-link"])
 def test_hs_update_benchmarks_target_is_checked_before_the_study(kind, tmp_path, capsys, monkeypatch):
     """spec/update-benchmarks-is-folder: the whole study ran, the plots were copied to ./docs/darcy-study, then a
@@ -1672,7 +1686,10 @@ def test_hs_plots_are_copied_beside_the_benchmarks_file_never_through_a_link(tmp
 @pytest.mark.parametrize(
     ("change", "phrase"),
     [
-        (lambda r: r["data"]["d"]["generate"].update(n_samples=0), "data.d.generate.n_samples must be a positive"),
+        (
+            lambda r: r["data"]["d"]["generate"].update(n_samples=0),
+            "data.d.generate.n_samples (--n-samples) must be an int in [1, 2**63 - 1]",
+        ),
         (lambda r: r["data"]["d"]["generate"].update(bogus=1), "data.d.generate.bogus is not a generator parameter"),
         (lambda r: r["data"]["d"]["generate"].update(alpha="2"), "data.d.generate.alpha must be a number, got '2'"),
         (lambda r: r["data"]["d"]["generate"].update(permeability_map="x"),

@@ -129,6 +129,11 @@ def test_seeds_are_a_spec_axis_and_specs_without_seeds_are_unchanged(tmp_path):
     shipped = load_spec("darcy-seeded")
     assert shipped.seeds == [0, 1, 2] and shipped.tuning.max_parameters == 150_000
     assert shipped.arms["multi"].train == {"resolutions": [33, 65], "n_train": [256, 32]}
+    # the published choices of the search: every family tuned, within the cap, chosen on validation
+    for key in shipped.tuning.models:
+        tuned = shipped.models[key].tuned
+        assert tuned and tuned["trials"] == 16 and tuned["n_parameters"] <= 150_000, key
+        assert set(shipped.models[key].train) == {"lr", "batch_size"}
 
 
 # ---------------------------------------------------------------------------------------------- tuning

@@ -182,12 +182,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..data.generate import check_worker_count
+    from ..errors import UserInputError
     from ..experiments import load_spec
     from ..experiments.runner import check_experiment_folder
 
     spec = load_spec(args.spec or ("darcy-full" if args.full else "darcy-seeded"))
     out = Path(args.output or f"runs/darcy-study-{spec.name.removeprefix('darcy-')}")
     check_experiment_folder(out)
+    if args.workers < 1:
+        raise UserInputError(f"--workers must be >= 1, got {args.workers}")
+    check_worker_count(args.workers)  # the tuning stage generates the data before the runner would check
     # every file the command writes besides -o, checked before the study runs (hours later is too late)
     if args.write_spec:
         check_writable_file(args.write_spec, "--write-spec", "study-spec.toml")

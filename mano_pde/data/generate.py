@@ -60,6 +60,7 @@ __all__ = [
     "generate_darcy",
     "finish_interrupted",
     "default_chunk_size",
+    "check_worker_count",
     "WorkerDiedError",
 ]
 
@@ -194,14 +195,17 @@ def _physical_memory() -> int | None:
         return None
 
 
-def _check_memory(config: DarcyConfig, workers: int, dask_workers: int | None, chunk_size: int) -> None:
-    """Refuse a run whose worker processes or samples cannot fit in this machine's memory, before anything is
-    written.
+def check_worker_count(workers: int, dask_workers: int | None = None) -> None:
+    """Refuse more worker processes than this machine's memory can hold (checked before anything is written, also
+    by the experiment runner before it creates its folder).
 
-    The estimates are lower bounds (:data:`WORKER_PROCESS_BYTES` or :data:`DASK_WORKER_BYTES` per worker process
-    started, :data:`SAMPLE_BYTES_PER_POINT` per grid point and sample being solved at once), so only runs that
-    certainly cannot finish are refused: ``--dask-workers 2**70`` (a local cluster starts every worker it is
-    asked for) as well as ``--workers 2**70`` (a mistake, although the pool starts at most one worker per chunk).
+    Each worker is a Python process of at least :data:`WORKER_PROCESS_BYTES` (:data:`DASK_WORKER_BYTES` for a
+    local dask cluster, which starts every worker it is asked for) before it solves anything.
+
+    Raises
+    ------
+    mano_pde.errors.UserInputError
+        The workers cannot all exist at once.
     """
     total = _physical_memory()
     if not total:
@@ -216,6 +220,24 @@ def _check_memory(config: DarcyConfig, workers: int, dask_workers: int | None, c
             f"solves anything, so {total / 2**30:.1f} GiB of memory hold at most {total // per_process}; give at "
             f"most that, best one worker per core ({os.cpu_count() or 1} here)"
         )
+
+
+def _check_memory(config: DarcyConfig, workers: int, dask_workers: int | None, chunk_size: int) -> None:
+    """Refuse a run whose worker processes or samples cannot fit in this machine's memory, before anything is
+    written.
+
+    The estimates are lower bounds (:data:`WORKER_PROCESS_BYTES` or :data:`DASK_WORKER_BYTES` per worker process
+    started, :data:`SAMPLE_BYTES_PER_POINT` per grid point and sample being solved at once), so only runs that
+    certainly cannot finish are refused: ``--dask-workers 2**70`` (a local cluster starts every worker it is
+    asked for) as well as ``--workers 2**70`` (a mistake, although the pool starts at most one worker per chunk).
+    """
+    total = _physical_memory()
+    if not total:
+        return
+    check_worker_count(workers, dask_workers)
+    dask = dask_workers is not None
+    processes = dask_workers if dask else workers
+    flag = "--dask-workers" if dask else "--workers"
     parallel = max(1, min(processes, math.ceil(config.n_samples / chunk_size)))  # one chunk per worker at a time
     need = SAMPLE_BYTES_PER_POINT * config.resolution**2 * parallel
     if need > total:

@@ -189,9 +189,23 @@ class ShardFolder:
         return json.dumps(self.manifest, indent=2, allow_nan=False)  # strict JSON: never NaN/Infinity
 
     def record(self, start: int, stop: int, digest: str) -> None:
-        """Record a saved shard's digest in the manifest (atomically rewritten)."""
-        self.shards[int(start)] = {"stop": int(stop), "sha256": digest}
-        atomic_write_text(self.path / MANIFEST, self._manifest_text())
+        """Record a saved shard's digest in the manifest (atomically rewritten).
+
+        The shard counts as recorded only once the manifest holding it is on disk: an interrupt (Ctrl-C) during
+        the write leaves it unrecorded in memory too, so the clean-up that adopts saved shards records it again.
+        """
+        entry = {"stop": int(stop), "sha256": digest}
+        previous = self.shards.get(int(start))
+        self.shards[int(start)] = entry
+        try:
+            atomic_write_text(self.path / MANIFEST, self._manifest_text())
+        except BaseException:
+            if previous is None:
+                self.shards.pop(int(start), None)
+            else:
+                self.shards[int(start)] = previous
+            self.manifest["shards"] = {str(k): v for k, v in sorted(self.shards.items())}
+            raise
 
     def missing(self, chunks: list[tuple[int, int]]) -> list[tuple[int, int]]:
         """The chunks to compute: no shard, or a shard that is unrecorded or fails its digest (then deleted)."""

@@ -379,6 +379,7 @@ def run_experiment(
     """
     import numbers
 
+    from ..data.generate import check_worker_count
     from ..device import resolve_device
     from ..evaluation import evaluate
     from ..provenance import run_versions
@@ -387,6 +388,7 @@ def run_experiment(
 
     if isinstance(workers, bool) or not isinstance(workers, numbers.Integral) or workers < 1:
         raise UserInputError(f"workers (--workers) must be an int >= 1, got {workers!r}")
+    check_worker_count(int(workers))  # before the experiment folder exists
     resolve_device(device)  # an unknown or unavailable device fails now, not after the data are generated
     t_start = time.perf_counter()
     out = check_experiment_folder(output)
