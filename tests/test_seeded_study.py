@@ -401,3 +401,31 @@ def test_tuning_report_of_a_seeded_spec_reads_the_seeded_train_times():
 
     md = tuning_markdown(_study_summary(), "single")
     assert "| 100 | 1.5 min |" in md and "| 200 | 1.5 min |" in md
+
+
+def test_a_resolved_spec_describes_exactly_the_runs_it_was_resolved_for(tmp_path):
+    """The spec written after the search (study-spec.toml, or published over the shipped spec) must plan the same
+    runs as the spec in memory: a None keyword (MANO's tiling windows had window_stride=None) was dropped by the
+    TOML writer, so a rerun from the written spec refused the runs trained before as 'another run'."""
+    from mano_pde.experiments.search_spaces import model_kwargs
+    from mano_pde.experiments.spec import ModelSpec
+    from mano_pde.experiments.tuning import apply_tuning, spec_to_toml
+
+    base = {"window_size": 8, "hidden_channels": 8, "lr": 1e-3, "batch_size": 2}
+    tiled, _ = model_kwargs("mano", {**base, "window_overlap": False})
+    overlapping, train = model_kwargs("mano", {**base, "window_overlap": True})
+    assert "window_stride" not in tiled and overlapping["window_stride"] == 4 and train == {"lr": 1e-3, "batch_size": 2}
+    with pytest.raises(UserInputError, match=r"kwargs \['window_stride'\] set to None; leave a keyword out"):
+        ModelSpec(model="mano", kwargs={"window_stride": None})
+    spec = ExperimentSpec.from_dict(SEEDED_RECORD)
+    tuned = {"trial": 0, "trials": 2, "epochs_per_trial": 1, "max_parameters": 20_000, "val_rel_l2": 0.5}
+    chosen = {
+        "mano": {"model": "mano", "kwargs": {**_MANO, **tiled}, "train": {"lr": 1e-3}, "tuned": tuned},
+        "fno": {"model": "fno", "kwargs": dict(_FNO), "train": {"batch_size": 2}, "tuned": tuned},
+    }
+    resolved = apply_tuning(spec, chosen)
+    path = tmp_path / "study-spec.toml"
+    path.write_text(spec_to_toml(resolved, "resolved"))
+    again = load_spec(path)
+    before = [(r.label, r.config.digest()) for r in plan_runs(resolved, tmp_path)]
+    assert before == [(r.label, r.config.digest()) for r in plan_runs(again, tmp_path)]

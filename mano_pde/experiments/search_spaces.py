@@ -110,9 +110,9 @@ def model_kwargs(model: str, params: dict[str, Any]) -> tuple[dict[str, Any], di
     """A trial's parameters as (model constructor keywords, ``TrainConfig`` overrides)."""
     kwargs = {k: v for k, v in params.items() if k not in TRAIN_SPACE}
     train = {k: v for k, v in params.items() if k in TRAIN_SPACE}
-    if "window_overlap" in kwargs:
-        overlap = kwargs.pop("window_overlap")
-        kwargs["window_stride"] = kwargs["window_size"] // 2 if overlap else None
+    if "window_overlap" in kwargs:  # no stride keyword for tiling windows: the model's default (a spec holds no None)
+        if kwargs.pop("window_overlap"):
+            kwargs["window_stride"] = kwargs["window_size"] // 2
     if "n_modes" in kwargs:
         kwargs["n_modes"] = [int(kwargs["n_modes"])] * 2
     return kwargs, train

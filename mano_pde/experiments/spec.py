@@ -91,6 +91,17 @@ class ModelSpec:
     train: dict[str, Any] = field(default_factory=dict)
     tuned: dict[str, Any] | None = None
 
+    def __post_init__(self) -> None:
+        # TOML has no null, and to_dict drops None: a None keyword would make the spec written to study-spec.toml
+        # describe another run than the one trained from the spec in memory
+        for table in ("kwargs", "train"):
+            nulls = sorted(k for k, v in getattr(self, table).items() if v is None)
+            if nulls:
+                raise UserInputError(
+                    f"model {self.model!r}: {table} {nulls} set to None; leave a keyword out to get the model's "
+                    "default (a spec cannot hold None: TOML has no null)"
+                )
+
 
 @dataclass(frozen=True)
 class EvalSpec:
