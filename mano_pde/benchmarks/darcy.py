@@ -25,8 +25,9 @@ wherever it stops (kill it at any moment and rerun the same command):
    65²), 80 epochs (resumes per epoch);
 4. evaluation of each final run once (33², 65², 129²: direct, ref-grid for MANO, resample; reused when complete),
    with per-sample errors;
-5. report ``OUT/study.md``: verdict table (paired bootstrap intervals over seeds × test samples), mean ± std over
-   seeds, the best-validation-epoch check, chosen configurations and every trial (``OUT/tuning/trials.{csv,md}``).
+5. report ``OUT/study.md``: verdict table (paired bootstrap intervals over seeds × test samples and Student-t
+   intervals over seeds), mean ± std over seeds, the best-validation-epoch check, chosen configurations and every
+   trial (``OUT/tuning/trials.{csv,md}``).
 
 Estimated cost on 2 CPU cores (per-epoch times of the earlier study at 33² with 256 samples: FNO 3 s, TFNO 5 s,
 window attention 15 s, MANO 17 s, global attention 25 s; tuned models may be larger or smaller): tuning about

@@ -400,17 +400,18 @@ def _mean_std(values: list[float]) -> str:
 
 
 def comparisons(summary: dict[str, Any], *, n_boot: int = 4000, seed: int = 0) -> list[dict[str, Any]]:
-    """The comparisons a seeded study states (its ``compare`` table), each with a paired bootstrap interval.
+    """The comparisons a seeded study states (its ``compare`` table), each with a paired bootstrap interval and a
+    Student-t interval over seeds (:func:`mano_pde.experiments.statistics.compare`).
 
     Per arm: ``compare.model`` against every other model of the arm, ``direct`` at the arm's (coarsest) training
     grid — seeds unpaired; and every zero-shot method (``direct``, ``ref-grid``) of every model against the same
     runs' ``resample`` at each ``compare.zero_shot`` grid — seeds paired. Samples are always paired (the same test
-    samples); see :func:`mano_pde.experiments.statistics.paired_bootstrap`. A comparison whose per-sample errors
+    samples); see :func:`mano_pde.experiments.statistics.compare`. A comparison whose per-sample errors
     are not all finite has no interval: its entry holds ``not_computed`` (:data:`NOT_FINITE`) instead.
     """
     import numpy as np
 
-    from .statistics import paired_bootstrap
+    from .statistics import compare as compare_sides
 
     cfg = summary["config"]
     compare = cfg.get("compare") or {}
@@ -433,7 +434,7 @@ def comparisons(summary: dict[str, Any], *, n_boot: int = 4000, seed: int = 0) -
                 {"label": label, "arm": arm, "left": list(left), "right": list(right), "not_computed": NOT_FINITE}
             )
             return
-        stats = paired_bootstrap(
+        stats = compare_sides(
             errors_a,
             errors_b,
             paired_seeds=paired,
@@ -485,6 +486,12 @@ def still_improving(summary: dict[str, Any]) -> list[dict[str, Any]]:
     return rows
 
 
+def _seed_cell(c: dict[str, Any]) -> str:
+    if c.get("seed_low") is None:
+        return "–"
+    return f"[{c['seed_low']:+.4f}, {c['seed_high']:+.4f}]"
+
+
 def study_markdown(summary: dict[str, Any], tuning: str | None = None) -> str:
     """The report of a seeded study: mean ± std over seeds, the verdict table (paired bootstrap intervals), whether
     the schedule was long enough, the tuned configurations and (``tuning``) the search's records."""
@@ -499,19 +506,22 @@ def study_markdown(summary: dict[str, Any], tuning: str | None = None) -> str:
         "",
         "Verdicts: paired difference of the mean relative L2 (left − right) over seeds × test samples, with a 95 % "
         "bootstrap interval that resamples seeds and test samples (pigeonhole bootstrap; seeds paired only between "
-        "methods of the same runs; `mano_pde.experiments.statistics`): `better` = the interval lies below 0 (left "
-        "has the lower error), `worse` = above 0, `within noise` = it contains 0.",
+        "methods of the same runs) and a 95 % Student-t interval over the seeds' mean errors (paired t for the same "
+        "runs, Welch otherwise): with 3 seeds the bootstrap alone is too narrow in the seed factor "
+        "(`mano_pde.experiments.statistics`). `better` = both intervals lie below 0 (left has the lower error), "
+        "`worse` = both above 0, `within noise` = otherwise.",
         "",
-        "| arm | comparison | left | right | difference [95 % interval] | relative | verdict |",
-        "|---|---|---|---|---|---|---|",
+        "| arm | comparison | left | right | difference [bootstrap 95 %] | seeds t 95 % | relative | verdict |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for c in verdicts:
         if c.get("not_computed"):
-            lines.append(f"| {c['arm']} | {c['label']} | – | – | {c['not_computed']} | – | – |")
+            lines.append(f"| {c['arm']} | {c['label']} | – | – | {c['not_computed']} | – | – | – |")
             continue
         lines.append(
             f"| {c['arm']} | {c['label']} | {c['left_mean']:.4f} | {c['right_mean']:.4f} | {c['difference']:+.4f} "
-            f"[{c['low']:+.4f}, {c['high']:+.4f}] | {100 * c['relative']:+.1f} % | **{c['verdict']}** |"
+            f"[{c['low']:+.4f}, {c['high']:+.4f}] | {_seed_cell(c)} | {100 * c['relative']:+.1f} % | "
+            f"**{c['verdict']}** |"
         )
     lines += [
         "",
